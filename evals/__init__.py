@@ -1,0 +1,1 @@
+"""Gavel evals (see the issues that build it)."""

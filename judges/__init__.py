@@ -1,0 +1,1 @@
+"""Gavel judges (see the issues that build it)."""

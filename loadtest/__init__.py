@@ -1,0 +1,1 @@
+"""Gavel loadtest (see the issues that build it)."""

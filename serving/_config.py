@@ -1,0 +1,287 @@
+"""Stack configuration: pydantic models for the YAML file that describes a Gavel stack.
+
+The models do no I/O. :func:`load_config` is the one edge that reads a file; it
+turns every failure into a :class:`ConfigError` naming the file, the field and the
+bad value.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Role = Literal["app", "judge"]
+"""Models are referred to by role, never by id, everywhere outside the config."""
+
+
+class GavelModel(BaseModel):
+    """Base of every Gavel config and wire format: unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ConfigError(Exception):
+    """A config file is invalid. ``str(err)`` is a one-line message for users."""
+
+    def __init__(self, file: str, field: str, value: object, message: str) -> None:
+        self.file = file
+        self.field = field
+        self.value = value
+        self.message = message
+        where = f"{file}: {field}" if field else file
+        shown = "" if value is _MISSING else f" = {value!r}"
+        super().__init__(f"{where}{shown}: {message}")
+
+
+_MISSING = object()
+
+
+class ModelSource(GavelModel):
+    """Where a model's weights come from: a local folder or a hub id (exactly one)."""
+
+    path: str | None = None
+    """Local Hugging Face checkpoint folder; relative paths are relative to the working dir."""
+    hub: str | None = None
+    """Hugging Face hub id (GPU clusters with hub access)."""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ModelSource:
+        if (self.path is None) == (self.hub is None):
+            raise ValueError("give exactly one of 'path' or 'hub'")
+        return self
+
+    @property
+    def uri(self) -> str:
+        """The string handed to vLLM as ``model``."""
+        return self.path if self.path is not None else str(self.hub)
+
+
+class EngineConfig(GavelModel):
+    """vLLM engine arguments Gavel knows about (typed, so typos are caught)."""
+
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    max_model_len: Annotated[int, Field(gt=0)] | None = None
+    enforce_eager: bool = False
+    enable_prefix_caching: bool | None = None
+    gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] | None = None
+    tensor_parallel_size: Annotated[int, Field(ge=1)] = 1
+    max_num_seqs: Annotated[int, Field(ge=1)] | None = None
+    max_num_batched_tokens: Annotated[int, Field(ge=1)] | None = None
+    quantization: str | None = None
+    seed: int | None = None
+
+    def to_engine_kwargs(self) -> dict[str, Any]:
+        """The non-default fields, as vLLM ``AsyncEngineArgs`` keyword arguments."""
+        kwargs = self.model_dump(exclude_none=True)
+        if kwargs.get("tensor_parallel_size") == 1:
+            kwargs.pop("tensor_parallel_size")
+        return kwargs
+
+
+class AutoscalingConfig(GavelModel):
+    """Ray Serve autoscaling bounds for one model."""
+
+    min_replicas: Annotated[int, Field(ge=0)] = 1
+    max_replicas: Annotated[int, Field(ge=1)] = 1
+    target_ongoing_requests: Annotated[float, Field(gt=0)] = 16
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AutoscalingConfig:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"min_replicas ({self.min_replicas}) exceeds max_replicas ({self.max_replicas})"
+            )
+        return self
+
+
+class DeploymentConfig(GavelModel):
+    """How many replicas serve a model: a fixed count or autoscaling, not both."""
+
+    num_replicas: Annotated[int, Field(ge=1)] | None = None
+    autoscaling: AutoscalingConfig | None = None
+    max_ongoing_requests: Annotated[int, Field(ge=1)] | None = None
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> DeploymentConfig:
+        if self.num_replicas is not None and self.autoscaling is not None:
+            raise ValueError("give either 'num_replicas' or 'autoscaling', not both")
+        return self
+
+    def to_serve_config(self) -> dict[str, Any]:
+        """The ``deployment_config`` dict that ``ray.serve.llm.LLMConfig`` takes."""
+        out: dict[str, Any] = {}
+        if self.autoscaling is not None:
+            out["autoscaling_config"] = self.autoscaling.model_dump()
+        else:
+            out["num_replicas"] = self.num_replicas or 1
+        if self.max_ongoing_requests is not None:
+            out["max_ongoing_requests"] = self.max_ongoing_requests
+        return out
+
+
+class ResourcesConfig(GavelModel):
+    """Resources of one engine replica (its placement-group bundle)."""
+
+    cpus: Annotated[float, Field(gt=0)] = 1
+    gpus: Annotated[float, Field(ge=0)] = 0
+    """Whole or fractional GPUs; a fraction lets a small judge share a GPU."""
+    accelerator_type: str | None = None
+    """Ray accelerator type (e.g. ``L4``, ``A10G``, ``H100``) when the cluster mixes GPUs."""
+
+    def bundle(self) -> dict[str, float]:
+        """The placement-group bundle for one engine replica."""
+        b: dict[str, float] = {"CPU": self.cpus}
+        if self.gpus:
+            b["GPU"] = self.gpus
+        return b
+
+
+class PriceConfig(GavelModel):
+    """Price of a model, per 1M tokens or derived from a GPU-hour price and a throughput."""
+
+    input_per_mtok: Annotated[float, Field(ge=0)] | None = None
+    output_per_mtok: Annotated[float, Field(ge=0)] | None = None
+    node_hour_usd: Annotated[float, Field(ge=0)] | None = None
+    """Price of the hardware one replica uses, per hour."""
+    assumed_output_tok_s: Annotated[float, Field(gt=0)] | None = None
+    """Output tokens per second one replica sustains, used to derive a per-token price."""
+
+    @model_validator(mode="after")
+    def _complete(self) -> PriceConfig:
+        per_tok = self.input_per_mtok is not None or self.output_per_mtok is not None
+        hourly = self.node_hour_usd is not None or self.assumed_output_tok_s is not None
+        if per_tok and hourly:
+            raise ValueError("price per token or per node-hour, not both")
+        if hourly and (self.node_hour_usd is None or self.assumed_output_tok_s is None):
+            raise ValueError("node_hour_usd needs assumed_output_tok_s (and vice versa)")
+        return self
+
+    def per_mtok(self) -> tuple[float, float]:
+        """(input, output) USD per 1M tokens. An hourly price is charged to output tokens."""
+        if self.node_hour_usd is not None and self.assumed_output_tok_s:
+            return 0.0, self.node_hour_usd / (self.assumed_output_tok_s * 3600) * 1e6
+        return self.input_per_mtok or 0.0, self.output_per_mtok or 0.0
+
+
+class ModelConfig(GavelModel):
+    """One served model: its role, served id, weights, engine, replicas and resources."""
+
+    role: Role
+    model_id: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9._:/-]+$")]
+    """The id clients put in ``model``."""
+    source: ModelSource
+    engine: EngineConfig = EngineConfig()
+    deployment: DeploymentConfig = DeploymentConfig()
+    resources: ResourcesConfig = ResourcesConfig()
+    env: dict[str, str] = Field(default_factory=dict)
+    """Environment variables for the engine's workers (e.g. ``VLLM_CPU_KVCACHE_SPACE``)."""
+    stream_batching_interval_ms: Annotated[float, Field(ge=0)] | None = None
+    """Ray Serve LLM groups stream chunks for this long; ``None`` keeps Ray's default (50)."""
+    price: PriceConfig = PriceConfig()
+
+
+class HttpConfig(GavelModel):
+    """Where the OpenAI-compatible endpoint listens."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8000
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI base URL clients use."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}/v1"
+
+
+class RayConfig(GavelModel):
+    """How Gavel reaches Ray: an existing cluster, or a local one it starts."""
+
+    address: str | None = None
+    """Cluster address (``auto``, ``ray://...``); ``None`` joins a running one or starts one."""
+    num_cpus: Annotated[int, Field(ge=1)] | None = None
+    """Logical CPUs for a locally started Ray (the CPU stack needs more than it has cores)."""
+
+
+class StackConfig(GavelModel):
+    """The whole stack: HTTP endpoint, Ray, and the served models (one per role)."""
+
+    http: HttpConfig = HttpConfig()
+    ray: RayConfig = RayConfig()
+    app_name: Annotated[str, Field(min_length=1)] = "gavel"
+    models: Annotated[list[ModelConfig], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _unique(self) -> StackConfig:
+        roles: list[str] = [m.role for m in self.models]
+        ids = [m.model_id for m in self.models]
+        for label, values in (("role", roles), ("model_id", ids)):
+            dupes = sorted({v for v in values if values.count(v) > 1})
+            if dupes:
+                raise ValueError(f"duplicate {label}: {', '.join(dupes)}")
+        if "app" not in roles:
+            raise ValueError("a model with role 'app' is required")
+        return self
+
+    def model(self, role: Role) -> ModelConfig:
+        """The model that plays ``role``; raises ``KeyError`` if none does."""
+        for m in self.models:
+            if m.role == role:
+                return m
+        raise KeyError(f"no model with role {role!r} in the config")
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _value_at(data: Any, loc: tuple[int | str, ...]) -> object:
+    cur = data
+    for part in loc:
+        try:
+            cur = cur[part]
+        except (KeyError, IndexError, TypeError):
+            return _MISSING
+    return cur
+
+
+def parse_config(data: object, *, source: str = "<config>") -> StackConfig:
+    """Validate already-loaded YAML/JSON data; errors name ``source``, the field and value."""
+    if not isinstance(data, dict):
+        raise ConfigError(source, "", _MISSING, "the top level must be a mapping")
+    try:
+        return StackConfig.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        if err["type"] == "extra_forbidden":
+            raise ConfigError(source, _field_path(loc), _MISSING, "unknown field") from None
+        # Errors raised inside a validator of a nested model have no value of their own.
+        value = _value_at(data, loc) if loc else _MISSING
+        if err["type"] == "value_error":
+            value = _MISSING
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        raise ConfigError(source, _field_path(loc), value, msg) from None
+
+
+def load_config(path: str | Path) -> StackConfig:
+    """Read and validate a stack config file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(p), "", _MISSING, "file not found") from None
+    except OSError as exc:
+        raise ConfigError(str(p), "", _MISSING, f"cannot read: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f"line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(str(p), line, _MISSING, "not valid YAML") from None
+    return parse_config(data, source=str(p))

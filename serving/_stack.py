@@ -1,0 +1,238 @@
+"""Lifecycle of a running stack: join or start Ray, deploy, wait until ready, report, stop.
+
+A small state file (``.gavel/stack.json``) remembers which config is running and
+whether Gavel started the Ray cluster itself, so ``gavel down`` stops only what
+Gavel started.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+
+from serving._config import StackConfig
+
+STATE_FILE = Path(".gavel/stack.json")
+RAY_CURRENT_CLUSTER = "/tmp/ray/ray_current_cluster"
+DEFAULT_HEAD_PORT = 6390  # Ray's default 6379 is Redis's port on many machines
+
+
+class StackError(Exception):
+    """The stack could not be started, reached or stopped; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class StackState:
+    """What ``gavel serve`` leaves behind for ``gavel status`` and ``gavel down``."""
+
+    config_file: str
+    app_name: str
+    base_url: str
+    started_ray: bool
+    ray_address: str
+
+
+def read_state(path: Path = STATE_FILE) -> StackState | None:
+    """The recorded state, or ``None`` when no stack was started from this folder."""
+    try:
+        return StackState(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def write_state(state: StackState, path: Path = STATE_FILE) -> None:
+    """Record ``state`` atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(state), indent=2))
+    tmp.replace(path)
+
+
+def _ray_bin() -> str:
+    return str(Path(sys.executable).parent / "ray")
+
+
+def _local_head_address() -> str | None:
+    """Address of the Ray head that ``ray start`` recorded on this machine, if it is up."""
+    try:
+        addr = Path(RAY_CURRENT_CLUSTER).read_text().strip()
+        host, port = addr.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=1):
+            return addr
+    except (OSError, ValueError):
+        return None
+
+
+def connect_ray(address: str | None) -> bool:
+    """Connect this process to a Ray cluster; returns False if none is reachable.
+
+    With no address, only a head recorded by ``ray start`` on this machine is
+    joined. The check does not call ``ray.init`` first: a failed ``ray.init``
+    caches the (absent) auth token and a cluster started afterwards would refuse us.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return True
+    if address is None:
+        if _local_head_address() is None:
+            return False
+        # "auto" (not the explicit address) makes Ray use the local auth token.
+        address = "auto"
+    try:
+        ray.init(
+            address=address,
+            logging_level=logging.ERROR,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    except ConnectionError:
+        return False
+    return True
+
+
+def start_local_ray(num_cpus: int | None, *, port: int = DEFAULT_HEAD_PORT) -> str:
+    """Start a single-node Ray head with ``ray start`` (it outlives this process)."""
+    cmd = [
+        _ray_bin(),
+        "start",
+        "--head",
+        f"--port={port}",
+        "--node-ip-address=127.0.0.1",
+        "--disable-usage-stats",
+        "--dashboard-host=127.0.0.1",
+    ]
+    if num_cpus is not None:
+        cmd.append(f"--num-cpus={num_cpus}")
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
+        raise StackError(f"`ray start` failed: {tail[0]}")
+    return "auto"
+
+
+def stop_local_ray() -> None:
+    """Stop the Ray processes started by :func:`start_local_ray` on this machine."""
+    subprocess.run([_ray_bin(), "stop", "--force"], capture_output=True, check=False)
+
+
+def wait_http_ready(base_url: str, model_ids: list[str], *, timeout_s: float) -> None:
+    """Wait until ``/v1/models`` answers and lists every model id."""
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.get(f"{base_url}/models", timeout=5)
+            if r.status_code == 200:
+                served = {m["id"] for m in r.json().get("data", [])}
+                if set(model_ids) <= served:
+                    return
+                last = f"models served so far: {sorted(served)}"
+            else:
+                last = f"HTTP {r.status_code}"
+        except httpx.HTTPError as exc:
+            last = type(exc).__name__
+        time.sleep(1)
+    raise StackError(f"{base_url}/models not ready after {timeout_s:.0f} s ({last})")
+
+
+def deploy(
+    config: StackConfig,
+    *,
+    config_file: str,
+    base_dir: Path,
+    timeout_s: float = 900,
+    log: Callable[[str], None] = print,
+) -> StackState:
+    """Join or start Ray, run the app, and return once the endpoint serves every model."""
+    from ray import serve
+
+    from serving._builder import build_app
+
+    started = False
+    address = config.ray.address
+    if not connect_ray(address):
+        if address is not None:
+            raise StackError(
+                f"no Ray cluster at {address!r}; start it, or remove ray.address "
+                "from the config to let Gavel start a local one"
+            )
+        log(f"starting a local Ray cluster ({config.ray.num_cpus or 'auto'} logical CPUs)")
+        address = start_local_ray(config.ray.num_cpus)
+        started = True
+        if not connect_ray(address):
+            raise StackError(f"started Ray at {address} but could not connect to it")
+    state = StackState(
+        config_file=config_file,
+        app_name=config.app_name,
+        base_url=config.http.base_url,
+        started_ray=started,
+        ray_address=address or "auto",
+    )
+    write_state(state)
+    serve.start(http_options={"host": config.http.host, "port": config.http.port})
+    log("deploying (a cold start on CPU takes 2-3 minutes)")
+    try:
+        serve.run(build_app(config, base_dir=base_dir), name=config.app_name, route_prefix="/")
+    except Exception as exc:  # Ray raises plain RuntimeError on a failed deployment.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StackError(
+            f"deployment failed: {first}; see /tmp/ray/session_latest/logs/serve/"
+        ) from None
+    wait_http_ready(config.http.base_url, [m.model_id for m in config.models], timeout_s=timeout_s)
+    return state
+
+
+@dataclass(frozen=True)
+class DeploymentStatus:
+    """One deployment of the app, as Ray Serve reports it."""
+
+    name: str
+    status: str
+    replicas: dict[str, int]
+    message: str
+
+
+def app_status(app_name: str) -> tuple[str, list[DeploymentStatus]]:
+    """The app's status and its deployments' statuses; the app is ``NOT_RUNNING`` if absent."""
+    from ray import serve
+
+    apps = serve.status().applications
+    app = apps.get(app_name)
+    if app is None:
+        return "NOT_RUNNING", []
+    deps = [
+        DeploymentStatus(
+            name=name,
+            status=str(getattr(d.status, "value", d.status)),
+            replicas={str(getattr(k, "value", k)): v for k, v in d.replica_states.items()},
+            message=d.message,
+        )
+        for name, d in sorted(app.deployments.items())
+    ]
+    return str(getattr(app.status, "value", app.status)), deps
+
+
+def shutdown(state: StackState | None, *, log: Callable[[str], None] = print) -> None:
+    """Delete the app, shut Serve down, and stop Ray if Gavel started it."""
+    from ray import serve
+
+    if connect_ray(state.ray_address if state else None):
+        serve.shutdown()
+        log("Serve shut down")
+        import ray
+
+        ray.shutdown()
+    if state is not None and state.started_ray:
+        stop_local_ray()
+        log("local Ray stopped")
+    STATE_FILE.unlink(missing_ok=True)
