@@ -171,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     down = sub.add_parser("down", help="stop a detached stack")
     down.set_defaults(func=_cmd_down)
+
+    from loadtest._cli import add_parser as add_loadtest
+
+    add_loadtest(sub)
     return parser
 
 

@@ -59,7 +59,6 @@ def bare_vllm(config: StackConfig, log: Path) -> Iterator[str]:
         "--served-model-name", app.model_id,
         "--host", "127.0.0.1", "--port", str(BARE_PORT),
         "--dtype", engine.dtype,
-        "--disable-log-requests",
     ]  # fmt: skip
     if engine.max_model_len:
         cmd += ["--max-model-len", str(engine.max_model_len)]
@@ -118,6 +117,7 @@ def run_vllm_bench(
             "--random-output-len", "128", "--num-prompts", str(num_prompts),
             "--max-concurrency", "4", "--ignore-eos", "--num-warmups", "4",
             "--label", label, "--disable-tqdm", "--seed", "0",
+            "--percentile-metrics", "ttft,tpot,itl,e2el",
         ]
     )  # fmt: skip
     return main(args)

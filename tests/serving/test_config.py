@@ -53,7 +53,7 @@ def test_cpu_config_sets_stream_batching_and_env() -> None:
     cfg = load_config(ROOT / "config/cpu.yaml")
     llm = to_llm_config(cfg.model("app"), base_dir=ROOT)
     assert llm.experimental_configs == {"stream_batching_interval_ms": 0}
-    assert llm.runtime_env == {"env_vars": {"VLLM_CPU_KVCACHE_SPACE": "1"}}
+    assert llm.runtime_env == {"env_vars": {"VLLM_CPU_KVCACHE_SPACE": "1", "OMP_NUM_THREADS": "2"}}
     assert llm.engine_kwargs == {"dtype": "float32", "enforce_eager": True, "max_model_len": 2048}
     src = llm.model_loading_config.model_source
     assert src == str(ROOT / "models/SmolLM2-135M-Instruct")
