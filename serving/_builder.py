@@ -7,6 +7,7 @@ ingress class, extends that app.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,31 +67,71 @@ def to_llm_config(model: ModelConfig, *, base_dir: Path) -> LLMConfig:
     return LLMConfig(**kwargs)
 
 
+GAVEL_ENDPOINTS: dict[str, Callable[[Any], Callable[..., Any]]] = {
+    "models": lambda app: app.get("/v1/models"),
+    "model_data": lambda app: app.get("/v1/models/{model:path}"),
+    "completions": lambda app: app.post("/v1/completions"),
+    "chat": lambda app: app.post("/v1/chat/completions"),
+    "health": lambda app: app.get("/health"),
+    "metrics": lambda app: app.get("/metrics"),
+}
+"""The routes Gavel serves: Ray's OpenAI routes that go through the gateway, plus its own."""
+
+
+def gateway_settings(config: StackConfig, *, base_dir: Path) -> dict[str, Any]:
+    """The gateway's resolved settings, as bound to the ingress (absolute paths, prices)."""
+    from serving._ingress import GatewaySettings, ModelPrice
+    from serving._store import resolve_url
+
+    gw = config.gateway
+    spool = Path(gw.capture.spool_dir)
+    prices = {}
+    for m in config.models:
+        inp, out = m.price.per_mtok()
+        prices[m.model_id] = ModelPrice(input_per_mtok=inp, output_per_mtok=out)
+    settings = GatewaySettings(
+        config=gw,
+        store_url=resolve_url(gw.store.url, base_dir=base_dir),
+        spool_dir=str(spool if spool.is_absolute() else (base_dir / spool).resolve()),
+        roles={m.model_id: m.role for m in config.models},
+        prices=prices,
+    )
+    return settings.model_dump(mode="json")
+
+
 def build_app(
     config: StackConfig,
     *,
     base_dir: Path | None = None,
-    ingress_cls: type | None = None,
-    ingress_kwargs: dict[str, Any] | None = None,
 ) -> Application:
-    """Build the Serve application that serves every model of ``config``.
+    """Build the Serve application that serves every model of ``config`` behind the gateway.
+
+    Each model becomes a ``ray.serve.llm`` LLM deployment; the ingress is Ray's
+    ``OpenAiIngress`` extended by :class:`~serving._ingress.GavelIngress`, made into a
+    FastAPI ingress with ``make_fastapi_ingress`` (the pattern Ray documents for custom
+    ingresses), plus a shared rate-limiter deployment.
 
     Args:
         config: The validated stack config.
-        base_dir: Folder that relative model paths are resolved against (default: cwd).
-        ingress_cls: An ``OpenAiIngress`` subclass (default: Gavel's own).
-        ingress_kwargs: Extra keyword arguments bound to the ingress constructor.
+        base_dir: Folder that relative paths are resolved against (default: cwd).
     """
-    from ray.serve.llm import build_openai_app
+    from ray import serve
+    from ray.llm._internal.serve.core.configs.openai_api_models import to_model_metadata
+    from ray.serve.llm import build_llm_deployment
+    from ray.serve.llm.ingress import make_fastapi_ingress
 
     from serving._ingress import GavelIngress
+    from serving._limiter import RateLimiter
 
     base = (base_dir or Path.cwd()).resolve()
-    args: dict[str, Any] = {
-        "llm_configs": [to_llm_config(m, base_dir=base) for m in config.models],
-    }
-    args["ingress_cls_config"] = {
-        "ingress_cls": ingress_cls or GavelIngress,
-        "ingress_extra_kwargs": dict(ingress_kwargs or {}),
-    }
-    return build_openai_app(args)
+    llm_configs = [to_llm_config(m, base_dir=base) for m in config.models]
+    deployments = {c.model_id: build_llm_deployment(c) for c in llm_configs}
+    cards = {c.model_id: to_model_metadata(c.model_id, c) for c in llm_configs}
+    ingress_cls = make_fastapi_ingress(GavelIngress, endpoint_map=GAVEL_ENDPOINTS)
+    options = GavelIngress.get_deployment_options(llm_configs)  # type: ignore[arg-type]
+    return serve.deployment(ingress_cls, **options).bind(  # type: ignore[attr-defined]
+        llm_deployments=deployments,
+        model_cards=cards,
+        gateway=gateway_settings(config, base_dir=base),
+        limiter=RateLimiter.bind(),  # type: ignore[attr-defined]
+    )

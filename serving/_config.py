@@ -196,6 +196,43 @@ class HttpConfig(GavelModel):
         return f"http://{host}:{self.port}/v1"
 
 
+class AuthConfig(GavelModel):
+    """API-key auth on every ``/v1/*`` route. Turning it off must be explicit."""
+
+    enabled: bool = True
+
+
+class CaptureConfig(GavelModel):
+    """Traffic capture: batched off the request path, spooled to disk when the store is down."""
+
+    enabled: bool = True
+    flush_interval_s: Annotated[float, Field(gt=0, le=60)] = 0.5
+    """A ``kill -9`` of an ingress replica can lose at most this much of captured traffic."""
+    batch_size: Annotated[int, Field(ge=1)] = 256
+    queue_max: Annotated[int, Field(ge=1)] = 2000
+    """Records held in memory; beyond this they go straight to the disk spool."""
+    spool_dir: str = ".gavel/spool"
+    redact: bool = False
+    """Mask emails, phone numbers and secret-looking strings before storage."""
+
+
+class StoreConfig(GavelModel):
+    """Where keys, traffic and verdicts live: SQLite (one node) or PostgreSQL (several)."""
+
+    url: Annotated[str, Field(pattern=r"^(sqlite|postgresql)(\+\w+)?://")] = (
+        "sqlite:///.gavel/gavel.db"
+    )
+    """SQLAlchemy URL, e.g. ``postgresql+psycopg://gavel@db:5432/gavel``."""
+
+
+class GatewayConfig(GavelModel):
+    """The gateway built into the ingress: keys, limits, capture, the store."""
+
+    auth: AuthConfig = AuthConfig()
+    capture: CaptureConfig = CaptureConfig()
+    store: StoreConfig = StoreConfig()
+
+
 class RayConfig(GavelModel):
     """How Gavel reaches Ray: an existing cluster, or a local one it starts."""
 
@@ -211,6 +248,7 @@ class StackConfig(GavelModel):
     http: HttpConfig = HttpConfig()
     ray: RayConfig = RayConfig()
     app_name: Annotated[str, Field(min_length=1)] = "gavel"
+    gateway: GatewayConfig = GatewayConfig()
     models: Annotated[list[ModelConfig], Field(min_length=1)]
 
     @model_validator(mode="after")

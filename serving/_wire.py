@@ -1,0 +1,57 @@
+"""Wire formats of the gateway: API keys and captured traffic records."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from serving._config import GavelModel
+
+Scope = Literal["infer", "judge", "admin"]
+"""``infer`` calls the app model, ``judge`` the judge model, ``admin`` everything."""
+
+ROLE_SCOPE: dict[str, Scope] = {"app": "infer", "judge": "judge"}
+
+
+class ApiKey(GavelModel):
+    """A stored API key: only its SHA-256 hash, never the plaintext."""
+
+    name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")]
+    key_hash: Annotated[str, Field(min_length=64, max_length=64)]
+    scopes: Annotated[list[Scope], Field(min_length=1)]
+    rpm: Annotated[int, Field(ge=1)] | None = None
+    tpm: Annotated[int, Field(ge=1)] | None = None
+    metadata_only: bool = False
+    """Store request metadata (tokens, timings, cost) but not prompt or response text."""
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+    def allows(self, scope: Scope) -> bool:
+        """True if the key carries ``scope`` (or ``admin``)."""
+        return scope in self.scopes or "admin" in self.scopes
+
+
+class TrafficRecord(GavelModel):
+    """One request that reached a model, as captured by the gateway."""
+
+    request_id: str
+    ts: datetime
+    key_name: str | None
+    model: str
+    role: str | None = None
+    endpoint: Literal["chat", "completions"]
+    stream: bool
+    request: dict[str, Any]
+    """The request body (messages/prompt and parameters), after redaction."""
+    response_text: str | None = None
+    finish_reason: str | None = None
+    status: int
+    error: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    ttft_ms: float | None = None
+    e2e_ms: float | None = None
+    cost_usd: float | None = None
+    metadata_only: bool = False
