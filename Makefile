@@ -8,7 +8,7 @@ CONFIG ?= config/cpu.yaml
 SETUP_HASH := $(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
 STAMP := $(VENV)/.gavel-setup-$(SETUP_HASH)
 
-.PHONY: setup setup-gpu model serve test lint bench down clean
+.PHONY: setup setup-gpu model serve test lint bench loadtest down clean
 
 setup: $(STAMP)
 
@@ -49,6 +49,17 @@ test: model lint
 
 bench: model
 	$(PY) -m serving.bench_overhead
+	$(PY) -m loadtest.bench_crosscheck
+
+# Default sweep on the embedded default. Starts (and afterwards stops) the stack
+# unless one already answers on port 8000.
+loadtest: model
+	@started=0; \
+	if ! curl -sf http://127.0.0.1:8000/health >/dev/null; then \
+	  $(GAVEL) serve --detach --config $(CONFIG) || exit 1; started=1; fi; \
+	key=$$($(GAVEL) keys --config $(CONFIG) create loadtest-$$(date +%s) --scopes infer | tail -1); \
+	$(GAVEL) loadtest sweep --config $(CONFIG) --api-key "$$key"; rc=$$?; \
+	if [ $$started = 1 ]; then $(GAVEL) down; fi; exit $$rc
 
 clean:
 	rm -rf $(VENV) models .gavel

@@ -8,6 +8,7 @@ non-zero; config errors exit 2. None of them prints a stack trace.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -82,6 +83,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         check_sources(config, base_dir=base, config_file=args.config)
     except MissingModelError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
+    if not config.gateway.auth.enabled:
+        print(
+            f"gavel: warning: {args.config}: gateway.auth.enabled is false; the endpoint "
+            "accepts requests without an API key",
+            file=sys.stderr,
+        )
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         state = deploy(config, config_file=args.config, base_dir=base, timeout_s=args.timeout)
@@ -110,7 +117,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_status(args: argparse.Namespace) -> int:
     import httpx
 
-    from serving._stack import app_status, connect_ray, read_state
+    from serving._stack import app_status, connect_ray, health_url, read_state
 
     state = read_state()
     app_name = state.app_name if state else "gavel"
@@ -124,13 +131,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
         if d.message and d.status != "HEALTHY":
             print(f"    {d.message.splitlines()[0]}")
     if state is not None:
+        models = [d.name.split(":", 1)[1] for d in deployments if d.name.startswith("LLMServer:")]
         try:
-            r = httpx.get(f"{state.base_url}/models", timeout=5)
-            ids = [m["id"] for m in r.json().get("data", [])] if r.status_code == 200 else []
-            shown = "serving " + ", ".join(ids) if ids else f"HTTP {r.status_code}"
-            print(f"endpoint {state.base_url}: {shown}")
+            r = httpx.get(health_url(state.base_url), timeout=5)
+            shown = "healthy" if r.status_code == 200 else f"HTTP {r.status_code}"
         except httpx.HTTPError as exc:
-            print(f"endpoint {state.base_url}: unreachable ({type(exc).__name__})")
+            shown = f"unreachable ({type(exc).__name__})"
+        print(f"endpoint {state.base_url}: {shown}; serving {', '.join(models)}")
     return 0 if status == "RUNNING" else 1
 
 
@@ -173,7 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     down.set_defaults(func=_cmd_down)
 
     from loadtest._cli import add_parser as add_loadtest
+    from serving._cli_gateway import add_parsers as add_gateway
 
+    add_gateway(sub)
     add_loadtest(sub)
     return parser
 
@@ -181,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``gavel`` console script."""
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     handler: Handler = args.func
     try:

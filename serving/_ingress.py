@@ -197,7 +197,14 @@ class GavelIngress(OpenAiIngress):
         if hit is not None and now - hit[0] < KEY_CACHE_TTL_S:
             return hit[1]
         assert self._store is not None
-        key = await asyncio.to_thread(self._store.key_by_hash, key_hash)
+        try:
+            key = await asyncio.to_thread(self._store.key_by_hash, key_hash)
+        except Exception:
+            if hit is None:
+                raise
+            # Store down: keep serving keys already validated (captures are spooled meanwhile).
+            log.warning("key store unreachable; using the cached key")
+            return hit[1]
         self._key_cache[key_hash] = (now, key)
         return key
 
@@ -319,6 +326,8 @@ class GavelIngress(OpenAiIngress):
             data = json.loads(raw)
         except ValueError:
             return
+        if isinstance(data.get("id"), str):
+            call.request_id = data["id"]
         choice = (data.get("choices") or [{}])[0]
         if call.endpoint == "chat":
             call.text.append((choice.get("message") or {}).get("content") or "")
@@ -369,6 +378,8 @@ class GavelIngress(OpenAiIngress):
             call.status = int(err.get("code") or 500) if str(err.get("code", "")).isdigit() else 500
             call.error = str(err.get("message"))
             return True
+        if call.ttft_s is None and isinstance(data.get("id"), str):
+            call.request_id = data["id"]  # the id the client sees
         choices = data.get("choices") or []
         for ch in choices:
             piece = (

@@ -125,24 +125,25 @@ def stop_local_ray() -> None:
     subprocess.run([_ray_bin(), "stop", "--force"], capture_output=True, check=False)
 
 
-def wait_http_ready(base_url: str, model_ids: list[str], *, timeout_s: float) -> None:
-    """Wait until ``/v1/models`` answers and lists every model id."""
+def health_url(base_url: str) -> str:
+    """The gateway's open health route for an OpenAI base URL (``.../v1``)."""
+    return base_url.removesuffix("/v1") + "/health"
+
+
+def wait_http_ready(base_url: str, *, timeout_s: float) -> None:
+    """Wait until the endpoint's ``/health`` answers (Serve has already checked the models)."""
     deadline = time.monotonic() + timeout_s
     last = "no answer"
     while time.monotonic() < deadline:
         try:
-            r = httpx.get(f"{base_url}/models", timeout=5)
+            r = httpx.get(health_url(base_url), timeout=5)
             if r.status_code == 200:
-                served = {m["id"] for m in r.json().get("data", [])}
-                if set(model_ids) <= served:
-                    return
-                last = f"models served so far: {sorted(served)}"
-            else:
-                last = f"HTTP {r.status_code}"
+                return
+            last = f"HTTP {r.status_code}"
         except httpx.HTTPError as exc:
             last = type(exc).__name__
         time.sleep(1)
-    raise StackError(f"{base_url}/models not ready after {timeout_s:.0f} s ({last})")
+    raise StackError(f"{health_url(base_url)} not ready after {timeout_s:.0f} s ({last})")
 
 
 def deploy(
@@ -171,6 +172,9 @@ def deploy(
         started = True
         if not connect_ray(address):
             raise StackError(f"started Ray at {address} but could not connect to it")
+    previous = read_state()
+    if not started and previous is not None and previous.started_ray:
+        started = True  # re-deploying onto the cluster an earlier `gavel serve` started
     state = StackState(
         config_file=config_file,
         app_name=config.app_name,
@@ -188,7 +192,7 @@ def deploy(
         raise StackError(
             f"deployment failed: {first}; see /tmp/ray/session_latest/logs/serve/"
         ) from None
-    wait_http_ready(config.http.base_url, [m.model_id for m in config.models], timeout_s=timeout_s)
+    wait_http_ready(config.http.base_url, timeout_s=timeout_s)
     return state
 
 

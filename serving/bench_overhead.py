@@ -54,12 +54,20 @@ def bare_vllm(config: StackConfig, log: Path) -> Iterator[str]:
     app = config.model("app")
     engine = app.engine
     cmd = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-        "--model", str(ROOT / str(app.source.path)),
-        "--served-model-name", app.model_id,
-        "--host", "127.0.0.1", "--port", str(BARE_PORT),
-        "--dtype", engine.dtype,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(ROOT / str(app.source.path)),
+        "--served-model-name",
+        app.model_id,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(BARE_PORT),
+        "--dtype",
+        engine.dtype,
+    ]
     if engine.max_model_len:
         cmd += ["--max-model-len", str(engine.max_model_len)]
     if engine.enforce_eager:
@@ -81,22 +89,52 @@ def bare_vllm(config: StackConfig, log: Path) -> Iterator[str]:
 
 @contextlib.contextmanager
 def gavel_stack(config: StackConfig, batching_ms: float | None, work: Path) -> Iterator[str]:
-    """The Gavel stack serving the app model alone, started and stopped with the CLI."""
+    """The Gavel stack serving the app model alone, gateway on, started with the CLI.
+
+    Auth, a per-key limit (high enough not to refuse) and capture to the SQLite store
+    are all on; ``OPENAI_API_KEY`` carries the key to vLLM's benchmark client.
+    """
     app = config.model("app").model_copy(update={"stream_batching_interval_ms": batching_ms})
     cfg = config.model_copy(update={"models": [app]})
     path = work / "bench-stack.yaml"
     path.write_text(yaml.safe_dump(cfg.model_dump(mode="json", exclude_none=True)))
     gavel = str(Path(sys.executable).parent / "gavel")
+    name = f"bench-{int(time.time())}"
+    created = subprocess.run(
+        [
+            gavel,
+            "keys",
+            "--config",
+            str(path),
+            "create",
+            name,
+            "--scopes",
+            "infer",
+            "--rpm",
+            "100000",
+            "--tpm",
+            "100000000",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    os.environ["OPENAI_API_KEY"] = created.stdout.strip().splitlines()[-1]
     with (work / "bench-gavel.log").open("w") as out:
         rc = subprocess.run(
             [gavel, "serve", "--config", str(path), "--detach"],
-            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, check=False,
-        ).returncode  # fmt: skip
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=False,
+        ).returncode
     try:
         if rc != 0:
             raise RuntimeError(f"gavel serve failed; see {work / 'bench-gavel.log'}")
         yield cfg.http.base_url.removesuffix("/v1")
     finally:
+        os.environ.pop("OPENAI_API_KEY", None)
         subprocess.run([gavel, "down"], cwd=ROOT, capture_output=True, check=False)
 
 
@@ -111,15 +149,38 @@ def run_vllm_bench(
     add_cli_args(parser)
     args = parser.parse_args(
         [
-            "--backend", "openai", "--endpoint", "/v1/completions",
-            "--base-url", base_url, "--model", model, "--tokenizer", tokenizer,
-            "--dataset-name", "random", "--random-input-len", "128",
-            "--random-output-len", "128", "--num-prompts", str(num_prompts),
-            "--max-concurrency", "4", "--ignore-eos", "--num-warmups", "4",
-            "--label", label, "--disable-tqdm", "--seed", "0",
-            "--percentile-metrics", "ttft,tpot,itl,e2el",
+            "--backend",
+            "openai",
+            "--endpoint",
+            "/v1/completions",
+            "--base-url",
+            base_url,
+            "--model",
+            model,
+            "--tokenizer",
+            tokenizer,
+            "--dataset-name",
+            "random",
+            "--random-input-len",
+            "128",
+            "--random-output-len",
+            "128",
+            "--num-prompts",
+            str(num_prompts),
+            "--max-concurrency",
+            "4",
+            "--ignore-eos",
+            "--num-warmups",
+            "4",
+            "--label",
+            label,
+            "--disable-tqdm",
+            "--seed",
+            "0",
+            "--percentile-metrics",
+            "ttft,tpot,itl,e2el",
         ]
-    )  # fmt: skip
+    )
     return main(args)
 
 
@@ -165,14 +226,20 @@ def main(argv: list[str] | None = None) -> int:
     comparisons = {name: compare(results["bare_vllm"], results[name]) for name, _ in variants}
     report = {
         "schema": "gavel.bench_overhead/1",
-        "load": {"input_len": 128, "output_len": 128, "max_concurrency": 4,
-                 "num_prompts": args.num_prompts, "ignore_eos": True},
+        "load": {
+            "input_len": 128,
+            "output_len": 128,
+            "max_concurrency": 4,
+            "num_prompts": args.num_prompts,
+            "ignore_eos": True,
+        },
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "stream_batching_interval_ms": app.stream_batching_interval_ms,
+        "gateway": {"auth": True, "per_key_limits": True, "capture": "sqlite"},
         "results": summary,
         "comparison": comparisons,
         "targets": {"throughput_ratio_min": 0.95, "median_ttft_diff_ms_max": 25},
-    }  # fmt: skip
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))

@@ -70,3 +70,46 @@ def stack() -> Iterator[str]:
     finally:
         down = run_gavel("down", timeout=300)
         print(down.stdout, down.stderr)
+
+
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def postgres_available() -> str | None:
+    """``None`` if the PostgreSQL test server answers, else why not."""
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=2):
+            return None
+    except OSError as exc:
+        return f"no PostgreSQL at 127.0.0.1:5432 ({exc.strerror or exc})"
+
+
+def require_postgres() -> None:
+    """Skip (or, under CI=true, fail) when PostgreSQL is not running."""
+    why = postgres_available()
+    if why is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true needs PostgreSQL: {why}")
+    pytest.skip(f"PostgreSQL tests skipped: {why}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A real store of each kind: a fresh SQLite file, or the PostgreSQL test database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'gavel.db'}"
+    require_postgres()
+    return PG_URL
+
+
+@pytest.fixture(scope="session")
+def api_key(stack: str) -> str:
+    """An admin key in the stack's store (created through the CLI, shown once)."""
+    import uuid
+
+    proc = run_gavel("keys", "create", f"test-{uuid.uuid4().hex[:8]}", "--scopes", "admin")
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip().splitlines()[-1]

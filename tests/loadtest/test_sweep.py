@@ -11,12 +11,12 @@ from tests.conftest import run_gavel
 
 
 @pytest.mark.stack
-def test_short_sweep_writes_json_plot_and_report(stack: str, tmp_path: Path) -> None:
+def test_short_sweep_writes_json_plot_and_report(stack: str, api_key: str, tmp_path: Path) -> None:
     out = tmp_path / "lt"
     proc = run_gavel(
         "loadtest", "sweep", "--output-lens", "4,16", "--concurrency", "1,2",
         "--requests-per-cell", "3", "--prompt-tokens", "32", "--slo-ttft-ms", "5000",
-        "--out-dir", str(out), timeout=600,
+        "--out-dir", str(out), "--api-key", api_key, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"report: {out / 'report.html'}" in proc.stdout
@@ -44,8 +44,16 @@ def test_unreachable_endpoint_stops_at_once(tmp_path: Path) -> None:
 
 
 @pytest.mark.stack
-def test_unknown_model_stops_at_once(stack: str, tmp_path: Path) -> None:
-    proc = run_gavel("loadtest", "sweep", "--model", "no-such-model",
+def test_wrong_key_stops_at_once(stack: str, tmp_path: Path) -> None:
+    proc = run_gavel("loadtest", "sweep", "--api-key", "gvl_wrong", "--out-dir", str(tmp_path))
+    assert proc.returncode == 2
+    assert "refused the API key (HTTP 401" in proc.stderr
+    assert not (tmp_path / "result.json").exists()
+
+
+@pytest.mark.stack
+def test_unknown_model_stops_at_once(stack: str, api_key: str, tmp_path: Path) -> None:
+    proc = run_gavel("loadtest", "sweep", "--model", "no-such-model", "--api-key", api_key,
                      "--out-dir", str(tmp_path), timeout=60)  # fmt: skip
     assert proc.returncode == 2
     assert "model 'no-such-model' is not served" in proc.stderr

@@ -27,8 +27,8 @@ class Verdict(BaseModel):
 
 
 @pytest.fixture(scope="module")
-def client(stack: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=stack, api_key="unused", max_retries=0, timeout=120)
+def client(stack: str, api_key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=stack, api_key=api_key, max_retries=0, timeout=120)
 
 
 def test_models_lists_both_roles(client: openai.OpenAI) -> None:
@@ -98,9 +98,9 @@ def test_judge_answers_json_schema_with_enum_verdict(client: openai.OpenAI) -> N
     assert set(json.loads(content)) == {"reasoning", "verdict"}
 
 
-def test_eight_concurrent_chats_all_succeed(stack: str) -> None:
+def test_eight_concurrent_chats_all_succeed(stack: str, api_key: str) -> None:
     async def run() -> list[str]:
-        aclient = openai.AsyncOpenAI(base_url=stack, api_key="unused", max_retries=0, timeout=180)
+        aclient = openai.AsyncOpenAI(base_url=stack, api_key=api_key, max_retries=0, timeout=180)
 
         async def one(i: int) -> str:
             r = await aclient.chat.completions.create(
@@ -119,14 +119,12 @@ def test_eight_concurrent_chats_all_succeed(stack: str) -> None:
     assert len(answers) == 8 and all(answers)
 
 
-def _post(
-    stack: str, body: bytes | dict[str, object], path: str = "/chat/completions"
-) -> httpx.Response:
+def _post(stack: str, key: str, body: bytes | dict[str, object]) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {key}", "content-type": "application/json"}
+    url = stack + "/chat/completions"
     if isinstance(body, dict):
-        return httpx.post(stack + path, json=body, timeout=60)
-    return httpx.post(
-        stack + path, content=body, headers={"content-type": "application/json"}, timeout=60
-    )
+        return httpx.post(url, json=body, headers=headers, timeout=60)
+    return httpx.post(url, content=body, headers=headers, timeout=60)
 
 
 def _assert_openai_error(r: httpx.Response, status: int) -> dict[str, object]:
@@ -157,9 +155,14 @@ def _assert_openai_error(r: httpx.Response, status: int) -> dict[str, object]:
     ids=["unknown-model", "not-json", "no-messages", "negative-max-tokens", "too-long"],
 )
 def test_bad_input_gets_openai_error_and_server_keeps_serving(
-    stack: str, client: openai.OpenAI, body: bytes | dict[str, object], status: int, fragment: str
+    stack: str,
+    api_key: str,
+    client: openai.OpenAI,
+    body: bytes | dict[str, object],
+    status: int,
+    fragment: str,
 ) -> None:
-    err = _assert_openai_error(_post(stack, body), status)
+    err = _assert_openai_error(_post(stack, api_key, body), status)
     assert fragment in str(err["message"])
     r = client.chat.completions.create(model="app-model", messages=QUESTION, max_tokens=4)  # type: ignore[arg-type]
     assert r.choices[0].message.content is not None
@@ -176,4 +179,4 @@ def test_status_reports_each_model(stack: str) -> None:
     assert "app gavel: RUNNING" in proc.stdout
     for model in MODELS:
         assert f"LLMServer:{model}" in proc.stdout
-    assert "serving app-model, judge-model" in proc.stdout
+    assert "healthy; serving app-model, judge-model" in proc.stdout

@@ -1,0 +1,199 @@
+"""Cross-check: one cell measured by our Locust sweep and by vLLM's own serving benchmark.
+
+Both run against the same endpoint (the Gavel stack), the same model, the same input
+and output lengths and the same concurrency. The script prints median TTFT and median
+TPOT from each and their ratios (target: within 10%), and writes them to JSON.
+
+    python -m loadtest.bench_crosscheck [--output-len 128] [--concurrency 4] [--requests 16]
+
+It starts the stack with ``gavel serve --detach`` if nothing answers, and stops it again
+only in that case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from loadtest._report import read_result
+from serving._config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _gavel(*args: str) -> subprocess.CompletedProcess[str]:
+    gavel = str(Path(sys.executable).parent / "gavel")
+    return subprocess.run([gavel, *args], cwd=ROOT, capture_output=True, text=True, check=False)
+
+
+def run_vllm_bench(
+    base_url: str,
+    model: str,
+    tokenizer: str,
+    *,
+    input_len: int,
+    output_len: int,
+    concurrency: int,
+    requests: int,
+) -> dict[str, Any]:
+    """vLLM's serving benchmark (chat endpoint, streaming, ignore_eos), in-process."""
+    from vllm.benchmarks.serve import add_cli_args, main
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    parser = FlexibleArgumentParser()
+    add_cli_args(parser)
+    args = parser.parse_args(
+        [
+            "--backend",
+            "openai-chat",
+            "--endpoint",
+            "/v1/chat/completions",
+            "--base-url",
+            base_url,
+            "--model",
+            model,
+            "--tokenizer",
+            tokenizer,
+            "--dataset-name",
+            "random",
+            "--random-input-len",
+            str(input_len),
+            "--random-output-len",
+            str(output_len),
+            "--num-prompts",
+            str(requests),
+            "--max-concurrency",
+            str(concurrency),
+            "--ignore-eos",
+            "--num-warmups",
+            "2",
+            "--temperature",
+            "0",
+            "--disable-tqdm",
+            "--seed",
+            "0",
+            "--percentile-metrics",
+            "ttft,tpot,itl,e2el",
+        ]
+    )
+    return main(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run both measurements and print the comparison."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--config", default="config/cpu.yaml")
+    p.add_argument("--input-len", type=int, default=128)
+    p.add_argument("--output-len", type=int, default=128)
+    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--requests", type=int, default=16)
+    p.add_argument("--out", default="reports/bench_crosscheck.json")
+    args = p.parse_args(argv)
+    config = load_config(args.config)
+    app = config.model("app")
+    base = config.http.base_url.removesuffix("/v1")
+    started = False
+    try:
+        up = httpx.get(f"{base}/health", timeout=3).status_code == 200
+    except httpx.HTTPError:
+        up = False
+    if not up:
+        print("starting the stack (gavel serve --detach)", flush=True)
+        proc = _gavel("serve", "--detach", "--config", args.config)
+        if proc.returncode != 0:
+            print(proc.stderr, file=sys.stderr)
+            return 1
+        started = True
+    try:
+        created = _gavel(
+            "keys",
+            "--config",
+            args.config,
+            "create",
+            f"crosscheck-{int(time.time())}",
+            "--scopes",
+            "infer",
+        )
+        key = created.stdout.strip().splitlines()[-1]
+        out_dir = ROOT / "reports" / "crosscheck-locust"
+        # vLLM's random dataset puts input_len tokens inside the chat template; ours counts
+        # the whole prompt, so add the template's overhead (measured: ~31 tokens).
+        sweep = _gavel(
+            "loadtest",
+            "sweep",
+            "--config",
+            args.config,
+            "--api-key",
+            key,
+            "--output-lens",
+            str(args.output_len),
+            "--concurrency",
+            str(args.concurrency),
+            "--requests-per-cell",
+            str(args.requests),
+            "--prompt-tokens",
+            str(args.input_len + 31),
+            "--out-dir",
+            str(out_dir),
+        )
+        if sweep.returncode != 0:
+            print(sweep.stdout, sweep.stderr, file=sys.stderr)
+            return 1
+        ours = read_result(out_dir / "result.json").cells[0]
+        os.environ["OPENAI_API_KEY"] = key
+        theirs = run_vllm_bench(
+            base,
+            app.model_id,
+            str(ROOT / str(app.source.path)),
+            input_len=args.input_len,
+            output_len=args.output_len,
+            concurrency=args.concurrency,
+            requests=args.requests,
+        )
+    finally:
+        if started:
+            _gavel("down")
+    assert ours.ttft_ms.p50 is not None and ours.tpot_ms.p50 is not None
+    rows = {
+        "median_ttft_ms": (ours.ttft_ms.p50, float(theirs["median_ttft_ms"])),
+        "median_tpot_ms": (ours.tpot_ms.p50, float(theirs["median_tpot_ms"])),
+        "median_e2e_ms": (ours.e2e_ms.p50 or 0.0, float(theirs["median_e2el_ms"])),
+    }
+    report = {
+        "schema": "gavel.bench_crosscheck/1",
+        "cell": {
+            "input_len": args.input_len,
+            "output_len": args.output_len,
+            "concurrency": args.concurrency,
+            "requests": args.requests,
+        },
+        "locust": {k: v[0] for k, v in rows.items()},
+        "vllm_bench": {k: v[1] for k, v in rows.items()},
+        "ratio_locust_over_vllm": {k: v[0] / v[1] for k, v in rows.items() if v[1]},
+    }
+    out = ROOT / args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(
+        f"\n=== one cell: {args.input_len} in / {args.output_len} out, "
+        f"concurrency {args.concurrency}, {args.requests} requests ==="
+    )
+    print(f"{'':<16}{'Locust (ours)':>15}{'vllm bench':>13}{'ratio':>8}")
+    for name, (a, b) in rows.items():
+        ratio = a / b if b else float("nan")
+        flag = "" if name == "median_e2e_ms" or abs(ratio - 1) <= 0.10 else "  (> 10% apart)"
+        print(f"{name:<16}{a:>15.1f}{b:>13.1f}{ratio:>8.3f}{flag}")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""``gavel keys ...`` and ``gavel traffic export``: the gateway's store from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from serving._config import ConfigError, StackConfig, load_config
+
+EXIT_USAGE = 2
+DEFAULT_CONFIG = "config/cpu.yaml"
+
+
+class GatewayCliError(Exception):
+    """Expected failure; ``code`` is the exit code."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _scopes(text: str) -> list[str]:
+    scopes = [s.strip() for s in text.split(",") if s.strip()]
+    bad = [s for s in scopes if s not in ("infer", "judge", "admin")]
+    if not scopes or bad:
+        raise argparse.ArgumentTypeError(
+            f"scopes are a comma-separated subset of infer,judge,admin; got {text!r}"
+        )
+    return scopes
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}") from None
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``keys`` and ``traffic`` on the ``gavel`` parser."""
+    keys = sub.add_parser("keys", help="API keys of the gateway")
+    keys.add_argument("--config", default=DEFAULT_CONFIG)
+    ks = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    create = ks.add_parser("create", help="create a key; prints it once, as the last line")
+    create.add_argument("name")
+    create.add_argument("--scopes", type=_scopes, default=["infer"], help="infer,judge,admin")
+    create.add_argument("--rpm", type=int, help="requests per minute")
+    create.add_argument("--tpm", type=int, help="tokens (prompt + completion) per minute")
+    create.add_argument(
+        "--metadata-only", action="store_true", help="capture no prompt or response text"
+    )
+    create.set_defaults(func=cmd_keys_create)
+    ks.add_parser("list", help="list keys (never the keys themselves)").set_defaults(
+        func=cmd_keys_list
+    )
+    revoke = ks.add_parser("revoke", help="revoke a key by name")
+    revoke.add_argument("name")
+    revoke.set_defaults(func=cmd_keys_revoke)
+
+    traffic = sub.add_parser("traffic", help="captured production traffic")
+    traffic.add_argument("--config", default=DEFAULT_CONFIG)
+    ts = traffic.add_subparsers(dest="traffic_command", required=True, metavar="ACTION")
+    export = ts.add_parser("export", help="write one day's captured traffic")
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date()
+    export.add_argument("--date", type=_day, default=yesterday, help="UTC day (default: yesterday)")
+    export.add_argument("--format", choices=["jsonl", "parquet"], default="jsonl")
+    export.add_argument("--out", help="output file (default: reports/traffic-DATE.FORMAT)")
+    export.set_defaults(func=cmd_traffic_export)
+
+
+def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from serving._store import Store, resolve_url
+
+    try:
+        config: StackConfig = load_config(args.config)
+    except ConfigError as exc:
+        raise GatewayCliError(str(exc), EXIT_USAGE) from None
+    return Store(resolve_url(config.gateway.store.url, base_dir=Path.cwd()))
+
+
+def _run(fn, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return int(fn(args))
+    except GatewayCliError as exc:
+        print(f"gavel: error: {exc}", file=sys.stderr)
+        return exc.code
+    except SQLAlchemyError as exc:
+        first = str(exc.orig if hasattr(exc, "orig") and exc.orig else exc).splitlines()[0]
+        print(
+            f"gavel: error: the store is unreachable ({first}); check gateway.store.url",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    """Create a key and print it once."""
+
+    def go(a: argparse.Namespace) -> int:
+        from pydantic import ValidationError
+
+        from serving._keys import new_key
+
+        try:
+            plaintext, record = new_key(
+                a.name, a.scopes, rpm=a.rpm, tpm=a.tpm, metadata_only=a.metadata_only
+            )
+        except ValidationError as exc:
+            e = exc.errors()[0]
+            raise GatewayCliError(f"{e['loc'][0]}: {e['msg']}", EXIT_USAGE) from None
+        try:
+            _store(a).add_key(record)
+        except ValueError as exc:
+            raise GatewayCliError(f"{exc}; pick another name or revoke it", EXIT_USAGE) from None
+        limits = ", ".join(f"{k}={v}" for k, v in (("rpm", a.rpm), ("tpm", a.tpm)) if v) or "none"
+        print(
+            f"created key {a.name!r}: scopes {','.join(a.scopes)}; limits {limits}"
+            f"{'; metadata only' if a.metadata_only else ''}"
+        )
+        print("store it now, it is not shown again:")
+        print(plaintext)
+        return 0
+
+    return _run(go, args)
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    """List keys."""
+
+    def go(a: argparse.Namespace) -> int:
+        keys = _store(a).list_keys()
+        if not keys:
+            print("no keys; create one with `gavel keys create NAME`")
+        for k in keys:
+            state = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
+            print(
+                f"{k.name:<24} {','.join(k.scopes):<18} rpm={k.rpm or '-':<6} "
+                f"tpm={k.tpm or '-':<8} {state}{' metadata-only' if k.metadata_only else ''}"
+            )
+        return 0
+
+    return _run(go, args)
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    """Revoke a key."""
+
+    def go(a: argparse.Namespace) -> int:
+        if not _store(a).revoke_key(a.name):
+            raise GatewayCliError(f"no active key named {a.name!r}; see `gavel keys list`")
+        print(f"revoked {a.name!r}")
+        return 0
+
+    return _run(go, args)
+
+
+def cmd_traffic_export(args: argparse.Namespace) -> int:
+    """Export one day."""
+
+    def go(a: argparse.Namespace) -> int:
+        records = _store(a).traffic_for_day(a.date)
+        out = Path(a.out or f"reports/traffic-{a.date.isoformat()}.{a.format}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if a.format == "jsonl":
+            out.write_text("".join(r.model_dump_json() + "\n" for r in records))
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            rows = [r.model_dump(mode="json") for r in records]
+            for row in rows:
+                row["request"] = json.dumps(row["request"], sort_keys=True)
+            pq.write_table(pa.Table.from_pylist(rows), out)
+        print(f"wrote {len(records)} records of {a.date.isoformat()} to {out}")
+        return 0
+
+    return _run(go, args)

@@ -1,0 +1,140 @@
+"""Gateway parts on real stores (SQLite and PostgreSQL): keys, limits, capture, spool, redaction."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from serving._capture import CaptureWriter, Spool, redact
+from serving._keys import bearer_token, hash_key, new_key
+from serving._limiter import SlidingWindows
+from serving._store import Store
+from serving._wire import TrafficRecord
+
+
+def record(i: int = 0, tag: str = "") -> TrafficRecord:
+    return TrafficRecord(
+        request_id=f"req-{tag or uuid.uuid4().hex}-{i}",
+        ts=datetime.now(UTC),
+        key_name="k",
+        model="app-model",
+        role="app",
+        endpoint="chat",
+        stream=False,
+        request={"messages": [{"role": "user", "content": f"q{i}"}], "max_tokens": 4},
+        response_text=f"a{i}",
+        status=200,
+        prompt_tokens=3,
+        completion_tokens=4,
+        e2e_ms=10.0,
+        cost_usd=0.0,
+    )
+
+
+def test_keys_are_stored_hashed_and_revocable(store_url: str) -> None:
+    store = Store(store_url)
+    name = f"k-{uuid.uuid4().hex[:8]}"
+    plaintext, rec = new_key(name, ["infer"], rpm=5)
+    store.add_key(rec)
+    with store.engine.connect() as conn:
+        rows = conn.execute(text("select key_hash from gavel_api_keys where name=:n"), {"n": name})
+        stored = rows.scalar_one()
+    assert stored == hash_key(plaintext) and plaintext not in stored
+    got = store.key_by_hash(hash_key(plaintext))
+    assert got is not None and got.rpm == 5 and got.revoked_at is None
+    with pytest.raises(ValueError, match="already exists"):
+        store.add_key(rec)
+    assert store.revoke_key(name) and not store.revoke_key(name)
+    revoked = store.key_by_hash(hash_key(plaintext))
+    assert revoked is not None and revoked.revoked_at is not None
+
+
+def test_bearer_parsing() -> None:
+    assert bearer_token("Bearer abc") == "abc"
+    assert bearer_token("bearer  abc ") == "abc"
+    assert bearer_token("Basic abc") is None
+    assert bearer_token(None) is None and bearer_token("Bearer ") is None
+
+
+def test_sliding_window_rpm_and_retry_after() -> None:
+    w = SlidingWindows()
+    assert w.admit("k", 0.0, rpm=2, tpm=None) is None
+    assert w.admit("k", 10.0, rpm=2, tpm=None) is None
+    assert w.admit("k", 20.0, rpm=2, tpm=None) == pytest.approx(40.0)
+    assert w.admit("other", 20.0, rpm=2, tpm=None) is None  # per key
+    assert w.admit("k", 60.5, rpm=2, tpm=None) is None  # the first one expired
+
+
+def test_sliding_window_tpm() -> None:
+    w = SlidingWindows()
+    assert w.admit("k", 0.0, rpm=None, tpm=100) is None
+    w.add_tokens("k", 1.0, 60)
+    assert w.admit("k", 2.0, rpm=None, tpm=100) is None
+    w.add_tokens("k", 3.0, 60)
+    assert w.admit("k", 4.0, rpm=None, tpm=100) == pytest.approx(57.0)
+    assert w.admit("k", 61.5, rpm=None, tpm=100) is None
+
+
+def test_idempotent_insert(store_url: str) -> None:
+    store = Store(store_url)
+    tag = uuid.uuid4().hex
+    recs = [record(i, tag) for i in range(5)]
+    store.insert_traffic(recs)
+    store.insert_traffic(recs[2:])  # a replay
+    got = store.traffic_by_ids(r.request_id for r in recs)
+    assert sorted(r.request_id for r in got) == sorted(r.request_id for r in recs)
+
+
+async def test_writer_batches_off_the_request_path(store_url: str, tmp_path: Path) -> None:
+    store = Store(store_url)
+    w = CaptureWriter(store, spool_dir=tmp_path / "spool", flush_interval_s=0.05)
+    w.start()
+    tag = uuid.uuid4().hex
+    for i in range(300):
+        w.submit(record(i, tag))
+    assert w.queued == 300  # submit did no I/O
+    await asyncio.sleep(0.5)
+    await w.close()
+    assert len(store.traffic_by_ids(f"req-{tag}-{i}" for i in range(300))) == 300
+
+
+async def test_unreachable_store_spools_then_replays_without_loss_or_duplicates(
+    store_url: str, tmp_path: Path
+) -> None:
+    good = Store(store_url)
+    down = Store("postgresql+psycopg://postgres@127.0.0.1:1/none", connect_timeout_s=1)
+    w = CaptureWriter(down, spool_dir=tmp_path / "spool", flush_interval_s=0.05, queue_max=100)
+    tag = uuid.uuid4().hex
+    for i in range(1000):  # a burst while the store is down
+        w.submit(record(i, tag))
+        assert w.queued <= 100  # memory stays bounded: the rest went to disk
+    await w.flush()
+    assert w.queued == 0 and w.spool.pending == 1000
+    w.store = good  # the store is back
+    await w.flush()
+    await w.flush()  # a second replay finds nothing: nothing is written twice
+    assert w.spool.pending == 0
+    got = good.traffic_by_ids(f"req-{tag}-{i}" for i in range(1000))
+    assert len(got) == 1000 and len({r.request_id for r in got}) == 1000
+
+
+def test_spool_left_by_a_dead_writer_is_replayed(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'g.db'}")
+    dead = Spool(tmp_path / "spool", tag="dead")
+    dead.append([record(i, "dead") for i in range(3)])
+    alive = Spool(tmp_path / "spool", tag="alive")
+    assert alive.pending == 3
+    assert alive.replay(store, batch_size=2) == 3
+    assert store.count_traffic() == 3 and not list((tmp_path / "spool").iterdir())
+
+
+def test_redaction() -> None:
+    out = redact("mail a.b@example.com or call +1 (415) 555-0100, key sk-abcdefghijklmnop1234")
+    assert "example.com" not in out and "555" not in out and "sk-abc" not in out
+    assert "[EMAIL]" in out and "[PHONE]" in out and "[SECRET]" in out
+    assert redact("The answer is 42.") == "The answer is 42."
