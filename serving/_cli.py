@@ -179,10 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
     down = sub.add_parser("down", help="stop a detached stack")
     down.set_defaults(func=_cmd_down)
 
+    from judges._cli import add_parsers as add_judges
     from loadtest._cli import add_parser as add_loadtest
     from serving._cli_gateway import add_parsers as add_gateway
 
     add_gateway(sub)
+    add_judges(sub)
     add_loadtest(sub)
     return parser
 

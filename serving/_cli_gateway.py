@@ -69,6 +69,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     export.add_argument("--format", choices=["jsonl", "parquet"], default="jsonl")
     export.add_argument("--out", help="output file (default: reports/traffic-DATE.FORMAT)")
     export.set_defaults(func=cmd_traffic_export)
+    from judges._cli import add_replay_parser
+
+    add_replay_parser(ts)
 
 
 def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]

@@ -101,6 +101,7 @@ class _Call:
     completion_tokens: int | None = None
     status: int = 200
     error: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 class GavelIngress(OpenAiIngress):
@@ -267,6 +268,58 @@ class GavelIngress(OpenAiIngress):
                 )
         return None
 
+    @staticmethod
+    def _request_extras(
+        request: Request, key: ApiKey | None
+    ) -> tuple[dict[str, str], datetime | None, JSONResponse | None]:
+        """Metadata from ``X-Gavel-Metadata``; a replay date from ``X-Gavel-Replay-Date``."""
+        meta: dict[str, str] = {}
+        raw = request.headers.get("x-gavel-metadata")
+        if raw:
+            try:
+                data = json.loads(raw)
+                if not isinstance(data, dict) or len(raw) > 4096:
+                    raise ValueError
+                meta = {str(k): str(v) for k, v in data.items()}
+            except ValueError:
+                return (
+                    {},
+                    None,
+                    openai_error(
+                        400,
+                        "X-Gavel-Metadata must be a JSON object of strings (at most 4 KiB).",
+                        type_="invalid_request_error",
+                    ),
+                )
+        ts = None
+        day = request.headers.get("x-gavel-replay-date")
+        if day:
+            if key is not None and not key.allows("admin"):
+                return (
+                    {},
+                    None,
+                    openai_error(
+                        403,
+                        "X-Gavel-Replay-Date needs a key with the 'admin' scope.",
+                        type_="permission_error",
+                    ),
+                )
+            try:
+                d = datetime.fromisoformat(day).date()
+            except ValueError:
+                return (
+                    {},
+                    None,
+                    openai_error(
+                        400,
+                        "X-Gavel-Replay-Date must be YYYY-MM-DD.",
+                        type_="invalid_request_error",
+                    ),
+                )
+            now = datetime.now(UTC)
+            ts = now.replace(year=d.year, month=d.month, day=d.day)
+        return meta, ts, None
+
     async def _serve(
         self,
         body: ChatCompletionRequest | CompletionRequest,
@@ -282,6 +335,9 @@ class GavelIngress(OpenAiIngress):
         denied = await self._authorize(key, model, role)
         if denied is not None:
             return denied
+        meta, ts, bad = self._request_extras(request, key)
+        if bad is not None:
+            return bad
         client_wants_usage = True
         if body.stream:
             opts = body.stream_options
@@ -299,7 +355,10 @@ class GavelIngress(OpenAiIngress):
             endpoint=endpoint,
             stream=bool(body.stream),
             body=body.model_dump(mode="json", exclude_unset=True, exclude_none=True),
+            metadata=meta,
         )
+        if ts is not None:
+            call.ts = ts
         if role is None:  # unknown model: Ray answers 404, nothing reached a model
             return await handler(body, request)
         self._metrics.in_flight.labels(model).inc()
@@ -456,5 +515,6 @@ class GavelIngress(OpenAiIngress):
                 e2e_ms=e2e * 1000,
                 cost_usd=cost,
                 metadata_only=metadata_only,
+                metadata=call.metadata,
             )
         )

@@ -26,7 +26,9 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -71,7 +73,22 @@ traffic = Table(
     Column("e2e_ms", Float),
     Column("cost_usd", Float),
     Column("metadata_only", Boolean, nullable=False, default=False),
+    Column("metadata_json", Text),
 )
+
+
+def add_missing_columns(engine: Engine, md: MetaData) -> None:
+    """Additive migration: add nullable columns a newer Gavel defines to existing tables."""
+    insp = inspect(engine)
+    with engine.begin() as conn:
+        for table in md.sorted_tables:
+            if not insp.has_table(table.name):
+                continue
+            have = {c["name"] for c in insp.get_columns(table.name)}
+            for col in table.columns:
+                if col.name not in have and col.nullable:
+                    ddl = col.type.compile(dialect=engine.dialect)
+                    conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {ddl}'))
 
 
 def resolve_url(url: str, *, base_dir: Path) -> str:
@@ -118,6 +135,7 @@ class Store:
         """Create the tables if they do not exist (idempotent)."""
         if not self._schema_ready:
             metadata.create_all(self.engine)
+            add_missing_columns(self.engine, metadata)
             self._schema_ready = True
 
     def close(self) -> None:
@@ -193,6 +211,17 @@ class Store:
             rows = conn.execute(select(traffic).where(traffic.c.request_id.in_(wanted))).all()
         return [_traffic_from_row(r._mapping) for r in rows]
 
+    def traffic_days(self, first: date, last: date) -> list[TrafficRecord]:
+        """Every record captured from ``first`` to ``last`` (UTC days, inclusive)."""
+        self.ensure_schema()
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(traffic)
+                .where(traffic.c.day >= first.isoformat(), traffic.c.day <= last.isoformat())
+                .order_by(traffic.c.ts)
+            ).all()
+        return [_traffic_from_row(r._mapping) for r in rows]
+
     def count_traffic(self) -> int:
         """Number of captured records."""
         self.ensure_schema()
@@ -216,8 +245,9 @@ def _key_from_row(m: Any) -> ApiKey:
 
 
 def _traffic_row(r: TrafficRecord) -> dict[str, Any]:
-    row = r.model_dump(exclude={"request"})
+    row = r.model_dump(exclude={"request", "metadata"})
     row["request_json"] = json.dumps(r.request, sort_keys=True)
+    row["metadata_json"] = json.dumps(r.metadata, sort_keys=True) if r.metadata else None
     row["day"] = r.ts.astimezone(UTC).date().isoformat()
     return row
 
@@ -225,6 +255,8 @@ def _traffic_row(r: TrafficRecord) -> dict[str, Any]:
 def _traffic_from_row(m: Any) -> TrafficRecord:
     d = dict(m)
     d["request"] = json.loads(d.pop("request_json"))
+    meta = d.pop("metadata_json", None)
+    d["metadata"] = json.loads(meta) if meta else {}
     d.pop("day", None)
     if isinstance(d["ts"], datetime) and d["ts"].tzinfo is None:
         d["ts"] = d["ts"].replace(tzinfo=UTC)

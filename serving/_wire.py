@@ -55,3 +55,5 @@ class TrafficRecord(GavelModel):
     e2e_ms: float | None = None
     cost_usd: float | None = None
     metadata_only: bool = False
+    metadata: dict[str, str] = Field(default_factory=dict)
+    """Request metadata from the ``X-Gavel-Metadata`` header (JSON object of strings)."""

@@ -1,0 +1,89 @@
+"""The judge model, called through the stack's endpoint with vLLM structured outputs."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import openai
+from pydantic import BaseModel, ValidationError
+
+from serving._config import GavelModel
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class JudgeCallError(Exception):
+    """The judge gave no valid answer within the retries; recorded as an error verdict."""
+
+
+class JudgeClientConfig(GavelModel):
+    """How the judge model is called (picklable, so Ray tasks can rebuild the client)."""
+
+    base_url: str
+    api_key: str
+    model: str
+    timeout_s: float = 120
+    max_retries: int = 2
+    max_tokens: int = 160
+    temperature: float = 0.0
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens one judge call used."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class JudgeClient:
+    """Asks the judge model for a JSON answer constrained to a pydantic model's schema."""
+
+    def __init__(self, cfg: JudgeClientConfig) -> None:
+        self.cfg = cfg
+        self._client = openai.AsyncOpenAI(
+            base_url=cfg.base_url, api_key=cfg.api_key, timeout=cfg.timeout_s, max_retries=0
+        )
+
+    async def close(self) -> None:
+        """Close the HTTP client."""
+        await self._client.close()
+
+    async def ask(self, system: str, user: str, answer: type[T]) -> tuple[T, Usage]:
+        """One structured answer; retries timeouts and invalid answers, then raises."""
+        schema = {"name": answer.__name__, "schema": answer.model_json_schema(), "strict": True}
+        messages: Any = [
+            {"role": "system", "content": system},
+            {"role": "user", "content": user},
+        ]
+        response_format: Any = {"type": "json_schema", "json_schema": schema}
+        last = "no attempt"
+        used = Usage()
+        for attempt in range(self.cfg.max_retries + 1):
+            try:
+                r = await self._client.chat.completions.create(
+                    model=self.cfg.model,
+                    messages=messages,
+                    max_tokens=self.cfg.max_tokens,
+                    temperature=self.cfg.temperature,
+                    response_format=response_format,
+                )
+                if r.usage is not None:
+                    used = Usage(
+                        used.prompt_tokens + r.usage.prompt_tokens,
+                        used.completion_tokens + r.usage.completion_tokens,
+                    )
+                content = r.choices[0].message.content or ""
+                return answer.model_validate_json(content), used
+            except ValidationError as exc:
+                last = f"invalid answer: {exc.errors()[0]['msg']}"
+            except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+                last = f"{type(exc).__name__}"
+            except openai.APIStatusError as exc:
+                last = f"HTTP {exc.status_code}: {str(exc.message)[:200]}"
+                if exc.status_code < 500 and exc.status_code != 429:
+                    break  # a 4xx (bad key, scope) will not get better
+            await asyncio.sleep(min(2.0, 0.25 * 2**attempt))
+        raise JudgeCallError(f"{last} (after {attempt + 1} attempt(s))") from None

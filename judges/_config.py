@@ -1,0 +1,49 @@
+"""The judging config (``config/judging.yaml``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import yaml
+from pydantic import Field, ValidationError
+
+from judges._sampling import SamplingConfig
+from serving._config import _MISSING, ConfigError, GavelModel
+
+
+class JudgingConfig(GavelModel):
+    """How the daily job samples, calls the judge, compares and reports."""
+
+    criteria_dir: str = "judges/criteria"
+    sampling: SamplingConfig = SamplingConfig()
+    concurrency: Annotated[int, Field(ge=1)] = 4
+    """Judge calls in flight per Ray task."""
+    chunk_size: Annotated[int, Field(ge=1)] = 16
+    """Items per Ray task (a killed run loses at most the chunks in flight)."""
+    max_retries: Annotated[int, Field(ge=0)] = 2
+    timeout_s: Annotated[float, Field(gt=0)] = 120
+    max_tokens: Annotated[int, Field(ge=8)] = 160
+    trailing_days: Annotated[int, Field(ge=1)] = 7
+    drop_p_value: Annotated[float, Field(gt=0, lt=1)] = 0.05
+    """A pass rate below the trailing days' with a one-sided p under this is flagged."""
+    report_dir: str = "reports/judging"
+    pushgateway: str | None = None
+
+
+def load_judging(path: str | Path) -> JudgingConfig:
+    """Read and validate a judging config; errors name the file and field."""
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(str(p), "", _MISSING, "file not found") from None
+    except yaml.YAMLError:
+        raise ConfigError(str(p), "", _MISSING, "not valid YAML") from None
+    try:
+        return JudgingConfig.model_validate(data)
+    except ValidationError as exc:
+        e = exc.errors()[0]
+        loc = ".".join(str(x) for x in e["loc"])
+        msg = "unknown field" if e["type"] == "extra_forbidden" else str(e["msg"])
+        raise ConfigError(str(p), loc, _MISSING, msg) from None

@@ -1,0 +1,252 @@
+"""The daily judging job: sample a day's traffic, judge it with Ray tasks, store, aggregate.
+
+The job is idempotent (a verdict is keyed by item, criterion and criterion version,
+and items already judged are skipped) and resumable (each Ray task's verdicts are
+written as soon as it finishes, so a killed run loses at most the chunks in flight).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from judges._aggregate import PairRow, RateRow, pair_rows, rate_rows
+from judges._client import JudgeClient, JudgeClientConfig
+from judges._config import JudgingConfig
+from judges._criteria import Criterion
+from judges._registry import JUDGES
+from judges._sampling import _rank, sample
+from judges._store import VerdictStore
+from judges._wire import JudgeItem, Verdict
+from serving._config import StackConfig
+from serving._store import Store
+from serving._wire import TrafficRecord
+
+
+@dataclass(frozen=True)
+class DailyResult:
+    """What one run of the daily job did and found."""
+
+    day: date
+    sampled: int
+    judged_now: int
+    skipped: int
+    rates: list[RateRow]
+    pairs: list[PairRow]
+    judge_prompt_tokens: int
+    judge_completion_tokens: int
+    judge_cost_usd: float
+    errors: int
+    seconds: float
+
+
+def _matches(rec: TrafficRecord, crit: Criterion, model_ids: set[str]) -> bool:
+    if rec.model not in model_ids:
+        return False
+    keys = crit.applies_to.keys
+    if keys is not None and rec.key_name not in keys:
+        return False
+    for k, want in crit.applies_to.metadata.items():
+        have = rec.metadata.get(k)
+        if have is None or (want != "*" and have != want):
+            return False
+    return True
+
+
+def build_items(
+    records: Sequence[TrafficRecord],
+    criteria: Sequence[Criterion],
+    stack: StackConfig,
+    judging: JudgingConfig,
+    *,
+    day: date,
+) -> list[JudgeItem]:
+    """The day's sample, as judge items: per criterion, the sampled records it applies to.
+
+    Pairwise criteria pair the responses of their two roles' models that share the
+    criterion's ``pair_key`` metadata; pairs are sampled at the same rate, by pair id.
+    """
+    seed = day.isoformat()
+    sampled = [r for recs in sample(records, judging.sampling, seed=seed).values() for r in recs]
+    items: list[JudgeItem] = []
+    for crit in criteria:
+        roles = [r for r in crit.applies_to.roles if any(m.role == r for m in stack.models)]
+        ids = {stack.model(r).model_id for r in roles}
+        if crit.kind != "pairwise":
+            items += [
+                JudgeItem(criterion=crit.name, records=[r])
+                for r in sampled
+                if _matches(r, crit, ids)
+            ]
+            continue
+        if len(roles) != 2:
+            continue
+        a_id, b_id = stack.model(roles[0]).model_id, stack.model(roles[1]).model_id
+        groups: dict[str, dict[str, TrafficRecord]] = defaultdict(dict)
+        for r in records:
+            if r.status == 200 and r.response_text is not None and _matches(r, crit, ids):
+                groups[r.metadata[crit.pair_key]].setdefault(r.model, r)
+        pairs = [(pid, g[a_id], g[b_id]) for pid, g in groups.items() if a_id in g and b_id in g]
+        pairs.sort(key=lambda p: _rank(seed, p[0]))
+        keep = max(1, int(len(pairs) * judging.sampling.rate + 0.5)) if pairs else 0
+        if judging.sampling.max_per_stratum:
+            keep = min(keep, judging.sampling.max_per_stratum)
+        items += [JudgeItem(criterion=crit.name, records=[a, b]) for _, a, b in pairs[:keep]]
+    return items
+
+
+def judge_chunk(
+    items: list[dict[str, Any]],
+    criteria: list[dict[str, Any]],
+    client_cfg: dict[str, Any],
+    *,
+    concurrency: int,
+    day: str,
+    output_price_per_mtok: float,
+    input_price_per_mtok: float,
+) -> list[dict[str, Any]]:
+    """Judge a chunk of items (runs as a Ray task); returns verdicts as dicts."""
+    from judges import _judges  # noqa: F401  (registers the built-in judges)
+
+    crits = {c["name"]: Criterion.model_validate(c) for c in criteria}
+    cfg = JudgeClientConfig.model_validate(client_cfg)
+
+    async def run() -> list[Verdict]:
+        client = JudgeClient(cfg)
+        sem = asyncio.Semaphore(concurrency)
+        fns = {name: JUDGES.for_kind(c.kind).factory(c, client) for name, c in crits.items()}
+
+        async def one(raw: dict[str, Any]) -> Verdict:
+            item = JudgeItem.model_validate(raw)
+            crit = crits[item.criterion]
+            reg = JUDGES.for_kind(crit.kind)
+            async with sem:
+                t0 = time.perf_counter()
+                out = await fns[item.criterion](item)
+                ms = (time.perf_counter() - t0) * 1000
+            cost = (
+                out.prompt_tokens * input_price_per_mtok
+                + out.completion_tokens * output_price_per_mtok
+            ) / 1e6
+            return Verdict(
+                item_id=item.item_id,
+                criterion=crit.name,
+                criterion_version=crit.version,
+                kind=crit.kind,
+                judge=reg.name,
+                judge_version=reg.version,
+                judge_model=cfg.model,
+                judge_args={
+                    "temperature": cfg.temperature,
+                    "max_tokens": cfg.max_tokens,
+                    "max_retries": cfg.max_retries,
+                    "timeout_s": cfg.timeout_s,
+                },
+                model="|".join(r.model for r in item.records),
+                day=day,
+                verdict=out.verdict,  # type: ignore[arg-type]
+                reasoning=out.reasoning,
+                error=out.error,
+                order_winners=out.order_winners,
+                judge_prompt_tokens=out.prompt_tokens,
+                judge_completion_tokens=out.completion_tokens,
+                judge_cost_usd=cost,
+                latency_ms=ms,
+                created_at=datetime.now(UTC),
+            )
+
+        try:
+            return await asyncio.gather(*(one(i) for i in items))
+        finally:
+            await client.close()
+
+    return [v.model_dump(mode="json") for v in asyncio.run(run())]
+
+
+def run_daily(
+    stack: StackConfig,
+    judging: JudgingConfig,
+    criteria: Sequence[Criterion],
+    store: Store,
+    *,
+    day: date,
+    api_key: str,
+    use_ray: bool = True,
+    retry_errors: bool = False,
+    log: Callable[[str], None] = print,
+) -> DailyResult:
+    """Run (or finish) the job for ``day`` and aggregate its verdicts."""
+    t0 = time.perf_counter()
+    vstore = VerdictStore(store)
+    if retry_errors:
+        vstore.delete_errors(day)
+    records = store.traffic_for_day(day)
+    items = build_items(records, criteria, stack, judging, day=day)
+    versions = {c.name: c.version for c in criteria}
+    done = vstore.done_keys(day)
+    todo = [i for i in items if (i.item_id, i.criterion, versions[i.criterion]) not in done]
+    log(
+        f"{day}: {len(records)} captured, {len(items)} items sampled, "
+        f"{len(items) - len(todo)} already judged, {len(todo)} to judge"
+    )
+    judge_model = stack.model("judge")
+    inp, out = judge_model.price.per_mtok()
+    client_cfg = JudgeClientConfig(
+        base_url=stack.http.base_url,
+        api_key=api_key,
+        model=judge_model.model_id,
+        timeout_s=judging.timeout_s,
+        max_retries=judging.max_retries,
+        max_tokens=judging.max_tokens,
+    )
+    chunks = [todo[i : i + judging.chunk_size] for i in range(0, len(todo), judging.chunk_size)]
+    kwargs: dict[str, Any] = {
+        "criteria": [c.model_dump(mode="json") for c in criteria],
+        "client_cfg": client_cfg.model_dump(),
+        "concurrency": judging.concurrency,
+        "day": day.isoformat(),
+        "output_price_per_mtok": out,
+        "input_price_per_mtok": inp,
+    }
+    written = 0
+    payloads = [[i.model_dump(mode="json") for i in c] for c in chunks]
+    for verdicts in _fan_out(payloads, kwargs, use_ray=use_ray):
+        written += vstore.insert(Verdict.model_validate(v) for v in verdicts)
+        log(f"  {written}/{len(todo)} judged")
+    today = vstore.for_days(day, day)
+    trailing = vstore.for_days(day - timedelta(days=judging.trailing_days), day - timedelta(days=1))
+    return DailyResult(
+        day=day,
+        sampled=len(items),
+        judged_now=written,
+        skipped=len(items) - len(todo),
+        rates=rate_rows(today, trailing, drop_p=judging.drop_p_value),
+        pairs=pair_rows(today),
+        judge_prompt_tokens=sum(v.judge_prompt_tokens for v in today),
+        judge_completion_tokens=sum(v.judge_completion_tokens for v in today),
+        judge_cost_usd=sum(v.judge_cost_usd for v in today),
+        errors=sum(v.verdict == "error" for v in today),
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def _fan_out(payloads: list[list[dict[str, Any]]], kwargs: dict[str, Any], *, use_ray: bool) -> Any:
+    """Yield each chunk's verdicts as it completes: Ray tasks, or in-process without Ray."""
+    if not payloads:
+        return
+    if not use_ray:
+        for p in payloads:
+            yield judge_chunk(p, **kwargs)
+        return
+    import ray
+
+    task: Any = ray.remote(num_cpus=0, max_retries=1)(judge_chunk)  # type: ignore[arg-type]
+    pending = [task.remote(p, **kwargs) for p in payloads]
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        yield ray.get(ready[0])

@@ -1,0 +1,165 @@
+"""Judging reports: HTML with pass rate over days, a markdown summary, Prometheus metrics."""
+
+from __future__ import annotations
+
+import html
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+
+from judges._aggregate import rate_rows
+from judges._daily import DailyResult
+from judges._wire import Verdict
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
+def history(verdicts: Sequence[Verdict]) -> dict[tuple[str, str], list[tuple[str, float, int]]]:
+    """(criterion, model) -> [(day, pass rate, n)] over the days given."""
+    by_day: dict[str, list[Verdict]] = defaultdict(list)
+    for v in verdicts:
+        by_day[v.day].append(v)
+    out: dict[tuple[str, str], list[tuple[str, float, int]]] = defaultdict(list)
+    for day in sorted(by_day):
+        for row in rate_rows(by_day[day], []):
+            n = row.passes + row.fails
+            if row.pass_rate is not None:
+                out[(row.criterion, row.model)].append((day, row.pass_rate, n))
+    return out
+
+
+def plot_history(hist: dict[tuple[str, str], list[tuple[str, float, int]]], path: Path) -> None:
+    """PNG: pass rate per criterion and model over days."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    for (crit, model), pts in sorted(hist.items()):
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=f"{crit} ({model})")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("pass rate")
+    ax.set_title("Pass rate over days")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def markdown_summary(res: DailyResult) -> str:
+    """A short markdown summary of the day."""
+    lines = [
+        f"# Judging {res.day.isoformat()}",
+        "",
+        f"{res.sampled} items sampled, {res.judged_now} judged in this run "
+        f"({res.skipped} already judged), {res.errors} errors (excluded from rates).",
+        f"Judge cost: {res.judge_prompt_tokens} prompt + {res.judge_completion_tokens} "
+        f"completion tokens, {res.judge_cost_usd:.6f} USD.",
+        "",
+        "| criterion | model | pass rate | 95% CI | n | errors | trailing | flag |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in res.rates:
+        flag = "**DROP**" if r.dropped else ""
+        lines.append(
+            f"| {r.criterion} ({r.criterion_version[:7]}) | {r.model} | {_pct(r.pass_rate)} | "
+            f"{_pct(r.ci_low)}–{_pct(r.ci_high)} | {r.passes + r.fails} | {r.errors} | "
+            f"{_pct(r.trailing_rate)} (n={r.trailing_n}) | {flag} |"
+        )
+    for p in res.pairs:
+        lines.append("")
+        lines.append(
+            f"Pairwise {p.criterion} ({p.models}): A wins {p.wins_a}, B wins {p.wins_b}, "
+            f"ties {p.ties}, errors {p.errors}; position consistency "
+            f"{_pct(p.position_consistency)}."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_html(res: DailyResult, path: Path, png_name: str) -> None:
+    """The HTML report: summary table, pairwise stats and the plot."""
+    drop_style = ' style="background:#fdd"'
+    rows = "".join(
+        f"<tr{drop_style if r.dropped else ''}><td>{html.escape(r.criterion)}"
+        f"</td><td>{r.criterion_version[:7]}</td><td>{html.escape(r.model)}</td>"
+        f"<td>{_pct(r.pass_rate)}</td><td>{_pct(r.ci_low)}–{_pct(r.ci_high)}</td>"
+        f"<td>{r.passes + r.fails}</td><td>{r.errors}</td><td>{_pct(r.trailing_rate)}</td>"
+        f"<td>{'-' if r.drop_p is None else f'{r.drop_p:.3f}'}</td>"
+        f"<td>{'DROP' if r.dropped else ''}</td></tr>"
+        for r in res.rates
+    )
+    pairs = "".join(
+        f"<tr><td>{html.escape(p.criterion)}</td><td>{html.escape(p.models)}</td>"
+        f"<td>{p.wins_a}</td><td>{p.wins_b}</td><td>{p.ties}</td><td>{p.errors}</td>"
+        f"<td>{_pct(p.position_consistency)}</td></tr>"
+        for p in res.pairs
+    )
+    page = f"""<!doctype html><html><head><meta charset="utf-8">
+<title>Gavel judging {res.day.isoformat()}</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:3px 8px}}</style></head><body>
+<h1>Judging {res.day.isoformat()}</h1>
+<p>{res.sampled} items sampled; {res.judged_now} judged in this run, {res.skipped} already
+judged; {res.errors} errors (excluded from pass rates). Judge cost:
+{res.judge_prompt_tokens} prompt + {res.judge_completion_tokens} completion tokens =
+{res.judge_cost_usd:.6f} USD.</p>
+<table><tr><th>criterion</th><th>version</th><th>model</th><th>pass rate</th>
+<th>95% Wilson CI</th><th>n</th><th>errors</th><th>trailing</th><th>drop p</th><th></th></tr>
+{rows}</table>
+<h2>Pairwise</h2><table><tr><th>criterion</th><th>A|B</th><th>A wins</th><th>B wins</th>
+<th>ties</th><th>errors</th><th>position consistency</th></tr>{pairs}</table>
+<h2>Over days</h2><img src="{html.escape(png_name)}" alt="pass rate over days"></body></html>"""
+    path.write_text(page)
+
+
+def write_metrics(res: DailyResult, path: Path, pushgateway: str | None = None) -> None:
+    """Prometheus textfile (node-exporter collector) and optionally a Pushgateway push."""
+    from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_to_textfile
+
+    reg = CollectorRegistry()
+    labels = ["criterion", "criterion_version", "model"]
+    rate = Gauge("gavel_judge_pass_rate", "Pass rate of the day", labels, registry=reg)
+    n = Gauge("gavel_judge_sample_size", "Judged items (pass + fail)", labels, registry=reg)
+    errs = Gauge("gavel_judge_errors", "Judge errors (excluded from rates)", labels, registry=reg)
+    dropped = Gauge(
+        "gavel_judge_drop_flag", "1 if significantly below trailing", labels, registry=reg
+    )
+    cost = Gauge("gavel_judge_cost_usd", "Judge cost of the day", registry=reg)
+    for r in res.rates:
+        lv = [r.criterion, r.criterion_version, r.model]
+        if r.pass_rate is not None:
+            rate.labels(*lv).set(r.pass_rate)
+        n.labels(*lv).set(r.passes + r.fails)
+        errs.labels(*lv).set(r.errors)
+        dropped.labels(*lv).set(1 if r.dropped else 0)
+    cost.set(res.judge_cost_usd)
+    write_to_textfile(str(path), reg)
+    if pushgateway:
+        push_to_gateway(pushgateway, job="gavel_judge", registry=reg)
+
+
+def write_reports(
+    res: DailyResult,
+    history_verdicts: Sequence[Verdict],
+    out_dir: Path,
+    *,
+    pushgateway: str | None = None,
+) -> Path:
+    """Write report.html, latest plot, summary.md and metrics.prom; returns the HTML path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plot_history(history(history_verdicts), out_dir / "pass_rate.png")
+    write_html(res, out_dir / "report.html", "pass_rate.png")
+    (out_dir / "summary.md").write_text(markdown_summary(res))
+    write_metrics(res, out_dir / "metrics.prom", pushgateway)
+    return out_dir / "report.html"
+
+
+def report_dir(base: str, day: date) -> Path:
+    """Where a day's reports go."""
+    return Path(base) / day.isoformat()
