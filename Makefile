@@ -8,7 +8,7 @@ CONFIG ?= config/cpu.yaml
 SETUP_HASH := $(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
 STAMP := $(VENV)/.gavel-setup-$(SETUP_HASH)
 
-.PHONY: setup setup-gpu model serve test lint bench loadtest down clean
+.PHONY: setup setup-gpu model serve test lint bench loadtest demo down clean
 
 setup: $(STAMP)
 
@@ -60,6 +60,24 @@ loadtest: model
 	key=$$($(GAVEL) keys --config $(CONFIG) create loadtest-$$(date +%s) --scopes infer | tail -1); \
 	$(GAVEL) loadtest sweep --config $(CONFIG) --api-key "$$key"; rc=$$?; \
 	if [ $$started = 1 ]; then $(GAVEL) down; fi; exit $$rc
+
+# A whole day's cycle on the embedded default: serve, replay traffic over the last
+# DEMO_DAYS days, judge each day, run a short load sweep, print where the reports are.
+DEMO_DAYS ?= 3
+DEMO_PER_DAY ?= 40
+demo: model
+	@set -e; \
+	curl -sf http://127.0.0.1:8000/health >/dev/null || $(GAVEL) serve --detach --config $(CONFIG); \
+	key=$$($(GAVEL) keys --config $(CONFIG) create demo-$$(date +%s) --scopes admin | tail -1); \
+	$(GAVEL) traffic replay --days $(DEMO_DAYS) --per-day $(DEMO_PER_DAY) --api-key "$$key"; \
+	for i in $$(seq $$(( $(DEMO_DAYS) - 1 )) -1 0); do \
+	  day=$$(date -u -d "yesterday -$$i days" +%F); \
+	  $(GAVEL) judge daily --config $(CONFIG) --date $$day --api-key "$$key" | tail -2; \
+	done; \
+	$(GAVEL) loadtest sweep --config $(CONFIG) --api-key "$$key" --output-lens 16,64,256 \
+	  --concurrency 1,4 --slo-ttft-ms 1000 --slo-tpot-ms 80 | tail -3; \
+	echo "judging report: reports/judging/$$(date -u -d yesterday +%F)/report.html"; \
+	echo "the stack is still running: \`.venv/bin/gavel down\` stops it"
 
 clean:
 	rm -rf $(VENV) models .gavel
