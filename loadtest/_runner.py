@@ -134,7 +134,8 @@ def run_cell(
     runner = env.create_local_runner()
     users = 1 if spec.mode == "poisson" else concurrency
     plan.t0 = time.perf_counter()
-    runner.start(users, spawn_rate=max(users, 1), wait=False)
+    # Every user starts at once (closed loop at full concurrency from the first request).
+    runner.start(users, spawn_rate=10_000, wait=False)
     deadline = time.monotonic() + spec.request_timeout_s * (n / max(concurrency, 1) + 2)
     try:
         while len(plan.sink) < n:

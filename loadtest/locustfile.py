@@ -43,19 +43,29 @@ class CellPlan:
     _taken: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def take(self) -> bool:
-        """Claim one request of the budget; False once it is spent."""
+    def take(self) -> int | None:
+        """Claim one request of the budget: its index, or ``None`` once it is spent."""
         with self._lock:
             if self._taken >= self.budget:
-                return False
+                return None
             self._taken += 1
-            return True
+            return self._taken
 
-    def body(self) -> dict[str, object]:
+    def prompt_for(self, index: int) -> str:
+        """The prompt's words in an order of this request's own.
+
+        Same words, so about the same token count; a different prefix, so the engine's
+        prefix cache cannot turn every prefill after the first into a cache hit.
+        """
+        words = self.prompt.split()
+        random.Random(f"{self.output_len}:{self.concurrency}:{index}").shuffle(words)
+        return " ".join(words)
+
+    def body(self, index: int = 0) -> dict[str, object]:
         """The request body: exact output length via ``max_tokens`` + ``ignore_eos``."""
         return {
             "model": self.model,
-            "messages": [{"role": "user", "content": self.prompt}],
+            "messages": [{"role": "user", "content": self.prompt_for(index)}],
             "max_tokens": self.output_len,
             "min_tokens": self.output_len,
             "ignore_eos": True,
@@ -78,7 +88,7 @@ def _error_text(resp: object) -> str:
     return f"HTTP {status}: {msg}"
 
 
-def stream_once(user: HttpUser, plan: CellPlan) -> RequestRecord:
+def stream_once(user: HttpUser, plan: CellPlan, index: int = 0) -> RequestRecord:
     """Send one streamed chat completion and measure it."""
     start = time.perf_counter()
     base: dict[str, Any] = {
@@ -92,7 +102,7 @@ def stream_once(user: HttpUser, plan: CellPlan) -> RequestRecord:
     tokens: int | None = None
     with user.client.post(
         "/v1/chat/completions",
-        json=plan.body(),
+        json=plan.body(index),
         headers=plan.headers(),
         stream=True,
         catch_response=True,
@@ -143,9 +153,10 @@ class ChatStreamUser(HttpUser):
     @task
     def chat(self) -> None:
         """One request of the cell's budget."""
-        if not self.plan.take():
+        index = self.plan.take()
+        if index is None:
             raise StopUser()
-        self.plan.sink.append(stream_once(self, self.plan))
+        self.plan.sink.append(stream_once(self, self.plan, index))
 
 
 class PoissonDispatchUser(HttpUser):
@@ -160,9 +171,10 @@ class PoissonDispatchUser(HttpUser):
         """Sleep an exponential inter-arrival time, then start a request in its own greenlet."""
         assert self.plan.rate_rps is not None
         gevent.sleep(random.expovariate(self.plan.rate_rps))
-        if not self.plan.take():
+        index = self.plan.take()
+        if index is None:
             raise StopUser()
-        gevent.spawn(lambda: self.plan.sink.append(stream_once(self, self.plan)))
+        gevent.spawn(lambda: self.plan.sink.append(stream_once(self, self.plan, index)))
 
 
 class StandaloneChatUser(ChatStreamUser):

@@ -3,7 +3,7 @@
 Public surface: the config models and loader, and the app builder.
 """
 
-from serving._builder import build_app, check_sources, to_llm_config
+from serving._builder import app_builder, build_app, check_sources, to_llm_config
 from serving._config import (
     ConfigError,
     GavelModel,
@@ -20,6 +20,7 @@ __all__ = [
     "ModelConfig",
     "Role",
     "StackConfig",
+    "app_builder",
     "build_app",
     "check_sources",
     "load_config",

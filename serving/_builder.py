@@ -135,3 +135,13 @@ def build_app(
         gateway=gateway_settings(config, base_dir=base),
         limiter=RateLimiter.bind(),  # type: ignore[attr-defined]
     )
+
+
+def app_builder(args: dict[str, str]) -> Application:
+    """Ray Serve application builder for config files and KubeRay's ``serveConfigV2``.
+
+    ``import_path: serving:app_builder`` with ``args: {config: /path/stack.yaml}``.
+    """
+    from serving._config import load_config
+
+    return build_app(load_config(args["config"]), base_dir=Path(args.get("base_dir", ".")))
