@@ -69,7 +69,8 @@ def plot_latency(result: SweepResult, path: Path) -> None:
             line = ax.plot(xs, ys, marker="o", label=f"concurrency {c}")[0]
             fit = fits.get(c)
             if attr == "e2e_ms" and fit is not None and xs:
-                fx = [min(xs), max(xs)]
+                lo, hi = min(xs), max(xs)
+                fx = [lo * (hi / lo) ** (i / 49) for i in range(50)] if lo > 0 else [lo, hi]
                 ax.plot(fx, [fit.intercept_ms + fit.slope_ms_per_token * (x - 1) for x in fx],
                         linestyle="--", color=line.get_color(), alpha=0.6)  # fmt: skip
         ax.set_xlabel("output tokens")

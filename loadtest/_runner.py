@@ -135,7 +135,7 @@ def run_cell(
     users = 1 if spec.mode == "poisson" else concurrency
     plan.t0 = time.perf_counter()
     # Every user starts at once (closed loop at full concurrency from the first request).
-    runner.start(users, spawn_rate=10_000, wait=False)
+    runner.start(users, spawn_rate=100, wait=False)
     deadline = time.monotonic() + spec.request_timeout_s * (n / max(concurrency, 1) + 2)
     try:
         while len(plan.sink) < n:
