@@ -176,9 +176,13 @@ def cmd_traffic_export(args: argparse.Namespace) -> int:
             import pyarrow.parquet as pq
 
             rows = [r.model_dump(mode="json") for r in records]
-            for row in rows:
+            for row in rows:  # nested objects as JSON strings: one flat, stable schema
                 row["request"] = json.dumps(row["request"], sort_keys=True)
-            pq.write_table(pa.Table.from_pylist(rows), out)
+                row["metadata"] = json.dumps(row["metadata"], sort_keys=True)
+            try:
+                pq.write_table(pa.Table.from_pylist(rows), out)
+            except (pa.ArrowException, OSError) as exc:
+                raise GatewayCliError(f"cannot write {out}: {exc}; try --format jsonl") from None
         print(f"wrote {len(records)} records of {a.date.isoformat()} to {out}")
         return 0
 

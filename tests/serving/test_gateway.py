@@ -212,6 +212,23 @@ def test_traffic_export(stack: str, api_key: str, tmp_path: Path) -> None:
     assert proc.returncode == 0 and pq.read_bytes()[:4] == b"PAR1"
 
 
+def test_metadata_only_key_stores_no_text(stack: str) -> None:
+    _, key = _create_key("--scopes", "infer", "--metadata-only")
+    r = _client(stack, key).chat.completions.create(
+        model="app-model", messages=[{"role": "user", "content": "my secret plan"}], max_tokens=3
+    )
+    store = Store(SQLITE_URL)
+    deadline = time.monotonic() + 10
+    recs = []
+    while time.monotonic() < deadline and not recs:
+        recs = store.traffic_by_ids([r.id])
+        time.sleep(0.3)
+    (rec,) = recs
+    assert rec.metadata_only and rec.response_text is None
+    assert "messages" not in rec.request and "my secret plan" not in rec.model_dump_json()
+    assert rec.completion_tokens and rec.cost_usd is not None
+
+
 # --- PostgreSQL as the store, then restarts ---------------------------------------
 
 
@@ -313,20 +330,3 @@ def test_ingress_restart_during_traffic_loses_no_completed_request(
         t.join()
     assert len(done) >= 10
     _assert_captured(PG_URL, done, timeout_s=60)
-
-
-def test_metadata_only_key_stores_no_text(stack: str) -> None:
-    _, key = _create_key("--scopes", "infer", "--metadata-only")
-    r = _client(stack, key).chat.completions.create(
-        model="app-model", messages=[{"role": "user", "content": "my secret plan"}], max_tokens=3
-    )
-    store = Store(SQLITE_URL)
-    deadline = time.monotonic() + 10
-    recs = []
-    while time.monotonic() < deadline and not recs:
-        recs = store.traffic_by_ids([r.id])
-        time.sleep(0.3)
-    (rec,) = recs
-    assert rec.metadata_only and rec.response_text is None
-    assert "messages" not in rec.request and "my secret plan" not in rec.model_dump_json()
-    assert rec.completion_tokens and rec.cost_usd is not None
