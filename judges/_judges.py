@@ -28,23 +28,31 @@ def render_request(rec: TrafficRecord) -> str:
     return str(body.get("prompt", ""))
 
 
+async def _pass_fail(client: JudgeClient, user: str) -> JudgeOutcome:
+    """Ask for a pass/fail answer; an exhausted retry budget is an error outcome."""
+    try:
+        ans, used = await client.ask(SYSTEM, user, BinaryAnswer)
+    except JudgeCallError as exc:
+        return JudgeOutcome(verdict="error", error=str(exc))
+    return JudgeOutcome(
+        ans.verdict, ans.reasoning, None, None, used.prompt_tokens, used.completion_tokens
+    )
+
+
+_PASS_FAIL_REPLY = 'Reply with JSON: {"reasoning": "...", "verdict": "pass" or "fail"}.'
+
+
 @JUDGES.register("binary", name="binary_rubric", version="1")
 def binary_judge(criterion: Criterion, client: JudgeClient) -> JudgeFn:
     """Pass/fail of one response against the rubric."""
 
     async def score(item: JudgeItem) -> JudgeOutcome:
         rec = item.records[0]
-        user = (
+        return await _pass_fail(
+            client,
             f"Criterion: {criterion.name}\nRubric: {criterion.rubric}\n\n"
             f"Conversation:\n{render_request(rec)}\n\nResponse:\n{rec.response_text}\n\n"
-            'Reply with JSON: {"reasoning": "...", "verdict": "pass" or "fail"}.'
-        )
-        try:
-            ans, used = await client.ask(SYSTEM, user, BinaryAnswer)
-        except JudgeCallError as exc:
-            return JudgeOutcome(verdict="error", error=str(exc))
-        return JudgeOutcome(
-            ans.verdict, ans.reasoning, None, None, used.prompt_tokens, used.completion_tokens
+            + _PASS_FAIL_REPLY,
         )
 
     return score
@@ -56,19 +64,12 @@ def reference_judge(criterion: Criterion, client: JudgeClient) -> JudgeFn:
 
     async def score(item: JudgeItem) -> JudgeOutcome:
         rec = item.records[0]
-        expected = rec.metadata.get("expected", "")
-        user = (
+        return await _pass_fail(
+            client,
             f"Criterion: {criterion.name}\nRubric: {criterion.rubric}\n\n"
-            f"Conversation:\n{render_request(rec)}\n\nExpected answer: {expected}\n\n"
-            f"Response:\n{rec.response_text}\n\n"
-            'Reply with JSON: {"reasoning": "...", "verdict": "pass" or "fail"}.'
-        )
-        try:
-            ans, used = await client.ask(SYSTEM, user, BinaryAnswer)
-        except JudgeCallError as exc:
-            return JudgeOutcome(verdict="error", error=str(exc))
-        return JudgeOutcome(
-            ans.verdict, ans.reasoning, None, None, used.prompt_tokens, used.completion_tokens
+            f"Conversation:\n{render_request(rec)}\n\n"
+            f"Expected answer: {rec.metadata.get('expected', '')}\n\n"
+            f"Response:\n{rec.response_text}\n\n" + _PASS_FAIL_REPLY,
         )
 
     return score
