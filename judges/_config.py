@@ -21,6 +21,8 @@ class JudgingConfig(GavelModel):
     """Judge calls in flight per Ray task."""
     chunk_size: Annotated[int, Field(ge=1)] = 16
     """Items per Ray task (a killed run loses at most the chunks in flight)."""
+    parallel_tasks: Annotated[int, Field(ge=1)] = 2
+    """Ray tasks in flight: judge calls in flight are at most parallel_tasks x concurrency."""
     max_retries: Annotated[int, Field(ge=0)] = 2
     timeout_s: Annotated[float, Field(gt=0)] = 120
     max_tokens: Annotated[int, Field(ge=8)] = 160

@@ -215,7 +215,7 @@ def run_daily(
     }
     written = 0
     payloads = [[i.model_dump(mode="json") for i in c] for c in chunks]
-    for verdicts in _fan_out(payloads, kwargs, use_ray=use_ray):
+    for verdicts in _fan_out(payloads, kwargs, use_ray=use_ray, in_flight=judging.parallel_tasks):
         written += vstore.insert(Verdict.model_validate(v) for v in verdicts)
         log(f"  {written}/{len(todo)} judged")
     today = vstore.for_days(day, day)
@@ -235,8 +235,17 @@ def run_daily(
     )
 
 
-def _fan_out(payloads: list[list[dict[str, Any]]], kwargs: dict[str, Any], *, use_ray: bool) -> Any:
-    """Yield each chunk's verdicts as it completes: Ray tasks, or in-process without Ray."""
+def _fan_out(
+    payloads: list[list[dict[str, Any]]],
+    kwargs: dict[str, Any],
+    *,
+    use_ray: bool,
+    in_flight: int,
+) -> Any:
+    """Yield each chunk's verdicts as it completes.
+
+    At most ``in_flight`` Ray tasks run at once; without Ray, chunks run in-process.
+    """
     if not payloads:
         return
     if not use_ray:
@@ -246,7 +255,10 @@ def _fan_out(payloads: list[list[dict[str, Any]]], kwargs: dict[str, Any], *, us
     import ray
 
     task: Any = ray.remote(num_cpus=0, max_retries=1)(judge_chunk)  # type: ignore[arg-type]
-    pending = [task.remote(p, **kwargs) for p in payloads]
-    while pending:
+    queue = list(payloads)
+    pending: list[Any] = []
+    while queue or pending:
+        while queue and len(pending) < in_flight:
+            pending.append(task.remote(queue.pop(0), **kwargs))
         ready, pending = ray.wait(pending, num_returns=1)
         yield ray.get(ready[0])

@@ -165,7 +165,14 @@ def test_invalid_answers_and_unreachable_judge_are_errors_not_verdicts(
 def test_cli_fans_out_ray_tasks_and_resumes_after_kill(
     replayed_day: date, admin_key: str, tmp_path: Path
 ) -> None:
-    cfg = judging_cfg(tmp_path, chunk_size=1, concurrency=1)
+    # One item per task, one task at a time: the job is surely midway when killed.
+    cfg = judging_cfg(
+        tmp_path,
+        chunk_size=1,
+        concurrency=1,
+        parallel_tasks=1,
+        sampling={"rate": 1.0, "max_per_stratum": 8},
+    )
     judging_file = tmp_path / "judging.yaml"
     judging_file.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     gavel = str(Path(sys.executable).parent / "gavel")
@@ -195,7 +202,7 @@ def test_cli_fans_out_ray_tasks_and_resumes_after_kill(
     )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not vstore.done_keys(replayed_day):
-        time.sleep(0.5)
+        time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGKILL)  # killed midway
     proc.wait()
     partial = len(vstore.done_keys(replayed_day))
