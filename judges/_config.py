@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from judges._sampling import SamplingConfig
-from serving._config import _MISSING, ConfigError, GavelModel
+from serving._config import GavelModel, load_model
 
 
 class JudgingConfig(GavelModel):
@@ -34,18 +33,5 @@ class JudgingConfig(GavelModel):
 
 
 def load_judging(path: str | Path) -> JudgingConfig:
-    """Read and validate a judging config; errors name the file and field."""
-    p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(str(p), "", _MISSING, "file not found") from None
-    except yaml.YAMLError:
-        raise ConfigError(str(p), "", _MISSING, "not valid YAML") from None
-    try:
-        return JudgingConfig.model_validate(data)
-    except ValidationError as exc:
-        e = exc.errors()[0]
-        loc = ".".join(str(x) for x in e["loc"])
-        msg = "unknown field" if e["type"] == "extra_forbidden" else str(e["msg"])
-        raise ConfigError(str(p), loc, _MISSING, msg) from None
+    """Read and validate a judging config; errors name the file, field and value."""
+    return load_model(path, JudgingConfig)

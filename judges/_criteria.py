@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from serving._config import _MISSING, ConfigError, GavelModel
+from serving._config import ConfigError, GavelModel
 
 Kind = Literal["binary", "reference", "pairwise"]
 
@@ -66,21 +66,19 @@ def load_criteria(directory: Path) -> list[Criterion]:
     out: list[Criterion] = []
     files = sorted(directory.glob("*.yaml"))
     if not files:
-        raise ConfigError(str(directory), "", _MISSING, "no criteria files (*.yaml) found")
+        raise ConfigError(str(directory), "", "no criteria files (*.yaml) found")
     for f in files:
         try:
             data = yaml.safe_load(f.read_text())
             out.extend(CriteriaFile.model_validate(data).criteria)
         except yaml.YAMLError:
-            raise ConfigError(str(f), "", _MISSING, "not valid YAML") from None
+            raise ConfigError(str(f), "", "not valid YAML") from None
         except ValidationError as exc:
             e = exc.errors()[0]
             loc = ".".join(str(p) for p in e["loc"])
-            raise ConfigError(str(f), loc, _MISSING, str(e["msg"])) from None
+            raise ConfigError(str(f), loc, str(e["msg"])) from None
     names = [c.name for c in out]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise ConfigError(
-            str(directory), "criteria", _MISSING, f"duplicate names: {', '.join(dupes)}"
-        )
+        raise ConfigError(str(directory), "criteria", f"duplicate names: {', '.join(dupes)}")
     return out

@@ -6,7 +6,6 @@ Also the comparison of two results and the optional Pushgateway export.
 from __future__ import annotations
 
 import html
-import json
 import os
 import platform
 import subprocess
@@ -207,8 +206,3 @@ def push_to_gateway(result: SweepResult, url: str, *, job: str = "gavel_loadtest
         if c.cost_per_mtok_usd is not None:
             gauges["cost"].labels(*lv).set(c.cost_per_mtok_usd)
     push(url, job=job, registry=reg)
-
-
-def summary_json(result: SweepResult) -> str:
-    """A compact JSON of the cells, for logs."""
-    return json.dumps([c.model_dump() for c in result.cells], indent=1)

@@ -8,7 +8,7 @@ bad value.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -26,13 +26,13 @@ class GavelModel(BaseModel):
 class ConfigError(Exception):
     """A config file is invalid. ``str(err)`` is a one-line message for users."""
 
-    def __init__(self, file: str, field: str, value: object, message: str) -> None:
+    def __init__(self, file: str, field: str, message: str, value: object = None) -> None:
         self.file = file
         self.field = field
         self.value = value
         self.message = message
         where = f"{file}: {field}" if field else file
-        shown = "" if value is _MISSING else f" = {value!r}"
+        shown = "" if value is _MISSING or value is None else f" = {value!r}"
         super().__init__(f"{where}{shown}: {message}")
 
 
@@ -288,38 +288,51 @@ def _value_at(data: Any, loc: tuple[int | str, ...]) -> object:
     return cur
 
 
-def parse_config(data: object, *, source: str = "<config>") -> StackConfig:
-    """Validate already-loaded YAML/JSON data; errors name ``source``, the field and value."""
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_model(data: object, cls: type[M], *, source: str) -> M:
+    """Validate already-loaded YAML/JSON data as ``cls``; errors name source, field and value."""
     if not isinstance(data, dict):
-        raise ConfigError(source, "", _MISSING, "the top level must be a mapping")
+        raise ConfigError(source, "", "the top level must be a mapping")
     try:
-        return StackConfig.model_validate(data)
+        return cls.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = tuple(err["loc"])
         if err["type"] == "extra_forbidden":
-            raise ConfigError(source, _field_path(loc), _MISSING, "unknown field") from None
+            raise ConfigError(source, _field_path(loc), "unknown field") from None
         # Errors raised inside a validator of a nested model have no value of their own.
         value = _value_at(data, loc) if loc else _MISSING
         if err["type"] == "value_error":
             value = _MISSING
         msg = str(err["msg"]).removeprefix("Value error, ")
-        raise ConfigError(source, _field_path(loc), value, msg) from None
+        raise ConfigError(source, _field_path(loc), msg, value) from None
 
 
-def load_config(path: str | Path) -> StackConfig:
-    """Read and validate a stack config file."""
+def load_model(path: str | Path, cls: type[M]) -> M:
+    """Read a YAML file and validate it as ``cls``."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(str(p), "", _MISSING, "file not found") from None
+        raise ConfigError(str(p), "", "file not found") from None
     except OSError as exc:
-        raise ConfigError(str(p), "", _MISSING, f"cannot read: {exc.strerror}") from None
+        raise ConfigError(str(p), "", f"cannot read: {exc.strerror}") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f"line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(str(p), line, _MISSING, "not valid YAML") from None
-    return parse_config(data, source=str(p))
+        raise ConfigError(str(p), line, "not valid YAML") from None
+    return parse_model(data, cls, source=str(p))
+
+
+def parse_config(data: object, *, source: str = "<config>") -> StackConfig:
+    """Validate already-loaded YAML/JSON data as a stack config."""
+    return parse_model(data, StackConfig, source=source)
+
+
+def load_config(path: str | Path) -> StackConfig:
+    """Read and validate a stack config file."""
+    return load_model(path, StackConfig)

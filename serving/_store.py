@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -211,17 +211,6 @@ class Store:
             rows = conn.execute(select(traffic).where(traffic.c.request_id.in_(wanted))).all()
         return [_traffic_from_row(r._mapping) for r in rows]
 
-    def traffic_days(self, first: date, last: date) -> list[TrafficRecord]:
-        """Every record captured from ``first`` to ``last`` (UTC days, inclusive)."""
-        self.ensure_schema()
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(traffic)
-                .where(traffic.c.day >= first.isoformat(), traffic.c.day <= last.isoformat())
-                .order_by(traffic.c.ts)
-            ).all()
-        return [_traffic_from_row(r._mapping) for r in rows]
-
     def count_traffic(self) -> int:
         """Number of captured records."""
         self.ensure_schema()
@@ -261,9 +250,3 @@ def _traffic_from_row(m: Any) -> TrafficRecord:
     if isinstance(d["ts"], datetime) and d["ts"].tzinfo is None:
         d["ts"] = d["ts"].replace(tzinfo=UTC)
     return TrafficRecord.model_validate(d)
-
-
-def day_bounds(day: date) -> tuple[datetime, datetime]:
-    """UTC start and end of a day."""
-    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    return start, start + timedelta(days=1)
