@@ -8,7 +8,7 @@ CONFIG ?= config/cpu.yaml
 SETUP_HASH := $(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
 STAMP := $(VENV)/.gavel-setup-$(SETUP_HASH)
 
-.PHONY: setup setup-gpu model serve test lint bench loadtest demo down clean
+.PHONY: setup setup-gpu browser model serve test lint bench loadtest demo down clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,14 @@ setup-gpu:
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -e ".[gpu,dev]"
 
+# Debian's Chromium, for the labelling-page browser tests (Playwright drives it).
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@test -x $(CHROMIUM) || $(SUDO) apt-get install -y -q --no-install-recommends chromium \
+	  || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends chromium; }
+	@test -x $(CHROMIUM) && echo "browser: $$($(CHROMIUM) --version)"
+
 model: setup
 	$(GAVEL) model prepare
 
@@ -44,7 +52,7 @@ lint: setup
 	$(VENV)/bin/ruff format --check serving judges loadtest evals tests
 	$(VENV)/bin/mypy
 
-test: model lint
+test: model lint browser
 	$(VENV)/bin/pytest
 
 bench: model

@@ -1,4 +1,4 @@
-"""``gavel judge daily`` and ``gavel traffic replay``."""
+"""``gavel judge daily|calibrate``, ``gavel label`` and ``gavel traffic replay``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import os
 import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+
+from judges._cli_labels import add_calibrate_parser, add_label_parser
 
 EXIT_USAGE = 2
 
@@ -39,6 +41,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     daily.add_argument("--no-ray", action="store_true", help="judge in this process")
     daily.add_argument("--retry-errors", action="store_true", help="judge error verdicts again")
     daily.set_defaults(func=cmd_daily)
+    add_calibrate_parser(js)
+    add_label_parser(sub)
 
 
 def add_replay_parser(traffic_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -65,9 +69,11 @@ def cmd_daily(args: argparse.Namespace) -> int:
     """Run the daily job and write the reports."""
     from sqlalchemy.exc import SQLAlchemyError
 
+    from judges._calibration import calibrate
     from judges._config import load_judging
     from judges._criteria import load_criteria
     from judges._daily import run_daily
+    from judges._labels import LabelStore
     from judges._report import report_dir, write_reports
     from judges._store import VerdictStore
     from serving._config import ConfigError, load_config
@@ -109,10 +115,20 @@ def cmd_daily(args: argparse.Namespace) -> int:
             retry_errors=args.retry_errors,
         )
         history = VerdictStore(store).for_days(day - timedelta(days=30), day)
+        calibration = calibrate(
+            criteria,
+            LabelStore(store).query(),
+            VerdictStore(store).current({c.name: c.version for c in criteria}),
+            judging.calibration,
+        )
     except SQLAlchemyError as exc:
         return _err(f"the store is unreachable ({type(exc).__name__}); check gateway.store.url")
     html = write_reports(
-        res, history, report_dir(judging.report_dir, day), pushgateway=judging.pushgateway
+        res,
+        history,
+        report_dir(judging.report_dir, day),
+        calibration=calibration,
+        pushgateway=judging.pushgateway,
     )
     judged = res.judged_now
     rate = judged / res.seconds if res.seconds > 0 else 0.0
@@ -125,8 +141,12 @@ def cmd_daily(args: argparse.Namespace) -> int:
         )
         * 1000
     )
+    trust = {c.criterion: c for c in calibration}
     for r in res.rates:
         flag = "  DROP" if r.dropped else ""
+        cal = trust.get(r.criterion)
+        if cal is not None and not cal.trusted:
+            flag += "  (judge not trustworthy)"
         rate_txt = "-" if r.pass_rate is None else f"{100 * r.pass_rate:.1f}%"
         print(
             f"  {r.criterion:<20} {r.model:<12} pass {rate_txt:>6} "

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import Field
 
+from judges._calibration import CalibrationConfig
 from judges._sampling import SamplingConfig
 from serving._config import GavelModel, load_model
 
@@ -28,6 +29,8 @@ class JudgingConfig(GavelModel):
     trailing_days: Annotated[int, Field(ge=1)] = 7
     drop_p_value: Annotated[float, Field(gt=0, lt=1)] = 0.05
     """A pass rate below the trailing days' with a one-sided p under this is flagged."""
+    calibration: CalibrationConfig = CalibrationConfig()
+    """When a criterion's judge counts as trustworthy (``gavel judge calibrate``)."""
     report_dir: str = "reports/judging"
     pushgateway: str | None = None
 

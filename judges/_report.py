@@ -8,13 +8,42 @@ from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
-from judges._aggregate import rate_rows
+from judges._aggregate import RateRow, rate_rows
+from judges._calibration import CalibrationRow
 from judges._daily import DailyResult
 from judges._wire import Verdict
+
+NOT_CALIBRATED = "no calibration for this criterion version"
 
 
 def _pct(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.1f}%"
+
+
+def trust(calibration: Sequence[CalibrationRow], row: RateRow) -> tuple[bool, str]:
+    """Whether the judge of a rate row's criterion version is trustworthy, and why."""
+    for c in calibration:
+        if c.criterion == row.criterion and c.criterion_version == row.criterion_version:
+            return c.trusted, c.reason
+    return False, NOT_CALIBRATED
+
+
+def _calibration_md(calibration: Sequence[CalibrationRow]) -> list[str]:
+    lines = [
+        "",
+        "## Judge calibration (human labels)",
+        "",
+        "| criterion | labels | agreement | kappa (95% CI) | coverage | false-fail | trusted |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in calibration:
+        kappa = "-" if c.kappa is None else f"{c.kappa:.2f} ({c.kappa_low:.2f}–{c.kappa_high:.2f})"
+        lines.append(
+            f"| {c.criterion} ({c.criterion_version[:7]}) | {c.n} | {_pct(c.agreement)} | "
+            f"{kappa} | {_pct(c.coverage)} | {_pct(c.false_failure_rate)} | "
+            f"{'yes' if c.trusted else '**no**'}: {c.reason} |"
+        )
+    return lines
 
 
 def history(verdicts: Sequence[Verdict]) -> dict[tuple[str, str], list[tuple[str, float, int]]]:
@@ -52,7 +81,7 @@ def plot_history(hist: dict[tuple[str, str], list[tuple[str, float, int]]], path
     plt.close(fig)
 
 
-def markdown_summary(res: DailyResult) -> str:
+def markdown_summary(res: DailyResult, calibration: Sequence[CalibrationRow] = ()) -> str:
     """A short markdown summary of the day."""
     lines = [
         f"# Judging {res.day.isoformat()}",
@@ -62,15 +91,17 @@ def markdown_summary(res: DailyResult) -> str:
         f"Judge cost: {res.judge_prompt_tokens} prompt + {res.judge_completion_tokens} "
         f"completion tokens, {res.judge_cost_usd:.6f} USD.",
         "",
-        "| criterion | model | pass rate | 95% CI | n | errors | trailing | flag |",
-        "|---|---|---|---|---|---|---|---|",
+        "| criterion | model | pass rate | 95% CI | n | errors | trailing | flag | judge |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in res.rates:
         flag = "**DROP**" if r.dropped else ""
+        trusted, why = trust(calibration, r)
         lines.append(
             f"| {r.criterion} ({r.criterion_version[:7]}) | {r.model} | {_pct(r.pass_rate)} | "
             f"{_pct(r.ci_low)}–{_pct(r.ci_high)} | {r.passes + r.fails} | {r.errors} | "
-            f"{_pct(r.trailing_rate)} (n={r.trailing_n}) | {flag} |"
+            f"{_pct(r.trailing_rate)} (n={r.trailing_n}) | {flag} | "
+            f"{'trusted' if trusted else f'**not trustworthy** ({why})'} |"
         )
     for p in res.pairs:
         lines.append("")
@@ -79,20 +110,42 @@ def markdown_summary(res: DailyResult) -> str:
             f"ties {p.ties}, errors {p.errors}; position consistency "
             f"{_pct(p.position_consistency)}."
         )
+    lines += _calibration_md(calibration)
     return "\n".join(lines) + "\n"
 
 
-def write_html(res: DailyResult, path: Path, png_name: str) -> None:
-    """The HTML report: summary table, pairwise stats and the plot."""
+def write_html(
+    res: DailyResult,
+    path: Path,
+    png_name: str,
+    calibration: Sequence[CalibrationRow] = (),
+) -> None:
+    """The HTML report: summary table, pairwise stats, judge calibration and the plot."""
     drop_style = ' style="background:#fdd"'
+
+    def judge_cell(r: RateRow) -> str:
+        trusted, why = trust(calibration, r)
+        if trusted:
+            return "<td>trusted</td>"
+        return f'<td style="color:#c62828">not trustworthy: {html.escape(why)}</td>'
+
     rows = "".join(
         f"<tr{drop_style if r.dropped else ''}><td>{html.escape(r.criterion)}"
         f"</td><td>{r.criterion_version[:7]}</td><td>{html.escape(r.model)}</td>"
         f"<td>{_pct(r.pass_rate)}</td><td>{_pct(r.ci_low)}–{_pct(r.ci_high)}</td>"
         f"<td>{r.passes + r.fails}</td><td>{r.errors}</td><td>{_pct(r.trailing_rate)}</td>"
         f"<td>{'-' if r.drop_p is None else f'{r.drop_p:.3f}'}</td>"
-        f"<td>{'DROP' if r.dropped else ''}</td></tr>"
+        f"<td>{'DROP' if r.dropped else ''}</td>{judge_cell(r)}</tr>"
         for r in res.rates
+    )
+    cal = "".join(
+        f"<tr><td>{html.escape(c.criterion)}</td><td>{c.criterion_version[:7]}</td>"
+        f"<td>{c.n}</td><td>{_pct(c.agreement)}</td>"
+        f"<td>{'-' if c.kappa is None else f'{c.kappa:.2f}'}</td>"
+        f"<td>{'-' if c.kappa_low is None else f'{c.kappa_low:.2f}–{c.kappa_high:.2f}'}</td>"
+        f"<td>{_pct(c.coverage)}</td><td>{_pct(c.false_failure_rate)}</td>"
+        f"<td>{'yes' if c.trusted else 'NO'}: {html.escape(c.reason)}</td></tr>"
+        for c in calibration
     )
     pairs = "".join(
         f"<tr><td>{html.escape(p.criterion)}</td><td>{html.escape(p.models)}</td>"
@@ -110,15 +163,24 @@ judged; {res.errors} errors (excluded from pass rates). Judge cost:
 {res.judge_prompt_tokens} prompt + {res.judge_completion_tokens} completion tokens =
 {res.judge_cost_usd:.6f} USD.</p>
 <table><tr><th>criterion</th><th>version</th><th>model</th><th>pass rate</th>
-<th>95% Wilson CI</th><th>n</th><th>errors</th><th>trailing</th><th>drop p</th><th></th></tr>
+<th>95% Wilson CI</th><th>n</th><th>errors</th><th>trailing</th><th>drop p</th><th></th>
+<th>judge</th></tr>
 {rows}</table>
 <h2>Pairwise</h2><table><tr><th>criterion</th><th>A|B</th><th>A wins</th><th>B wins</th>
 <th>ties</th><th>errors</th><th>position consistency</th></tr>{pairs}</table>
+<h2>Judge calibration (human labels, <code>gavel judge calibrate</code>)</h2>
+<table><tr><th>criterion</th><th>version</th><th>labels</th><th>agreement</th><th>kappa</th>
+<th>95% CI</th><th>coverage</th><th>false-fail</th><th>trusted</th></tr>{cal}</table>
 <h2>Over days</h2><img src="{html.escape(png_name)}" alt="pass rate over days"></body></html>"""
     path.write_text(page)
 
 
-def write_metrics(res: DailyResult, path: Path, pushgateway: str | None = None) -> None:
+def write_metrics(
+    res: DailyResult,
+    path: Path,
+    pushgateway: str | None = None,
+    calibration: Sequence[CalibrationRow] = (),
+) -> None:
     """Prometheus textfile (node-exporter collector) and optionally a Pushgateway push."""
     from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_to_textfile
 
@@ -131,6 +193,22 @@ def write_metrics(res: DailyResult, path: Path, pushgateway: str | None = None) 
         "gavel_judge_drop_flag", "1 if significantly below trailing", labels, registry=reg
     )
     cost = Gauge("gavel_judge_cost_usd", "Judge cost of the day", registry=reg)
+    cal_labels = ["criterion", "criterion_version"]
+    trusted = Gauge(
+        "gavel_judge_trusted",
+        "1 if the criterion's judge agrees with human labels (kappa and label count)",
+        cal_labels,
+        registry=reg,
+    )
+    kappa = Gauge("gavel_judge_kappa", "Cohen's kappa, judge vs people", cal_labels, registry=reg)
+    n_labels = Gauge(
+        "gavel_judge_calibration_labels", "Labelled and judged records", cal_labels, registry=reg
+    )
+    for c in calibration:
+        trusted.labels(c.criterion, c.criterion_version).set(1 if c.trusted else 0)
+        n_labels.labels(c.criterion, c.criterion_version).set(c.n)
+        if c.kappa is not None:
+            kappa.labels(c.criterion, c.criterion_version).set(c.kappa)
     for r in res.rates:
         lv = [r.criterion, r.criterion_version, r.model]
         if r.pass_rate is not None:
@@ -149,14 +227,15 @@ def write_reports(
     history_verdicts: Sequence[Verdict],
     out_dir: Path,
     *,
+    calibration: Sequence[CalibrationRow] = (),
     pushgateway: str | None = None,
 ) -> Path:
     """Write report.html, latest plot, summary.md and metrics.prom; returns the HTML path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_history(history(history_verdicts), out_dir / "pass_rate.png")
-    write_html(res, out_dir / "report.html", "pass_rate.png")
-    (out_dir / "summary.md").write_text(markdown_summary(res))
-    write_metrics(res, out_dir / "metrics.prom", pushgateway)
+    write_html(res, out_dir / "report.html", "pass_rate.png", calibration)
+    (out_dir / "summary.md").write_text(markdown_summary(res, calibration))
+    write_metrics(res, out_dir / "metrics.prom", pushgateway, calibration)
     return out_dir / "report.html"
 
 

@@ -81,6 +81,29 @@ class VerdictStore:
             ).all()
         return [_from_row(r._mapping) for r in rows]
 
+    def current(
+        self,
+        versions: dict[str, str],
+        *,
+        day: str | None = None,
+        model: str | None = None,
+        item_id: str | None = None,
+    ) -> list[Verdict]:
+        """Verdicts of these criteria at these versions (criterion -> version), filtered."""
+        if not versions:
+            return []
+        stmt = select(verdicts).where(verdicts.c.criterion.in_(list(versions)))
+        if day is not None:
+            stmt = stmt.where(verdicts.c.day == day)
+        if model is not None:
+            stmt = stmt.where(verdicts.c.model == model)
+        if item_id is not None:
+            stmt = stmt.where(verdicts.c.item_id == item_id)
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(stmt.order_by(verdicts.c.day, verdicts.c.item_id)).all()
+        found = [_from_row(r._mapping) for r in rows]
+        return [v for v in found if versions[v.criterion] == v.criterion_version]
+
     def done_keys(self, day: date) -> set[tuple[str, str, str]]:
         """(item id, criterion, version) already judged on ``day``."""
         with self.store.engine.connect() as conn:

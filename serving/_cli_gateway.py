@@ -7,8 +7,10 @@ import json
 import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import get_args
 
 from serving._config import ConfigError, StackConfig, load_config
+from serving._wire import Scope
 
 EXIT_USAGE = 2
 DEFAULT_CONFIG = "config/cpu.yaml"
@@ -24,10 +26,10 @@ class GatewayCliError(Exception):
 
 def _scopes(text: str) -> list[str]:
     scopes = [s.strip() for s in text.split(",") if s.strip()]
-    bad = [s for s in scopes if s not in ("infer", "judge", "admin")]
+    bad = [s for s in scopes if s not in get_args(Scope)]
     if not scopes or bad:
         raise argparse.ArgumentTypeError(
-            f"scopes are a comma-separated subset of infer,judge,admin; got {text!r}"
+            f"scopes are a comma-separated subset of infer,judge,label,admin; got {text!r}"
         )
     return scopes
 
@@ -46,7 +48,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     ks = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     create = ks.add_parser("create", help="create a key; prints it once, as the last line")
     create.add_argument("name")
-    create.add_argument("--scopes", type=_scopes, default=["infer"], help="infer,judge,admin")
+    create.add_argument("--scopes", type=_scopes, default=["infer"], help="infer,judge,label,admin")
     create.add_argument("--rpm", type=int, help="requests per minute")
     create.add_argument("--tpm", type=int, help="tokens (prompt + completion) per minute")
     create.add_argument(

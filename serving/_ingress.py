@@ -32,6 +32,7 @@ from ray.serve.llm.ingress import OpenAiIngress
 
 from serving._capture import CaptureWriter, redact, redact_obj
 from serving._config import GatewayConfig, GavelModel
+from serving._errors import openai_error
 from serving._gateway_metrics import GatewayMetrics
 from serving._keys import bearer_token, hash_key
 from serving._store import Store
@@ -66,19 +67,6 @@ class GatewaySettings(GavelModel):
     roles: dict[str, str]
     """Served model id -> role."""
     prices: dict[str, ModelPrice]
-
-
-def openai_error(
-    status: int,
-    message: str,
-    *,
-    type_: str,
-    code: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    """An error response in OpenAI's JSON shape."""
-    body = {"error": {"message": message, "type": type_, "param": None, "code": code}}
-    return JSONResponse(status_code=status, content=body, headers=headers)
 
 
 @dataclass

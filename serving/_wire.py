@@ -9,8 +9,9 @@ from pydantic import Field
 
 from serving._config import GavelModel
 
-Scope = Literal["infer", "judge", "admin"]
-"""``infer`` calls the app model, ``judge`` the judge model, ``admin`` everything."""
+Scope = Literal["infer", "judge", "label", "admin"]
+"""``infer`` calls the app model, ``judge`` the judge model, ``label`` opens the labelling
+page (``gavel label``), ``admin`` everything."""
 
 ROLE_SCOPE: dict[str, Scope] = {"app": "infer", "judge": "judge"}
 

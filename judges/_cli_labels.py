@@ -1,0 +1,265 @@
+"""``gavel label`` (the labelling page, import, export) and ``gavel judge calibrate``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from judges._calibration import CalibrationRow
+from judges._config import JudgingConfig
+from judges._criteria import Criterion
+from serving._store import Store
+
+EXIT_USAGE = 2
+DEFAULT_CONFIG = "config/cpu.yaml"
+DEFAULT_JUDGING = "config/judging.yaml"
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}") from None
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=DEFAULT_CONFIG, help="stack config (for the store)")
+    p.add_argument("--judging", default=DEFAULT_JUDGING, help="judging config (criteria)")
+
+
+def add_label_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``gavel label [import|export]``."""
+    label = sub.add_parser(
+        "label",
+        help="the labelling page; `label import|export` move labels as JSONL",
+        description="Without an action: serve the labelling page.",
+    )
+    _common(label)
+    label.add_argument("--host", default="127.0.0.1")
+    label.add_argument("--port", type=int, default=8100)
+    label.set_defaults(func=cmd_serve)
+    ls = label.add_subparsers(dest="label_command", required=False, metavar="ACTION")
+    imp = ls.add_parser("import", help="import a JSONL file of labels (all rows or none)")
+    _common(imp)
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--labeller", default=None, help="for rows without one (default: import)")
+    imp.set_defaults(func=cmd_import)
+    exp = ls.add_parser("export", help="write the labels as JSONL (atomically)")
+    _common(exp)
+    exp.add_argument("file", type=Path)
+    exp.add_argument("--criterion", default=None)
+    exp.add_argument("--since", type=_day, default=None, help="labelled on or after this day")
+    exp.set_defaults(func=cmd_export)
+
+
+def add_calibrate_parser(judge_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``gavel judge calibrate``."""
+    cal = judge_sub.add_parser("calibrate", help="agreement of the judge with human labels")
+    _common(cal)
+    cal.add_argument("--criterion", default=None, help="only this criterion")
+    cal.add_argument("--since", type=_day, default=None, help="labels made on or after this day")
+    cal.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+    cal.set_defaults(func=cmd_calibrate)
+
+
+def _err(message: str, code: int = 1) -> int:
+    print(f"gavel: error: {message}", file=sys.stderr)
+    return code
+
+
+@dataclass(frozen=True)
+class _Opened:
+    store: Store
+    judging: JudgingConfig
+    criteria: list[Criterion]
+
+
+def _open(args: argparse.Namespace) -> _Opened:
+    """Configs and the store; raises ConfigError."""
+    from judges._config import load_judging
+    from judges._criteria import load_criteria
+    from serving._config import load_config
+    from serving._store import resolve_url
+
+    stack = load_config(args.config)
+    judging = load_judging(args.judging)
+    criteria = load_criteria(Path(judging.criteria_dir))
+    store = Store(resolve_url(stack.gateway.store.url, base_dir=Path.cwd()))
+    return _Opened(store, judging, criteria)
+
+
+def _known_criterion(opened: _Opened, name: str | None) -> str | None:
+    """An error message if ``name`` is not a pass/fail criterion."""
+    names = sorted(c.name for c in opened.criteria if c.kind != "pairwise")
+    if name is not None and name not in names:
+        return f"unknown criterion {name!r}; pass/fail criteria: {', '.join(names)}"
+    return None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the labelling page until Ctrl-C."""
+    import uvicorn
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from judges._label_app import build_label_app
+    from serving._config import ConfigError
+
+    try:
+        opened = _open(args)
+        app = build_label_app(opened.store, opened.criteria)
+    except ConfigError as exc:
+        return _err(str(exc), EXIT_USAGE)
+    except SQLAlchemyError as exc:
+        return _err(f"the store is unreachable ({type(exc).__name__}); check gateway.store.url")
+    print(
+        f"labelling page: http://{args.host}:{args.port}/ (sign in with a key that has the "
+        "'label' scope: `gavel keys create NAME --scopes label`)",
+        flush=True,
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Import a JSONL label file in one transaction."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from judges._labels import LabelImportError, LabelStore, parse_label_file
+    from serving._config import ConfigError
+
+    try:
+        opened = _open(args)
+    except ConfigError as exc:
+        return _err(str(exc), EXIT_USAGE)
+    labeller = args.labeller or "import"
+    try:
+        rows = parse_label_file(
+            args.file, opened.criteria, labeller=labeller, now=datetime.now(UTC)
+        )
+    except LabelImportError as exc:
+        for line, message in exc.problems:
+            print(f"{exc.path}:{line}: {message}", file=sys.stderr)
+        return _err(
+            f"{len(exc.problems)} bad row(s) in {exc.path}; nothing was imported. "
+            "Fix the lines above and import again.",
+            EXIT_USAGE,
+        )
+    try:
+        written = LabelStore(opened.store).upsert(rows)
+    except SQLAlchemyError as exc:
+        return _err(
+            f"the store is unreachable ({type(exc).__name__}); nothing was imported. "
+            "Check gateway.store.url and import again."
+        )
+    print(f"imported {written} labels from {args.file}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write labels as JSONL."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from judges._labels import LabelStore, since_filter, write_label_file
+    from serving._config import ConfigError
+
+    try:
+        opened = _open(args)
+    except ConfigError as exc:
+        return _err(str(exc), EXIT_USAGE)
+    if (bad := _known_criterion(opened, args.criterion)) is not None:
+        return _err(bad, EXIT_USAGE)
+    try:
+        found = since_filter(LabelStore(opened.store).query(criterion=args.criterion), args.since)
+    except SQLAlchemyError as exc:
+        return _err(f"the store is unreachable ({type(exc).__name__}); check gateway.store.url")
+    try:
+        write_label_file(args.file, found)
+    except OSError as exc:
+        return _err(f"cannot write {args.file}: {exc.strerror or exc}")
+    print(f"exported {len(found)} labels to {args.file}")
+    return 0
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def format_rows(rows: list[CalibrationRow]) -> str:
+    """The calibration table and the criteria-drift notes, as text."""
+    out = [
+        f"{'criterion':<20} {'version':<12} {'n':>4} {'agree':>7} {'kappa':>7} "
+        f"{'95% CI':<17} {'coverage':>8} {'false-fail':>10}  trusted"
+    ]
+    for r in rows:
+        ci = f"[{_num(r.kappa_low)}, {_num(r.kappa_high)}]" if r.kappa is not None else "-"
+        out.append(
+            f"{r.criterion:<20} {r.criterion_version:<12} {r.n:>4} {_pct(r.agreement):>7} "
+            f"{_num(r.kappa):>7} {ci:<17} {_pct(r.coverage):>8} "
+            f"{_pct(r.false_failure_rate):>10}  {'yes' if r.trusted else 'NO'}: {r.reason}"
+        )
+        m = r.confusion
+        extra = []
+        if r.unjudged_labels:
+            extra.append(f"{r.unjudged_labels} labels without a pass/fail verdict")
+        if r.earlier_version_labels:
+            extra.append(f"{r.earlier_version_labels} labels of earlier versions not counted")
+        out.append(
+            f"    human fail: judge fail {m.both_fail}, judge pass {m.judge_pass_human_fail}"
+            f" | human pass: judge fail {m.judge_fail_human_pass}, judge pass {m.both_pass}"
+            + (f"  ({'; '.join(extra)})" if extra else "")
+        )
+    notes = [(r.criterion, n) for r in rows for n in r.drift_notes]
+    out.append("")
+    if not notes:
+        out.append("criteria drift notes: none")
+    else:
+        out.append(f"criteria drift notes ({len(notes)}):")
+        for crit, n in notes:
+            when = "current" if n.current else "earlier version"
+            out.append(
+                f"  {crit} ({n.criterion_version}, {when}) on {n.item_id} by {n.labeller}: {n.note}"
+            )
+    return "\n".join(out)
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Print per-criterion agreement of the judge with people."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from judges._calibration import calibrate
+    from judges._labels import LabelStore
+    from judges._store import VerdictStore
+    from serving._config import ConfigError
+
+    try:
+        opened = _open(args)
+    except ConfigError as exc:
+        return _err(str(exc), EXIT_USAGE)
+    if (bad := _known_criterion(opened, args.criterion)) is not None:
+        return _err(bad, EXIT_USAGE)
+    versions = {c.name: c.version for c in opened.criteria if c.kind != "pairwise"}
+    try:
+        labels = LabelStore(opened.store).query(criterion=args.criterion)
+        verdicts = VerdictStore(opened.store).current(versions)
+    except SQLAlchemyError as exc:
+        return _err(f"the store is unreachable ({type(exc).__name__}); check gateway.store.url")
+    rows = calibrate(
+        opened.criteria,
+        labels,
+        verdicts,
+        opened.judging.calibration,
+        criterion=args.criterion,
+        since=args.since,
+    )
+    print(format_rows(rows))
+    if args.json is not None:
+        args.json.write_text(json.dumps([r.model_dump(mode="json") for r in rows], indent=2) + "\n")
+    return 0

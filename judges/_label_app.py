@@ -1,0 +1,295 @@
+"""The labelling page (``gavel label``): people read sampled records and label them.
+
+A small FastAPI app over the same store as the gateway. Sign-in is with a gateway key
+that has the ``label`` (or ``admin``) scope; the key's name is the labeller. The judge's
+verdicts of a record are sent only once every applicable criterion of that record has a
+label, so the page cannot show them earlier.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import Field
+from starlette.exceptions import HTTPException
+
+from judges._criteria import Criterion
+from judges._labels import Label, LabelStore, Note
+from judges._store import VerdictStore
+from judges._wire import Verdict
+from serving._config import GavelModel
+from serving._errors import openai_error
+from serving._keys import bearer_token, hash_key
+from serving._store import Store
+from serving._wire import ApiKey
+
+COOKIE = "gavel_label_key"
+
+
+class LabelInput(GavelModel):
+    """One criterion's label as the page sends it."""
+
+    criterion: Annotated[str, Field(min_length=1, max_length=128)]
+    label: Literal["pass", "fail"]
+    note: Note | None = None
+    criterion_note: Note | None = None
+
+
+class LabelSubmit(GavelModel):
+    """The labels of one record."""
+
+    labels: Annotated[list[LabelInput], Field(min_length=1)]
+
+
+class SignIn(GavelModel):
+    """The sign-in form: a gateway key."""
+
+    key: Annotated[str, Field(min_length=1, max_length=512)]
+
+
+class CriterionView(GavelModel):
+    """One applicable criterion of a record; the judge's side only once revealed."""
+
+    name: str
+    kind: str
+    description: str
+    rubric: str
+    human: Label | None = None
+    judge_verdict: str | None = None
+    judge_reasoning: str | None = None
+    judge: str | None = None
+    """Judge name and version, e.g. ``binary@1``."""
+
+
+class RecordView(GavelModel):
+    """A sampled record as the page shows it."""
+
+    item_id: str
+    day: str
+    model: str
+    key_name: str | None
+    endpoint: str
+    request: dict[str, Any]
+    response_text: str | None
+    metadata: dict[str, str]
+    criteria: list[CriterionView]
+    revealed: bool
+    """True once every criterion has a label: the judge's verdicts are then included."""
+
+
+class QueueEntry(GavelModel):
+    """One record in the labelling queue (no judge verdicts here)."""
+
+    item_id: str
+    day: str
+    model: str
+    labelled: bool
+    disagreement: bool
+    """Some labelled criterion where the judge said otherwise (only known once labelled)."""
+
+
+class Filters(GavelModel):
+    """Queue filters; all optional."""
+
+    day: str | None = None
+    model: str | None = None
+    criterion: str | None = None
+    verdict: Literal["pass", "fail", "error"] | None = None
+    """The judge's verdict (on ``criterion`` if given, else on any criterion)."""
+    disagreement: bool = False
+
+
+def build_queue(
+    verdicts: Sequence[Verdict], labels: Sequence[Label], filters: Filters
+) -> list[QueueEntry]:
+    """The records to label, in (day, item) order, after the filters. Pure."""
+    by_item: dict[str, dict[str, Verdict]] = defaultdict(dict)
+    for v in verdicts:
+        if v.kind != "pairwise":
+            by_item[v.item_id][v.criterion] = v
+    human = {(lab.item_id, lab.criterion, lab.criterion_version): lab for lab in labels}
+    out: list[QueueEntry] = []
+    for item_id, crits in by_item.items():
+        if filters.criterion is not None and filters.criterion not in crits:
+            continue
+        if filters.verdict is not None:
+            looked = [crits[filters.criterion]] if filters.criterion else list(crits.values())
+            if not any(v.verdict == filters.verdict for v in looked):
+                continue
+        mine = {c: human.get((item_id, c, v.criterion_version)) for c, v in crits.items()}
+        disagree = any(
+            lab is not None
+            and crits[c].verdict in ("pass", "fail")
+            and lab.label != crits[c].verdict
+            for c, lab in mine.items()
+        )
+        if filters.disagreement and not disagree:
+            continue
+        first = next(iter(crits.values()))
+        out.append(
+            QueueEntry(
+                item_id=item_id,
+                day=first.day,
+                model=first.model,
+                labelled=all(lab is not None for lab in mine.values()),
+                disagreement=disagree,
+            )
+        )
+    out.sort(key=lambda e: (e.day, e.item_id))
+    return out
+
+
+def build_label_app(store: Store, criteria: Sequence[Criterion]) -> FastAPI:
+    """The labelling app over ``store``, for the pass/fail ``criteria`` (current versions)."""
+    crits = {c.name: c for c in criteria if c.kind != "pairwise"}
+    versions = {name: c.version for name, c in crits.items()}
+    store.ensure_schema()
+    vstore, lstore = VerdictStore(store), LabelStore(store)
+    app = FastAPI(title="Gavel labelling", docs_url=None, redoc_url=None)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(_: Request, exc: HTTPException) -> Response:
+        kind = "authentication_error" if exc.status_code == 401 else "invalid_request_error"
+        code = {401: "invalid_api_key", 403: "insufficient_scope", 404: "not_found"}
+        return openai_error(
+            exc.status_code, str(exc.detail), type_=kind, code=code.get(exc.status_code)
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_body(_: Request, exc: RequestValidationError) -> Response:
+        e = exc.errors()[0]
+        loc = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
+        return openai_error(400, f"{loc}: {e.get('msg')}", type_="invalid_request_error")
+
+    def labeller(request: Request) -> ApiKey:
+        token = bearer_token(request.headers.get("authorization")) or request.cookies.get(COOKIE)
+        return _check_key(store, token)
+
+    Who = Annotated[ApiKey, Depends(labeller)]
+
+    @app.get("/", response_class=HTMLResponse)
+    def page() -> str:
+        return resources.files("judges").joinpath("label_page.html").read_text(encoding="utf-8")
+
+    @app.post("/api/session")
+    def sign_in(body: SignIn, request: Request) -> JSONResponse:
+        key = _check_key(store, body.key)
+        resp = JSONResponse({"labeller": key.name})
+        resp.set_cookie(
+            COOKIE,
+            body.key,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
+        return resp
+
+    @app.delete("/api/session")
+    def sign_out() -> JSONResponse:
+        resp = JSONResponse({"signed_out": True})
+        resp.delete_cookie(COOKIE)
+        return resp
+
+    @app.get("/api/me")
+    def me(who: Who) -> dict[str, Any]:
+        return {"labeller": who.name, "criteria": sorted(crits)}
+
+    @app.get("/api/queue")
+    def queue(who: Who, filters: Annotated[Filters, Depends()]) -> list[QueueEntry]:
+        if filters.criterion is not None and filters.criterion not in crits:
+            raise HTTPException(400, f"criterion: no pass/fail criterion {filters.criterion!r}")
+        found = vstore.current(versions, day=filters.day, model=filters.model)
+        labels = lstore.for_items({v.item_id for v in found})
+        return build_queue(found, labels, filters)
+
+    def view(item_id: str) -> RecordView:
+        found = [v for v in vstore.current(versions, item_id=item_id) if v.kind != "pairwise"]
+        recs = store.traffic_by_ids([item_id])
+        if not found or not recs:
+            raise HTTPException(404, f"no sampled record {item_id!r} to label")
+        rec = recs[0]
+        human = {
+            lab.criterion: lab
+            for lab in lstore.for_items([item_id])
+            if versions.get(lab.criterion) == lab.criterion_version
+        }
+        revealed = all(v.criterion in human for v in found)
+        views = []
+        for v in sorted(found, key=lambda v: v.criterion):
+            c = crits[v.criterion]
+            views.append(
+                CriterionView(
+                    name=c.name,
+                    kind=c.kind,
+                    description=c.description,
+                    rubric=c.rubric,
+                    human=human.get(c.name),
+                    judge_verdict=v.verdict if revealed else None,
+                    judge_reasoning=(v.reasoning or v.error) if revealed else None,
+                    judge=f"{v.judge}@{v.judge_version} ({v.judge_model})" if revealed else None,
+                )
+            )
+        return RecordView(
+            item_id=item_id,
+            day=found[0].day,
+            model=rec.model,
+            key_name=rec.key_name,
+            endpoint=rec.endpoint,
+            request=rec.request,
+            response_text=rec.response_text,
+            metadata=rec.metadata,
+            criteria=views,
+            revealed=revealed,
+        )
+
+    @app.get("/api/records/{item_id:path}")
+    def record(item_id: str, who: Who) -> RecordView:
+        return view(item_id)
+
+    @app.put("/api/labels/{item_id:path}")
+    def put_labels(item_id: str, body: LabelSubmit, who: Who) -> RecordView:
+        current = view(item_id)
+        applicable = {c.name for c in current.criteria}
+        names = [i.criterion for i in body.labels]
+        for name in names:
+            if name not in applicable:
+                raise HTTPException(
+                    400, f"criterion: {name!r} does not apply to this record ({item_id})"
+                )
+        if len(set(names)) != len(names):
+            raise HTTPException(400, "labels: a criterion is given twice")
+        now = datetime.now(UTC)
+        lstore.upsert(
+            Label(
+                item_id=item_id,
+                criterion=i.criterion,
+                criterion_version=versions[i.criterion],
+                label=i.label,
+                note=i.note or None,
+                criterion_note=i.criterion_note or None,
+                labeller=who.name,
+                labelled_at=now,
+            )
+            for i in body.labels
+        )
+        return view(item_id)
+
+    return app
+
+
+def _check_key(store: Store, token: str | None) -> ApiKey:
+    if not token:
+        raise HTTPException(401, "Sign in with a gateway key that has the 'label' scope.")
+    key = store.key_by_hash(hash_key(token))
+    if key is None or key.revoked_at is not None:
+        raise HTTPException(401, f"The key is {'revoked' if key else 'invalid'}.")
+    if not key.allows("label"):
+        raise HTTPException(403, f"The key {key.name!r} lacks the 'label' scope.")
+    return key

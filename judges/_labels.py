@@ -1,0 +1,222 @@
+"""Human labels, stored beside the verdicts, and their JSONL import and export.
+
+A label is keyed like a verdict, by item, criterion and criterion version, so that
+labelling a record again updates the label, and a new criterion version starts a new
+calibration. The JSONL format is :class:`LabelRow`, one object per line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError
+from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from judges._criteria import Criterion
+from serving._config import GavelModel
+from serving._store import Store, add_missing_columns
+
+NOTE_MAX = 2000
+
+Note = Annotated[str, Field(max_length=NOTE_MAX)]
+
+
+class Label(GavelModel):
+    """One person's pass/fail on one criterion of one sampled record."""
+
+    item_id: Annotated[str, Field(min_length=1, max_length=200)]
+    """The judged item: the traffic record's request id."""
+    criterion: Annotated[str, Field(min_length=1, max_length=128)]
+    criterion_version: Annotated[str, Field(min_length=1, max_length=32)]
+    label: Literal["pass", "fail"]
+    note: Note | None = None
+    """Why, in the labeller's words."""
+    criterion_note: Note | None = None
+    """Criteria drift: the criterion itself is wrong, unclear or missing something."""
+    labeller: Annotated[str, Field(min_length=1, max_length=128)]
+    labelled_at: datetime
+
+
+class LabelRow(GavelModel):
+    """A line of a label JSONL file. Export writes every field; import may omit the last three.
+
+    Without ``criterion_version`` the label is for the criterion's current version;
+    without ``labeller``, the importer's ``--labeller``; without ``labelled_at``, now.
+    """
+
+    item_id: Annotated[str, Field(min_length=1, max_length=200)]
+    criterion: Annotated[str, Field(min_length=1, max_length=128)]
+    label: Literal["pass", "fail"]
+    note: Note | None = None
+    criterion_note: Note | None = None
+    criterion_version: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+    labeller: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    labelled_at: datetime | None = None
+
+
+class LabelImportError(Exception):
+    """A label file has bad rows; nothing was imported. ``problems`` are (line, message)."""
+
+    def __init__(self, path: str, problems: list[tuple[int, str]]) -> None:
+        self.path = path
+        self.problems = problems
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        super().__init__(f"{path}:{first[0]}: {first[1]}{more}")
+
+
+metadata = MetaData()
+
+labels = Table(
+    "gavel_labels",
+    metadata,
+    Column("item_id", String(200), primary_key=True),
+    Column("criterion", String(128), primary_key=True),
+    Column("criterion_version", String(32), primary_key=True),
+    Column("label", String(8), nullable=False),
+    Column("note", Text),
+    Column("criterion_note", Text),
+    Column("labeller", String(128), nullable=False),
+    Column("labelled_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+
+class LabelStore:
+    """Labels in the same database as traffic and verdicts; one per item and criterion version."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        metadata.create_all(store.engine)
+        add_missing_columns(store.engine, metadata)
+
+    def upsert(self, items: Iterable[Label]) -> int:
+        """Insert or update labels, all in one transaction; returns how many were written."""
+        rows = [lab.model_dump() for lab in items]
+        if not rows:
+            return 0
+        ins = pg_insert(labels) if self.store.dialect == "postgresql" else sqlite_insert(labels)
+        stmt = ins.on_conflict_do_update(
+            index_elements=["item_id", "criterion", "criterion_version"],
+            set_={
+                c: ins.excluded[c]
+                for c in ("label", "note", "criterion_note", "labeller", "labelled_at")
+            },
+        )
+        with self.store.engine.begin() as conn:
+            conn.execute(stmt, rows)
+        return len(rows)
+
+    def for_items(self, item_ids: Iterable[str]) -> list[Label]:
+        """Labels of these items (every criterion and version)."""
+        wanted = list(item_ids)
+        if not wanted:
+            return []
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(select(labels).where(labels.c.item_id.in_(wanted))).all()
+        return [_from_row(r._mapping) for r in rows]
+
+    def query(self, *, criterion: str | None = None) -> list[Label]:
+        """Every label (of one criterion if given), oldest first."""
+        stmt = select(labels).order_by(labels.c.labelled_at, labels.c.item_id, labels.c.criterion)
+        if criterion is not None:
+            stmt = stmt.where(labels.c.criterion == criterion)
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        return [_from_row(r._mapping) for r in rows]
+
+
+def _from_row(m: Any) -> Label:
+    d = dict(m)
+    if isinstance(d["labelled_at"], datetime) and d["labelled_at"].tzinfo is None:
+        d["labelled_at"] = d["labelled_at"].replace(tzinfo=UTC)
+    return Label.model_validate(d)
+
+
+def parse_label_file(
+    path: Path, criteria: Sequence[Criterion], *, labeller: str, now: datetime
+) -> list[Label]:
+    """Read and check a whole JSONL label file; raises :class:`LabelImportError` on any bad row.
+
+    Every line is checked before anything is returned, so a caller that writes the
+    result in one transaction imports all rows or none.
+    """
+    by_name = {c.name: c for c in criteria}
+    out: list[Label] = []
+    problems: list[tuple[int, str]] = []
+    seen: dict[tuple[str, str, str], int] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LabelImportError(str(path), [(0, f"cannot read the file ({exc})")]) from None
+    for no, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = LabelRow.model_validate(json.loads(line))
+        except json.JSONDecodeError as exc:
+            problems.append((no, f"not valid JSON ({exc.msg})"))
+            continue
+        except ValidationError as exc:
+            e = exc.errors()[0]
+            loc = ".".join(str(p) for p in e["loc"]) or "row"
+            problems.append((no, f"{loc}: {e['msg']}"))
+            continue
+        crit = by_name.get(row.criterion)
+        if crit is None:
+            problems.append((no, f"criterion: unknown criterion {row.criterion!r}"))
+            continue
+        if crit.kind == "pairwise":
+            problems.append((no, f"criterion: {row.criterion!r} is pairwise, not pass/fail"))
+            continue
+        version = row.criterion_version or crit.version
+        key = (row.item_id, row.criterion, version)
+        if key in seen:
+            problems.append((no, f"duplicate of line {seen[key]} (same item and criterion)"))
+            continue
+        seen[key] = no
+        out.append(
+            Label(
+                item_id=row.item_id,
+                criterion=row.criterion,
+                criterion_version=version,
+                label=row.label,
+                note=row.note,
+                criterion_note=row.criterion_note,
+                labeller=row.labeller or labeller,
+                labelled_at=row.labelled_at or now,
+            )
+        )
+    if problems:
+        raise LabelImportError(str(path), problems)
+    return out
+
+
+def write_label_file(path: Path, items: Sequence[Label]) -> None:
+    """Write labels as JSONL atomically (a temp file renamed into place)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for lab in items:
+                f.write(LabelRow(**lab.model_dump()).model_dump_json() + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def since_filter(items: Iterable[Label], since: date | None) -> list[Label]:
+    """Labels made on or after ``since`` (UTC day)."""
+    if since is None:
+        return list(items)
+    return [lab for lab in items if lab.labelled_at.astimezone(UTC).date() >= since]
