@@ -153,6 +153,7 @@ def build_label_app(store: Store, criteria: Sequence[Criterion]) -> FastAPI:
     store.ensure_schema()
     vstore, lstore = VerdictStore(store), LabelStore(store)
     app = FastAPI(title="Gavel labelling", docs_url=None, redoc_url=None)
+    app.state.store = store
 
     @app.exception_handler(HTTPException)
     async def _http_error(_: Request, exc: HTTPException) -> Response:
@@ -167,12 +168,6 @@ def build_label_app(store: Store, criteria: Sequence[Criterion]) -> FastAPI:
         e = exc.errors()[0]
         loc = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
         return openai_error(400, f"{loc}: {e.get('msg')}", type_="invalid_request_error")
-
-    def labeller(request: Request) -> ApiKey:
-        token = bearer_token(request.headers.get("authorization")) or request.cookies.get(COOKIE)
-        return _check_key(store, token)
-
-    Who = Annotated[ApiKey, Depends(labeller)]
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
@@ -282,6 +277,16 @@ def build_label_app(store: Store, criteria: Sequence[Criterion]) -> FastAPI:
         return view(item_id)
 
     return app
+
+
+def _labeller(request: Request) -> ApiKey:
+    """The signed-in key: a bearer header or the page's cookie."""
+    token = bearer_token(request.headers.get("authorization")) or request.cookies.get(COOKIE)
+    store: Store = request.app.state.store
+    return _check_key(store, token)
+
+
+Who = Annotated[ApiKey, Depends(_labeller)]
 
 
 def _check_key(store: Store, token: str | None) -> ApiKey:

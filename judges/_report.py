@@ -74,7 +74,8 @@ def plot_history(hist: dict[tuple[str, str], list[tuple[str, float, int]]], path
     ax.set_ylabel("pass rate")
     ax.set_title("Pass rate over days")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
+    if hist:
+        ax.legend(fontsize=7, loc="lower left")
     fig.autofmt_xdate()
     fig.tight_layout()
     fig.savefig(path, dpi=90)
