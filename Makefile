@@ -84,7 +84,9 @@ demo: model
 	done; \
 	$(GAVEL) loadtest sweep --config $(CONFIG) --api-key "$$key" --output-lens 16,64,256 \
 	  --concurrency 1,4 --slo-ttft-ms 1000 --slo-tpot-ms 80 | tail -3; \
+	$(GAVEL) judge calibrate --config $(CONFIG) | head -20; \
 	echo "judging report: reports/judging/$$(date -u -d yesterday +%F)/report.html"; \
+	echo "label the sample: \`.venv/bin/gavel keys create YOU --scopes label\` then \`.venv/bin/gavel label\`"; \
 	echo "the stack is still running: \`.venv/bin/gavel down\` stops it"
 
 clean:

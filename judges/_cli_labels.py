@@ -26,9 +26,12 @@ def _day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}") from None
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", default=DEFAULT_CONFIG, help="stack config (for the store)")
-    p.add_argument("--judging", default=DEFAULT_JUDGING, help="judging config (criteria)")
+def _common(p: argparse.ArgumentParser, *, inherited: bool = False) -> None:
+    """--config/--judging; under ``gavel label ACTION`` they may come before or after ACTION."""
+    config: object = argparse.SUPPRESS if inherited else DEFAULT_CONFIG
+    judging: object = argparse.SUPPRESS if inherited else DEFAULT_JUDGING
+    p.add_argument("--config", default=config, help="stack config (for the store)")
+    p.add_argument("--judging", default=judging, help="judging config (criteria)")
 
 
 def add_label_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -44,12 +47,12 @@ def add_label_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     label.set_defaults(func=cmd_serve)
     ls = label.add_subparsers(dest="label_command", required=False, metavar="ACTION")
     imp = ls.add_parser("import", help="import a JSONL file of labels (all rows or none)")
-    _common(imp)
+    _common(imp, inherited=True)
     imp.add_argument("file", type=Path)
     imp.add_argument("--labeller", default=None, help="for rows without one (default: import)")
     imp.set_defaults(func=cmd_import)
     exp = ls.add_parser("export", help="write the labels as JSONL (atomically)")
-    _common(exp)
+    _common(exp, inherited=True)
     exp.add_argument("file", type=Path)
     exp.add_argument("--criterion", default=None)
     exp.add_argument("--since", type=_day, default=None, help="labelled on or after this day")
@@ -141,6 +144,8 @@ def cmd_import(args: argparse.Namespace) -> int:
             args.file, opened.criteria, labeller=labeller, now=datetime.now(UTC)
         )
     except LabelImportError as exc:
+        if exc.problems[0][0] == 0:
+            return _err(f"{exc.problems[0][1]}; check the path", EXIT_USAGE)
         for line, message in exc.problems:
             print(f"{exc.path}:{line}: {message}", file=sys.stderr)
         return _err(

@@ -155,7 +155,8 @@ def parse_label_file(
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise LabelImportError(str(path), [(0, f"cannot read the file ({exc})")]) from None
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise LabelImportError(str(path), [(0, f"cannot read {path}: {why}")]) from None
     for no, line in enumerate(lines, start=1):
         if not line.strip():
             continue
