@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -69,9 +71,42 @@ def add_calibrate_parser(judge_sub: argparse._SubParsersAction[argparse.Argument
     cal.set_defaults(func=cmd_calibrate)
 
 
-def _err(message: str, code: int = 1) -> int:
-    print(f"gavel: error: {message}", file=sys.stderr)
-    return code
+class _Fail(Exception):
+    """An expected failure: printed as one line, exit ``code``."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _command(fn: Command) -> Command:
+    """Turn config, store and expected failures into one-line errors and exit codes."""
+
+    @functools.wraps(fn)
+    def run(args: argparse.Namespace) -> int:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from serving._config import ConfigError
+
+        try:
+            return fn(args)
+        except ConfigError as exc:
+            message, code = str(exc), EXIT_USAGE
+        except SQLAlchemyError as exc:
+            message = (
+                f"the store is unreachable ({type(exc).__name__}); check gateway.store.url"
+                " and run the command again"
+            )
+            code = 1
+        except _Fail as exc:
+            message, code = str(exc), exc.code
+        print(f"gavel: error: {message}", file=sys.stderr)
+        return code
+
+    return run
 
 
 @dataclass(frozen=True)
@@ -81,8 +116,8 @@ class _Opened:
     criteria: list[Criterion]
 
 
-def _open(args: argparse.Namespace) -> _Opened:
-    """Configs and the store; raises ConfigError."""
+def _open(args: argparse.Namespace, *, criterion: str | None = None) -> _Opened:
+    """Configs and the store; ``criterion``, if given, must be a pass/fail criterion."""
     from judges._config import load_judging
     from judges._criteria import load_criteria
     from serving._config import load_config
@@ -91,33 +126,24 @@ def _open(args: argparse.Namespace) -> _Opened:
     stack = load_config(args.config)
     judging = load_judging(args.judging)
     criteria = load_criteria(Path(judging.criteria_dir))
+    names = sorted(c.name for c in criteria if c.kind != "pairwise")
+    if criterion is not None and criterion not in names:
+        raise _Fail(
+            f"unknown criterion {criterion!r}; pass/fail criteria: {', '.join(names)}", EXIT_USAGE
+        )
     store = Store(resolve_url(stack.gateway.store.url, base_dir=Path.cwd()))
     return _Opened(store, judging, criteria)
 
 
-def _known_criterion(opened: _Opened, name: str | None) -> str | None:
-    """An error message if ``name`` is not a pass/fail criterion."""
-    names = sorted(c.name for c in opened.criteria if c.kind != "pairwise")
-    if name is not None and name not in names:
-        return f"unknown criterion {name!r}; pass/fail criteria: {', '.join(names)}"
-    return None
-
-
+@_command
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the labelling page until Ctrl-C."""
     import uvicorn
-    from sqlalchemy.exc import SQLAlchemyError
 
     from judges._label_app import build_label_app
-    from serving._config import ConfigError
 
-    try:
-        opened = _open(args)
-        app = build_label_app(opened.store, opened.criteria)
-    except ConfigError as exc:
-        return _err(str(exc), EXIT_USAGE)
-    except SQLAlchemyError as exc:
-        return _err(f"the store is unreachable ({type(exc).__name__}); check gateway.store.url")
+    opened = _open(args)
+    app = build_label_app(opened.store, opened.criteria)
     print(
         f"labelling page: http://{args.host}:{args.port}/ (sign in with a key that has the "
         "'label' scope: `gavel keys create NAME --scopes label`)",
@@ -127,64 +153,42 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+@_command
 def cmd_import(args: argparse.Namespace) -> int:
     """Import a JSONL label file in one transaction."""
-    from sqlalchemy.exc import SQLAlchemyError
-
     from judges._labels import LabelImportError, LabelStore, parse_label_file
-    from serving._config import ConfigError
 
-    try:
-        opened = _open(args)
-    except ConfigError as exc:
-        return _err(str(exc), EXIT_USAGE)
-    labeller = args.labeller or "import"
+    opened = _open(args)
     try:
         rows = parse_label_file(
-            args.file, opened.criteria, labeller=labeller, now=datetime.now(UTC)
+            args.file, opened.criteria, labeller=args.labeller or "import", now=datetime.now(UTC)
         )
     except LabelImportError as exc:
         if exc.problems[0][0] == 0:
-            return _err(f"{exc.problems[0][1]}; check the path", EXIT_USAGE)
+            raise _Fail(f"{exc.problems[0][1]}; check the path", EXIT_USAGE) from None
         for line, message in exc.problems:
             print(f"{exc.path}:{line}: {message}", file=sys.stderr)
-        return _err(
+        raise _Fail(
             f"{len(exc.problems)} bad row(s) in {exc.path}; nothing was imported. "
             "Fix the lines above and import again.",
             EXIT_USAGE,
-        )
-    try:
-        written = LabelStore(opened.store).upsert(rows)
-    except SQLAlchemyError as exc:
-        return _err(
-            f"the store is unreachable ({type(exc).__name__}); nothing was imported. "
-            "Check gateway.store.url and import again."
-        )
+        ) from None
+    written = LabelStore(opened.store).upsert(rows)
     print(f"imported {written} labels from {args.file}")
     return 0
 
 
+@_command
 def cmd_export(args: argparse.Namespace) -> int:
     """Write labels as JSONL."""
-    from sqlalchemy.exc import SQLAlchemyError
-
     from judges._labels import LabelStore, since_filter, write_label_file
-    from serving._config import ConfigError
 
-    try:
-        opened = _open(args)
-    except ConfigError as exc:
-        return _err(str(exc), EXIT_USAGE)
-    if (bad := _known_criterion(opened, args.criterion)) is not None:
-        return _err(bad, EXIT_USAGE)
-    try:
-        found = since_filter(LabelStore(opened.store).query(criterion=args.criterion), args.since)
-    except SQLAlchemyError as exc:
-        return _err(f"the store is unreachable ({type(exc).__name__}); check gateway.store.url")
+    opened = _open(args, criterion=args.criterion)
+    found = since_filter(LabelStore(opened.store).query(criterion=args.criterion), args.since)
     try:
         write_label_file(args.file, found)
     except OSError as exc:
-        return _err(f"cannot write {args.file}: {exc.strerror or exc}")
+        raise _Fail(f"cannot write {args.file}: {exc.strerror or exc}") from None
     print(f"exported {len(found)} labels to {args.file}")
     return 0
 
@@ -235,27 +239,17 @@ def format_rows(rows: list[CalibrationRow]) -> str:
     return "\n".join(out)
 
 
+@_command
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Print per-criterion agreement of the judge with people."""
-    from sqlalchemy.exc import SQLAlchemyError
-
     from judges._calibration import calibrate
     from judges._labels import LabelStore
     from judges._store import VerdictStore
-    from serving._config import ConfigError
 
-    try:
-        opened = _open(args)
-    except ConfigError as exc:
-        return _err(str(exc), EXIT_USAGE)
-    if (bad := _known_criterion(opened, args.criterion)) is not None:
-        return _err(bad, EXIT_USAGE)
+    opened = _open(args, criterion=args.criterion)
     versions = {c.name: c.version for c in opened.criteria if c.kind != "pairwise"}
-    try:
-        labels = LabelStore(opened.store).query(criterion=args.criterion)
-        verdicts = VerdictStore(opened.store).current(versions)
-    except SQLAlchemyError as exc:
-        return _err(f"the store is unreachable ({type(exc).__name__}); check gateway.store.url")
+    labels = LabelStore(opened.store).query(criterion=args.criterion)
+    verdicts = VerdictStore(opened.store).current(versions)
     rows = calibrate(
         opened.criteria,
         labels,
@@ -266,5 +260,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     )
     print(format_rows(rows))
     if args.json is not None:
-        args.json.write_text(json.dumps([r.model_dump(mode="json") for r in rows], indent=2) + "\n")
+        text = json.dumps([r.model_dump(mode="json") for r in rows], indent=2) + "\n"
+        try:
+            args.json.write_text(text)
+        except OSError as exc:
+            raise _Fail(f"cannot write {args.json}: {exc.strerror or exc}") from None
     return 0
