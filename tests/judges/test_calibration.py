@@ -206,3 +206,12 @@ def test_cohen_kappa_empty() -> None:
     from judges._calibration import Confusion
 
     assert cohen_kappa(Confusion()) == (None, None, None)
+
+
+def test_public_surface_resolves() -> None:
+    import judges
+
+    for name in judges.__all__:
+        assert getattr(judges, name) is not None
+    with pytest.raises(AttributeError):
+        _ = judges.nope  # type: ignore[attr-defined]
