@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -88,6 +90,10 @@ def connect_ray(address: str | None) -> bool:
             return False
         # "auto" (not the explicit address) makes Ray use the local auth token.
         address = "auto"
+    # ray.init replaces SIGTERM's handler with one that aborts the process; keep the caller's
+    # (``gavel serve`` shuts the stack down on SIGTERM).
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
     try:
         ray.init(
             address=address,
@@ -97,6 +103,9 @@ def connect_ray(address: str | None) -> bool:
         )
     except ConnectionError:
         return False
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return True
 
 
