@@ -10,15 +10,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from judges._cli_labels import add_calibrate_parser, add_label_parser
+from serving._cli_gateway import day_arg
 
 EXIT_USAGE = 2
-
-
-def _day(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}") from None
 
 
 def _yesterday() -> date:
@@ -30,7 +24,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     judge = sub.add_parser("judge", help="judge captured traffic with the judge model")
     js = judge.add_subparsers(dest="judge_command", required=True, metavar="ACTION")
     daily = js.add_parser("daily", help="sample and judge one day's traffic")
-    daily.add_argument("--date", type=_day, default=None, help="UTC day (default: yesterday)")
+    daily.add_argument("--date", type=day_arg, default=None, help="UTC day (default: yesterday)")
     daily.add_argument("--config", default="config/cpu.yaml")
     daily.add_argument("--judging", default="config/judging.yaml")
     daily.add_argument(
@@ -49,7 +43,7 @@ def add_replay_parser(traffic_sub: argparse._SubParsersAction[argparse.ArgumentP
     """Register ``gavel traffic replay``."""
     rp = traffic_sub.add_parser("replay", help="send the shipped prompt set over chosen days")
     rp.add_argument("--days", type=int, default=3, help="how many days, ending --end-date")
-    rp.add_argument("--end-date", type=_day, default=None, help="default: yesterday (UTC)")
+    rp.add_argument("--end-date", type=day_arg, default=None, help="default: yesterday (UTC)")
     rp.add_argument("--per-day", type=int, default=40, help="prompts per day")
     rp.add_argument("--concurrency", type=int, default=8)
     rp.add_argument(
@@ -114,11 +108,12 @@ def cmd_daily(args: argparse.Namespace) -> int:
             use_ray=use_ray,
             retry_errors=args.retry_errors,
         )
-        history = VerdictStore(store).for_days(day - timedelta(days=30), day)
+        vstore = VerdictStore(store)
+        history = vstore.for_days(day - timedelta(days=30), day)
         calibration = calibrate(
             criteria,
             LabelStore(store).query(),
-            VerdictStore(store).current({c.name: c.version for c in criteria}),
+            vstore.current({c.name: c.version for c in criteria}),
             judging.calibration,
         )
     except SQLAlchemyError as exc:

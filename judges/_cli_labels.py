@@ -3,29 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from judges._calibration import CalibrationRow
 from judges._config import JudgingConfig
 from judges._criteria import Criterion
+from serving._cli_gateway import day_arg
+from serving._errors import CliError
 from serving._store import Store
 
 EXIT_USAGE = 2
 DEFAULT_CONFIG = "config/cpu.yaml"
 DEFAULT_JUDGING = "config/judging.yaml"
-
-
-def _day(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}") from None
 
 
 def _common(p: argparse.ArgumentParser, *, inherited: bool = False) -> None:
@@ -57,7 +50,7 @@ def add_label_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     _common(exp, inherited=True)
     exp.add_argument("file", type=Path)
     exp.add_argument("--criterion", default=None)
-    exp.add_argument("--since", type=_day, default=None, help="labelled on or after this day")
+    exp.add_argument("--since", type=day_arg, default=None, help="labelled on or after this day")
     exp.set_defaults(func=cmd_export)
 
 
@@ -66,47 +59,9 @@ def add_calibrate_parser(judge_sub: argparse._SubParsersAction[argparse.Argument
     cal = judge_sub.add_parser("calibrate", help="agreement of the judge with human labels")
     _common(cal)
     cal.add_argument("--criterion", default=None, help="only this criterion")
-    cal.add_argument("--since", type=_day, default=None, help="labels made on or after this day")
+    cal.add_argument("--since", type=day_arg, default=None, help="labels made on or after this day")
     cal.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     cal.set_defaults(func=cmd_calibrate)
-
-
-class _Fail(Exception):
-    """An expected failure: printed as one line, exit ``code``."""
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-Command = Callable[[argparse.Namespace], int]
-
-
-def _command(fn: Command) -> Command:
-    """Turn config, store and expected failures into one-line errors and exit codes."""
-
-    @functools.wraps(fn)
-    def run(args: argparse.Namespace) -> int:
-        from sqlalchemy.exc import SQLAlchemyError
-
-        from serving._config import ConfigError
-
-        try:
-            return fn(args)
-        except ConfigError as exc:
-            message, code = str(exc), EXIT_USAGE
-        except SQLAlchemyError as exc:
-            message = (
-                f"the store is unreachable ({type(exc).__name__}); check gateway.store.url"
-                " and run the command again"
-            )
-            code = 1
-        except _Fail as exc:
-            message, code = str(exc), exc.code
-        print(f"gavel: error: {message}", file=sys.stderr)
-        return code
-
-    return run
 
 
 @dataclass(frozen=True)
@@ -128,14 +83,13 @@ def _open(args: argparse.Namespace, *, criterion: str | None = None) -> _Opened:
     criteria = load_criteria(Path(judging.criteria_dir))
     names = sorted(c.name for c in criteria if c.kind != "pairwise")
     if criterion is not None and criterion not in names:
-        raise _Fail(
+        raise CliError(
             f"unknown criterion {criterion!r}; pass/fail criteria: {', '.join(names)}", EXIT_USAGE
         )
     store = Store(resolve_url(stack.gateway.store.url, base_dir=Path.cwd()))
     return _Opened(store, judging, criteria)
 
 
-@_command
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the labelling page until Ctrl-C."""
     import uvicorn
@@ -153,7 +107,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-@_command
 def cmd_import(args: argparse.Namespace) -> int:
     """Import a JSONL label file in one transaction."""
     from judges._labels import LabelImportError, LabelStore, parse_label_file
@@ -165,10 +118,10 @@ def cmd_import(args: argparse.Namespace) -> int:
         )
     except LabelImportError as exc:
         if exc.problems[0][0] == 0:
-            raise _Fail(f"{exc.problems[0][1]}; check the path", EXIT_USAGE) from None
+            raise CliError(f"{exc.problems[0][1]}; check the path", EXIT_USAGE) from None
         for line, message in exc.problems:
             print(f"{exc.path}:{line}: {message}", file=sys.stderr)
-        raise _Fail(
+        raise CliError(
             f"{len(exc.problems)} bad row(s) in {exc.path}; nothing was imported. "
             "Fix the lines above and import again.",
             EXIT_USAGE,
@@ -178,7 +131,6 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
-@_command
 def cmd_export(args: argparse.Namespace) -> int:
     """Write labels as JSONL."""
     from judges._labels import LabelStore, since_filter, write_label_file
@@ -188,7 +140,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         write_label_file(args.file, found)
     except OSError as exc:
-        raise _Fail(f"cannot write {args.file}: {exc.strerror or exc}") from None
+        raise CliError(f"cannot write {args.file}: {exc.strerror or exc}") from None
     print(f"exported {len(found)} labels to {args.file}")
     return 0
 
@@ -239,7 +191,6 @@ def format_rows(rows: list[CalibrationRow]) -> str:
     return "\n".join(out)
 
 
-@_command
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Print per-criterion agreement of the judge with people."""
     from judges._calibration import calibrate
@@ -264,5 +215,5 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         try:
             args.json.write_text(text)
         except OSError as exc:
-            raise _Fail(f"cannot write {args.json}: {exc.strerror or exc}") from None
+            raise CliError(f"cannot write {args.json}: {exc.strerror or exc}") from None
     return 0

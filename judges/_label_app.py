@@ -169,9 +169,11 @@ def build_label_app(store: Store, criteria: Sequence[Criterion]) -> FastAPI:
         loc = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
         return openai_error(400, f"{loc}: {e.get('msg')}", type_="invalid_request_error")
 
+    html = resources.files("judges").joinpath("label_page.html").read_text(encoding="utf-8")
+
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
-        return resources.files("judges").joinpath("label_page.html").read_text(encoding="utf-8")
+        return html
 
     @app.post("/api/session")
     def sign_in(body: SignIn, request: Request) -> JSONResponse:
@@ -205,7 +207,7 @@ def build_label_app(store: Store, criteria: Sequence[Criterion]) -> FastAPI:
         return build_queue(found, labels, filters)
 
     def view(item_id: str) -> RecordView:
-        found = [v for v in vstore.current(versions, item_id=item_id) if v.kind != "pairwise"]
+        found = vstore.current(versions, item_id=item_id)  # pass/fail criteria only
         recs = store.traffic_by_ids([item_id])
         if not found or not recs:
             raise HTTPException(404, f"no sampled record {item_id!r} to label")

@@ -17,18 +17,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
+from serving._errors import CliError
+
 DEFAULT_CONFIG = "config/cpu.yaml"
 EXIT_USAGE = 2
 
 Handler = Callable[[argparse.Namespace], int]
-
-
-class CliError(Exception):
-    """An expected failure: ``str(err)`` is the one-line message, ``code`` the exit code."""
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def _load(path: str) -> tuple[object, Path]:
@@ -195,13 +189,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     handler: Handler = args.func
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from serving._config import ConfigError
+
     try:
         return handler(args)
     except CliError as exc:
-        print(f"gavel: error: {exc}", file=sys.stderr)
-        return exc.code
+        message, code = str(exc), exc.code
+    except ConfigError as exc:
+        message, code = str(exc), EXIT_USAGE
+    except SQLAlchemyError as exc:
+        first = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        message = f"the store is unreachable ({first}); check gateway.store.url"
+        code = 1
     except KeyboardInterrupt:
         return 130
+    print(f"gavel: error: {message}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import get_args
 
-from serving._config import ConfigError, StackConfig, load_config
+from serving._config import StackConfig, load_config
+from serving._errors import CliError
 from serving._wire import Scope
 
 EXIT_USAGE = 2
 DEFAULT_CONFIG = "config/cpu.yaml"
-
-
-class GatewayCliError(Exception):
-    """Expected failure; ``code`` is the exit code."""
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def _scopes(text: str) -> list[str]:
@@ -34,7 +26,8 @@ def _scopes(text: str) -> list[str]:
     return scopes
 
 
-def _day(text: str) -> date:
+def day_arg(text: str) -> date:
+    """argparse type of a UTC day, ``YYYY-MM-DD`` (shared by the ``gavel`` subcommands)."""
     try:
         return date.fromisoformat(text)
     except ValueError:
@@ -67,7 +60,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     ts = traffic.add_subparsers(dest="traffic_command", required=True, metavar="ACTION")
     export = ts.add_parser("export", help="write one day's captured traffic")
     yesterday = (datetime.now(UTC) - timedelta(days=1)).date()
-    export.add_argument("--date", type=_day, default=yesterday, help="UTC day (default: yesterday)")
+    export.add_argument(
+        "--date", type=day_arg, default=yesterday, help="UTC day (default: yesterday)"
+    )
     export.add_argument("--format", choices=["jsonl", "parquet"], default="jsonl")
     export.add_argument("--out", help="output file (default: reports/traffic-DATE.FORMAT)")
     export.set_defaults(func=cmd_traffic_export)
@@ -79,28 +74,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from serving._store import Store, resolve_url
 
-    try:
-        config: StackConfig = load_config(args.config)
-    except ConfigError as exc:
-        raise GatewayCliError(str(exc), EXIT_USAGE) from None
+    config: StackConfig = load_config(args.config)  # a ConfigError is printed by main
     return Store(resolve_url(config.gateway.store.url, base_dir=Path.cwd()))
-
-
-def _run(fn, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]
-    from sqlalchemy.exc import SQLAlchemyError
-
-    try:
-        return int(fn(args))
-    except GatewayCliError as exc:
-        print(f"gavel: error: {exc}", file=sys.stderr)
-        return exc.code
-    except SQLAlchemyError as exc:
-        first = str(exc.orig if hasattr(exc, "orig") and exc.orig else exc).splitlines()[0]
-        print(
-            f"gavel: error: the store is unreachable ({first}); check gateway.store.url",
-            file=sys.stderr,
-        )
-        return 1
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
@@ -117,11 +92,11 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
             )
         except ValidationError as exc:
             e = exc.errors()[0]
-            raise GatewayCliError(f"{e['loc'][0]}: {e['msg']}", EXIT_USAGE) from None
+            raise CliError(f"{e['loc'][0]}: {e['msg']}", EXIT_USAGE) from None
         try:
             _store(a).add_key(record)
         except ValueError as exc:
-            raise GatewayCliError(f"{exc}; pick another name or revoke it", EXIT_USAGE) from None
+            raise CliError(f"{exc}; pick another name or revoke it", EXIT_USAGE) from None
         limits = ", ".join(f"{k}={v}" for k, v in (("rpm", a.rpm), ("tpm", a.tpm)) if v) or "none"
         print(
             f"created key {a.name!r}: scopes {','.join(a.scopes)}; limits {limits}"
@@ -131,7 +106,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
         print(plaintext)
         return 0
 
-    return _run(go, args)
+    return go(args)
 
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
@@ -149,7 +124,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
             )
         return 0
 
-    return _run(go, args)
+    return go(args)
 
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
@@ -157,11 +132,11 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
 
     def go(a: argparse.Namespace) -> int:
         if not _store(a).revoke_key(a.name):
-            raise GatewayCliError(f"no active key named {a.name!r}; see `gavel keys list`")
+            raise CliError(f"no active key named {a.name!r}; see `gavel keys list`")
         print(f"revoked {a.name!r}")
         return 0
 
-    return _run(go, args)
+    return go(args)
 
 
 def cmd_traffic_export(args: argparse.Namespace) -> int:
@@ -184,8 +159,8 @@ def cmd_traffic_export(args: argparse.Namespace) -> int:
             try:
                 pq.write_table(pa.Table.from_pylist(rows), out)
             except (pa.ArrowException, OSError) as exc:
-                raise GatewayCliError(f"cannot write {out}: {exc}; try --format jsonl") from None
+                raise CliError(f"cannot write {out}: {exc}; try --format jsonl") from None
         print(f"wrote {len(records)} records of {a.date.isoformat()} to {out}")
         return 0
 
-    return _run(go, args)
+    return go(args)

@@ -1,4 +1,4 @@
-"""HTTP errors in OpenAI's JSON shape, shared by the gateway and the labelling page."""
+"""User-facing errors: OpenAI-shaped HTTP errors (gateway, labelling page) and CLI errors."""
 
 from __future__ import annotations
 
@@ -16,3 +16,11 @@ def openai_error(
     """An error response in OpenAI's JSON shape."""
     body = {"error": {"message": message, "type": type_, "param": None, "code": code}}
     return JSONResponse(status_code=status, content=body, headers=headers)
+
+
+class CliError(Exception):
+    """An expected failure: ``str(err)`` is the one-line message, ``code`` the exit code."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
