@@ -1,8 +1,12 @@
-"""Gavel judges: criteria, the daily judging job, human labels and judge calibration.
+"""Gavel judges: criteria and their kinds, the judging API, the daily job, human labels
+and judge calibration.
 
-Public surface: criteria and the judging config, the judge registry, the daily job,
-labels and their store, calibration, and the labelling app. The names are imported on
-first use, so that the ``gavel`` CLI and Ray workers load only what they need.
+Public surface: criteria and the judging config; the kind registry (``default_kinds``
+lists the built-in ``binary``, ``reference`` and ``pairwise``; a new kind is one module
+that builds a ``CriterionKind``); the neutral judging API (``Exchange``, ``JudgeItem``,
+``judge_items``, ``Verdict``, ``VerdictStore``); the daily job; labels and calibration;
+the labelling app. Names are imported on first use, so the ``gavel`` CLI and Ray workers
+load only what they need.
 """
 
 from __future__ import annotations
@@ -11,49 +15,90 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from judges._aggregate import aggregate
     from judges._calibration import CalibrationConfig, CalibrationRow, calibrate
+    from judges._catalog import load_criteria
+    from judges._client import JudgeCallError, JudgeClient, JudgeClientConfig
     from judges._config import JudgingConfig, load_judging
-    from judges._criteria import Criterion, load_criteria
-    from judges._daily import DailyResult, run_daily
+    from judges._criteria import Criterion
+    from judges._daily import build_items, judge_items, run_daily, to_exchange
     from judges._label_app import build_label_app
     from judges._labels import Label, LabelRow, LabelStore
-    from judges._registry import JUDGES
-    from judges._wire import Verdict
+    from judges._registry import CriterionKind, JudgeOutcome, KindRegistry
+    from judges._result import DailyResult
+    from judges._rows import Aggregate, PairRow, RateRow
+    from judges._store import VerdictStore
+    from judges._wire import Exchange, JudgeItem, PassFailAnswer, Verdict
+    from judges.kinds import default_kinds
 
 _WHERE = {
+    "Aggregate": "_rows",
+    "DailyResult": "_result",
+    "PairRow": "_rows",
+    "RateRow": "_rows",
+    "aggregate": "_aggregate",
     "CalibrationConfig": "_calibration",
     "CalibrationRow": "_calibration",
     "calibrate": "_calibration",
+    "JudgeCallError": "_client",
+    "JudgeClient": "_client",
+    "JudgeClientConfig": "_client",
     "JudgingConfig": "_config",
     "load_judging": "_config",
     "Criterion": "_criteria",
-    "load_criteria": "_criteria",
-    "DailyResult": "_daily",
+    "load_criteria": "_catalog",
+    "build_items": "_daily",
+    "judge_items": "_daily",
     "run_daily": "_daily",
+    "to_exchange": "_daily",
     "build_label_app": "_label_app",
     "Label": "_labels",
     "LabelRow": "_labels",
     "LabelStore": "_labels",
-    "JUDGES": "_registry",
+    "CriterionKind": "_registry",
+    "JudgeOutcome": "_registry",
+    "KindRegistry": "_registry",
+    "default_kinds": "kinds",
+    "VerdictStore": "_store",
+    "Exchange": "_wire",
+    "JudgeItem": "_wire",
+    "PassFailAnswer": "_wire",
     "Verdict": "_wire",
 }
 
 __all__ = [
-    "JUDGES",
+    "Aggregate",
     "CalibrationConfig",
     "CalibrationRow",
     "Criterion",
+    "CriterionKind",
     "DailyResult",
+    "Exchange",
+    "JudgeCallError",
+    "JudgeClient",
+    "JudgeClientConfig",
+    "JudgeItem",
+    "JudgeOutcome",
     "JudgingConfig",
+    "KindRegistry",
     "Label",
     "LabelRow",
     "LabelStore",
+    "PairRow",
+    "PassFailAnswer",
+    "RateRow",
     "Verdict",
+    "VerdictStore",
+    "aggregate",
+    "build_items",
     "build_label_app",
     "calibrate",
+    "default_kinds",
+    "judge_items",
     "load_criteria",
     "load_judging",
     "run_daily",
+    "to_exchange",
 ]
 
 

@@ -1,57 +1,28 @@
-"""Pure aggregation of verdicts: pass rates with Wilson intervals, drops, pairwise stats."""
+"""Pure aggregation of verdicts: pass rates with Wilson intervals, drops, pairwise stats.
+
+Each criterion kind names its aggregator; :func:`aggregate` groups the verdicts by
+kind and runs each kind's own.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
 
+from judges._registry import KindRegistry
+from judges._rows import Aggregate, PairRow, RateRow
 from judges._stats import drop_p_value, position_consistency, wilson
 from judges._wire import Verdict
-from serving._config import GavelModel
 
 
-class RateRow(GavelModel):
-    """One criterion (version) and model on one day."""
-
-    criterion: str
-    criterion_version: str
-    model: str
-    passes: int
-    fails: int
-    errors: int
-    pass_rate: float | None
-    ci_low: float
-    ci_high: float
-    trailing_passes: int = 0
-    trailing_n: int = 0
-    trailing_rate: float | None = None
-    drop_p: float | None = None
-    dropped: bool = False
-
-
-class PairRow(GavelModel):
-    """One pairwise criterion on one day."""
-
-    criterion: str
-    criterion_version: str
-    models: str
-    wins_a: int
-    wins_b: int
-    ties: int
-    errors: int
-    position_consistency: float | None
-
-
-def rate_rows(
-    today: Sequence[Verdict], trailing: Sequence[Verdict], *, drop_p: float = 0.05
-) -> list[RateRow]:
+def pass_fail_rates(
+    today: Sequence[Verdict], trailing: Sequence[Verdict], drop_p: float = 0.05
+) -> Aggregate:
     """Pass rates per (criterion, version, model); errors are counted apart, never rated."""
 
     def tally(vs: Sequence[Verdict]) -> dict[tuple[str, str, str], list[int]]:
         acc: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
         for v in vs:
-            if v.kind == "pairwise":
-                continue
             slot = {"pass": 0, "fail": 1, "error": 2}.get(v.verdict)
             if slot is not None:
                 acc[(v.criterion, v.criterion_version, v.model)][slot] += 1
@@ -82,15 +53,16 @@ def rate_rows(
                 dropped=pval is not None and pval < drop_p,
             )
         )
-    return rows
+    return Aggregate(rates=rows)
 
 
-def pair_rows(today: Sequence[Verdict]) -> list[PairRow]:
+def pairwise_rows(
+    today: Sequence[Verdict], trailing: Sequence[Verdict] = (), drop_p: float = 0.05
+) -> Aggregate:
     """Wins, ties and position consistency per pairwise criterion."""
     acc: dict[tuple[str, str, str], list[Verdict]] = defaultdict(list)
     for v in today:
-        if v.kind == "pairwise":
-            acc[(v.criterion, v.criterion_version, v.model)].append(v)
+        acc[(v.criterion, v.criterion_version, v.model)].append(v)
     rows = []
     for (crit, ver, models), vs in sorted(acc.items()):
         ok = [v for v in vs if v.verdict != "error"]
@@ -107,4 +79,37 @@ def pair_rows(today: Sequence[Verdict]) -> list[PairRow]:
                 position_consistency=position_consistency(orders),
             )
         )
-    return rows
+    return Aggregate(pairs=rows)
+
+
+def aggregate(
+    kinds: KindRegistry,
+    today: Sequence[Verdict],
+    trailing: Sequence[Verdict],
+    *,
+    drop_p: float = 0.05,
+) -> Aggregate:
+    """Each kind's verdicts through that kind's aggregator; unknown kinds are left out."""
+    out = Aggregate()
+    for name in kinds.names():
+        kind = kinds.get(name)
+        mine = [v for v in today if v.kind == name]
+        if mine:
+            before = [v for v in trailing if v.kind == name]
+            out = out + kind.aggregate(mine, before, drop_p)
+    return Aggregate(
+        rates=sorted(out.rates, key=lambda r: (r.criterion, r.criterion_version, r.model)),
+        pairs=sorted(out.pairs, key=lambda r: (r.criterion, r.criterion_version, r.models)),
+    )
+
+
+def rate_rows(
+    today: Sequence[Verdict], trailing: Sequence[Verdict], *, drop_p: float = 0.05
+) -> list[RateRow]:
+    """Pass-rate rows of pass/fail verdicts (all taken as pass/fail)."""
+    return pass_fail_rates(today, trailing, drop_p).rates
+
+
+def pair_rows(today: Sequence[Verdict]) -> list[PairRow]:
+    """Pairwise rows of these verdicts (all taken as pairwise)."""
+    return pairwise_rows(today).pairs

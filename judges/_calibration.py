@@ -23,9 +23,11 @@ from pydantic import Field
 
 from judges._criteria import Criterion
 from judges._labels import Label, since_filter
+from judges._registry import KindRegistry
 from judges._stats import Z95
 from judges._wire import Verdict
-from serving._config import GavelModel
+from judges.kinds import default_kinds
+from serving import GavelModel
 
 
 class CalibrationConfig(GavelModel):
@@ -196,14 +198,18 @@ def calibrate(
     *,
     criterion: str | None = None,
     since: date | None = None,
+    kinds: KindRegistry | None = None,
 ) -> list[CalibrationRow]:
-    """One row per pass/fail criterion (or just ``criterion``), from labels made since ``since``."""
+    """One row per pass/fail criterion (or just ``criterion``), from labels made since ``since``.
+
+    Pass/fail means the criterion's kind is pass/fail in ``kinds`` (default: built-in).
+    """
     kept = since_filter(labels, since)
     by_crit: dict[str, list[Verdict]] = defaultdict(list)
     for v in verdicts:
         by_crit[v.criterion].append(v)
     return [
         calibration_row(c, kept, by_crit[c.name], cfg)
-        for c in criteria
-        if c.kind != "pairwise" and (criterion is None or c.name == criterion)
+        for c in (kinds or default_kinds()).pass_fail(criteria)
+        if criterion is None or c.name == criterion
     ]

@@ -1,32 +1,40 @@
-"""``gavel judge daily|calibrate``, ``gavel label`` and ``gavel traffic replay``."""
+"""The judges' commands: ``gavel judge daily|calibrate``, ``gavel label [import|export]``
+and ``gavel traffic replay``. Handlers parse arguments, call the judges' public functions
+and print; expected failures raise :class:`~serving.CliError`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from judges._cli_labels import add_calibrate_parser, add_label_parser
-from serving._cli_gateway import day_arg
+from serving import CliError
+from serving.cli import DEFAULT_CONFIG, EXIT_USAGE, CommandSet, day_arg, open_store, yesterday
 
-EXIT_USAGE = 2
+if TYPE_CHECKING:
+    from judges._calibration import CalibrationRow
+    from judges._config import JudgingConfig
+    from judges._criteria import Criterion
+    from judges._registry import KindRegistry
+    from serving.store import Store
+
+DEFAULT_JUDGING = "config/judging.yaml"
 
 
-def _yesterday() -> date:
-    return (datetime.now(UTC) - timedelta(days=1)).date()
-
-
-def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``judge`` on the ``gavel`` parser, and ``replay`` under ``traffic``."""
-    judge = sub.add_parser("judge", help="judge captured traffic with the judge model")
-    js = judge.add_subparsers(dest="judge_command", required=True, metavar="ACTION")
+def commands(cli: CommandSet) -> None:
+    """Register ``judge``, ``label`` and ``traffic replay`` on the ``gavel`` parser."""
+    js = cli.group("judge", help="judge captured traffic with the judge model")
     daily = js.add_parser("daily", help="sample and judge one day's traffic")
     daily.add_argument("--date", type=day_arg, default=None, help="UTC day (default: yesterday)")
-    daily.add_argument("--config", default="config/cpu.yaml")
-    daily.add_argument("--judging", default="config/judging.yaml")
+    daily.add_argument("--config", default=DEFAULT_CONFIG)
+    daily.add_argument("--judging", default=DEFAULT_JUDGING)
     daily.add_argument(
         "--api-key",
         default=os.environ.get("GAVEL_API_KEY"),
@@ -35,12 +43,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     daily.add_argument("--no-ray", action="store_true", help="judge in this process")
     daily.add_argument("--retry-errors", action="store_true", help="judge error verdicts again")
     daily.set_defaults(func=cmd_daily)
-    add_calibrate_parser(js)
-    add_label_parser(sub)
+    _add_calibrate(js)
+    _add_label(cli)
+    _add_replay(cli.group("traffic", help="captured production traffic", config=True))
 
 
-def add_replay_parser(traffic_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``gavel traffic replay``."""
+def _add_replay(traffic_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rp = traffic_sub.add_parser("replay", help="send the shipped prompt set over chosen days")
     rp.add_argument("--days", type=int, default=3, help="how many days, ending --end-date")
     rp.add_argument("--end-date", type=day_arg, default=None, help="default: yesterday (UTC)")
@@ -54,76 +62,40 @@ def add_replay_parser(traffic_sub: argparse._SubParsersAction[argparse.ArgumentP
     rp.set_defaults(func=cmd_replay)
 
 
-def _err(message: str, code: int = 1) -> int:
-    print(f"gavel: error: {message}", file=sys.stderr)
-    return code
-
-
 def cmd_daily(args: argparse.Namespace) -> int:
-    """Run the daily job and write the reports."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from judges._calibration import calibrate
+    """Run the daily job (it writes the reports) and print the day's figures."""
+    from judges._catalog import load_criteria
     from judges._config import load_judging
-    from judges._criteria import load_criteria
     from judges._daily import run_daily
-    from judges._labels import LabelStore
-    from judges._report import report_dir, write_reports
-    from judges._store import VerdictStore
-    from serving._config import ConfigError, load_config
-    from serving._stack import connect_ray
-    from serving._store import Store, resolve_url
+    from serving import connect_ray, load_config
 
     if not args.api_key:
-        return _err(
+        raise CliError(
             "no API key: pass --api-key or set GAVEL_API_KEY to a key with the "
             "'judge' scope (`gavel keys create judge-job --scopes judge`)",
             EXIT_USAGE,
         )
-    try:
-        stack = load_config(args.config)
-        judging = load_judging(args.judging)
-        criteria = load_criteria(Path(judging.criteria_dir))
-        stack.model("judge")
-    except ConfigError as exc:
-        return _err(str(exc), EXIT_USAGE)
-    except KeyError:
-        return _err(f"{args.config}: models: no model with role 'judge'", EXIT_USAGE)
-    day = args.date or _yesterday()
+    stack = load_config(args.config)
+    judging = load_judging(args.judging)
+    criteria = load_criteria(Path(judging.criteria_dir))
+    if not any(m.role == "judge" for m in stack.models):
+        raise CliError(f"{args.config}: models: no model with role 'judge'", EXIT_USAGE)
+    day = args.date or yesterday()
     use_ray = not args.no_ray
     if use_ray and not connect_ray(stack.ray.address):
-        return _err(
+        raise CliError(
             "no Ray cluster is running; start the stack with `gavel serve --detach` "
             "(or pass --no-ray)"
         )
-    store = Store(resolve_url(stack.gateway.store.url, base_dir=Path.cwd()))
-    try:
-        res = run_daily(
-            stack,
-            judging,
-            criteria,
-            store,
-            day=day,
-            api_key=args.api_key,
-            use_ray=use_ray,
-            retry_errors=args.retry_errors,
-        )
-        vstore = VerdictStore(store)
-        history = vstore.for_days(day - timedelta(days=30), day)
-        calibration = calibrate(
-            criteria,
-            LabelStore(store).query(),
-            vstore.current({c.name: c.version for c in criteria}),
-            judging.calibration,
-        )
-    except SQLAlchemyError as exc:
-        return _err(f"the store is unreachable ({type(exc).__name__}); check gateway.store.url")
-    html = write_reports(
-        res,
-        history,
-        report_dir(judging.report_dir, day),
-        calibration=calibration,
-        pushgateway=judging.pushgateway,
+    res = run_daily(
+        stack,
+        judging,
+        criteria,
+        open_store(args.config),
+        day=day,
+        api_key=args.api_key,
+        use_ray=use_ray,
+        retry_errors=args.retry_errors,
     )
     judged = res.judged_now
     rate = judged / res.seconds if res.seconds > 0 else 0.0
@@ -136,7 +108,7 @@ def cmd_daily(args: argparse.Namespace) -> int:
         )
         * 1000
     )
-    trust = {c.criterion: c for c in calibration}
+    trust = {c.criterion: c for c in res.calibration}
     for r in res.rates:
         flag = "  DROP" if r.dropped else ""
         cal = trust.get(r.criterion)
@@ -158,25 +130,22 @@ def cmd_daily(args: argparse.Namespace) -> int:
         f"judged {judged} items in {res.seconds:.1f} s ({rate:.2f}/s); judge cost "
         f"{res.judge_cost_usd:.6f} USD ({per_k:.4f} USD per 1,000 records)"
     )
-    print(f"report: {html}")
+    print(f"report: {res.report}")
     return 0
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Replay the shipped prompts through the gateway."""
     from judges._replay import day_range, replay
-    from serving._config import ConfigError, load_config
+    from serving import load_config
 
     if not args.api_key:
-        return _err(
+        raise CliError(
             "no API key: pass --api-key or set GAVEL_API_KEY to a key with the 'admin' scope",
             EXIT_USAGE,
         )
-    try:
-        stack = load_config(args.config)
-    except ConfigError as exc:
-        return _err(str(exc), EXIT_USAGE)
-    days = day_range(args.end_date or _yesterday(), args.days)
+    stack = load_config(args.config)
+    days = day_range(args.end_date or yesterday(), args.days)
     counts = asyncio.run(
         replay(
             stack,
@@ -188,9 +157,212 @@ def cmd_replay(args: argparse.Namespace) -> int:
     )
     bad = {k: v for k, v in counts.items() if k != "200"}
     if bad:
-        return _err(
+        raise CliError(
             f"some replayed requests failed: {bad}; check the key's scopes (admin) "
             "and that the stack is up"
         )
     print(f"replayed {sum(counts.values())} requests over {len(days)} days ({days[0]}..{days[-1]})")
+    return 0
+
+
+def _common(p: argparse.ArgumentParser, *, inherited: bool = False) -> None:
+    """--config/--judging; under ``gavel label ACTION`` they may come before or after ACTION."""
+    config: object = argparse.SUPPRESS if inherited else DEFAULT_CONFIG
+    judging: object = argparse.SUPPRESS if inherited else DEFAULT_JUDGING
+    p.add_argument("--config", default=config, help="stack config (for the store)")
+    p.add_argument("--judging", default=judging, help="judging config (criteria)")
+
+
+def _add_label(cli: CommandSet) -> None:
+    """Register ``gavel label [import|export]``."""
+    label = cli.command(
+        "label",
+        help="the labelling page; `label import|export` move labels as JSONL",
+        description="Without an action: serve the labelling page.",
+    )
+    _common(label)
+    label.add_argument("--host", default="127.0.0.1")
+    label.add_argument("--port", type=int, default=8100)
+    label.set_defaults(func=cmd_serve)
+    ls = label.add_subparsers(dest="label_command", required=False, metavar="ACTION")
+    imp = ls.add_parser("import", help="import a JSONL file of labels (all rows or none)")
+    _common(imp, inherited=True)
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--labeller", default=None, help="for rows without one (default: import)")
+    imp.set_defaults(func=cmd_import)
+    exp = ls.add_parser("export", help="write the labels as JSONL (atomically)")
+    _common(exp, inherited=True)
+    exp.add_argument("file", type=Path)
+    exp.add_argument("--criterion", default=None)
+    exp.add_argument("--since", type=day_arg, default=None, help="labelled on or after this day")
+    exp.set_defaults(func=cmd_export)
+
+
+def _add_calibrate(judge_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``gavel judge calibrate``."""
+    cal = judge_sub.add_parser("calibrate", help="agreement of the judge with human labels")
+    _common(cal)
+    cal.add_argument("--criterion", default=None, help="only this criterion")
+    cal.add_argument("--since", type=day_arg, default=None, help="labels made on or after this day")
+    cal.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+    cal.set_defaults(func=cmd_calibrate)
+
+
+@dataclass(frozen=True)
+class _Opened:
+    store: Store
+    judging: JudgingConfig
+    criteria: list[Criterion]
+    kinds: KindRegistry
+
+
+def _open(args: argparse.Namespace, *, criterion: str | None = None) -> _Opened:
+    """Configs and the store; ``criterion``, if given, must be a pass/fail criterion."""
+    from judges._catalog import load_criteria
+    from judges._config import load_judging
+    from judges.kinds import default_kinds
+
+    kinds = default_kinds()
+    store = open_store(args.config)
+    judging = load_judging(args.judging)
+    criteria = load_criteria(Path(judging.criteria_dir), kinds)
+    names = sorted(c.name for c in kinds.pass_fail(criteria))
+    if criterion is not None and criterion not in names:
+        raise CliError(
+            f"unknown criterion {criterion!r}; pass/fail criteria: {', '.join(names)}", EXIT_USAGE
+        )
+    return _Opened(store, judging, criteria, kinds)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the labelling page until Ctrl-C."""
+    import uvicorn
+
+    from judges._label_app import build_label_app
+
+    opened = _open(args)
+    app = build_label_app(opened.store, opened.criteria, kinds=opened.kinds)
+    print(
+        f"labelling page: http://{args.host}:{args.port}/ (sign in with a key that has the "
+        "'label' scope: `gavel keys create NAME --scopes label`)",
+        flush=True,
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Import a JSONL label file in one transaction."""
+    from judges._labels import LabelImportError, LabelStore, parse_label_file
+
+    opened = _open(args)
+    try:
+        rows = parse_label_file(
+            args.file,
+            opened.criteria,
+            labeller=args.labeller or "import",
+            now=datetime.now(UTC),
+            kinds=opened.kinds,
+        )
+    except LabelImportError as exc:
+        if exc.problems[0][0] == 0:
+            raise CliError(f"{exc.problems[0][1]}; check the path", EXIT_USAGE) from None
+        for line, message in exc.problems:
+            print(f"{exc.path}:{line}: {message}", file=sys.stderr)
+        raise CliError(
+            f"{len(exc.problems)} bad row(s) in {exc.path}; nothing was imported. "
+            "Fix the lines above and import again.",
+            EXIT_USAGE,
+        ) from None
+    written = LabelStore(opened.store).upsert(rows)
+    print(f"imported {written} labels from {args.file}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write labels as JSONL."""
+    from judges._labels import LabelStore, since_filter, write_label_file
+
+    opened = _open(args, criterion=args.criterion)
+    found = since_filter(LabelStore(opened.store).query(criterion=args.criterion), args.since)
+    try:
+        write_label_file(args.file, found)
+    except OSError as exc:
+        raise CliError(f"cannot write {args.file}: {exc.strerror or exc}") from None
+    print(f"exported {len(found)} labels to {args.file}")
+    return 0
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def format_rows(rows: list[CalibrationRow]) -> str:
+    """The calibration table and the criteria-drift notes, as text."""
+    out = [
+        f"{'criterion':<20} {'version':<12} {'n':>4} {'agree':>7} {'kappa':>7} "
+        f"{'95% CI':<17} {'coverage':>8} {'false-fail':>10}  trusted"
+    ]
+    for r in rows:
+        ci = f"[{_num(r.kappa_low)}, {_num(r.kappa_high)}]" if r.kappa is not None else "-"
+        out.append(
+            f"{r.criterion:<20} {r.criterion_version:<12} {r.n:>4} {_pct(r.agreement):>7} "
+            f"{_num(r.kappa):>7} {ci:<17} {_pct(r.coverage):>8} "
+            f"{_pct(r.false_failure_rate):>10}  {'yes' if r.trusted else 'NO'}: {r.reason}"
+        )
+        m = r.confusion
+        extra = []
+        if r.unjudged_labels:
+            extra.append(f"{r.unjudged_labels} labels without a pass/fail verdict")
+        if r.earlier_version_labels:
+            extra.append(f"{r.earlier_version_labels} labels of earlier versions not counted")
+        out.append(
+            f"    human fail: judge fail {m.both_fail}, judge pass {m.judge_pass_human_fail}"
+            f" | human pass: judge fail {m.judge_fail_human_pass}, judge pass {m.both_pass}"
+            + (f"  ({'; '.join(extra)})" if extra else "")
+        )
+    notes = [(r.criterion, n) for r in rows for n in r.drift_notes]
+    out.append("")
+    if not notes:
+        out.append("criteria drift notes: none")
+    else:
+        out.append(f"criteria drift notes ({len(notes)}):")
+        for crit, n in notes:
+            when = "current" if n.current else "earlier version"
+            out.append(
+                f"  {crit} ({n.criterion_version}, {when}) on {n.item_id} by {n.labeller}: {n.note}"
+            )
+    return "\n".join(out)
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Print per-criterion agreement of the judge with people."""
+    from judges._calibration import calibrate
+    from judges._labels import LabelStore
+    from judges._store import VerdictStore
+
+    opened = _open(args, criterion=args.criterion)
+    versions = {c.name: c.version for c in opened.kinds.pass_fail(opened.criteria)}
+    labels = LabelStore(opened.store).query(criterion=args.criterion)
+    verdicts = VerdictStore(opened.store).current(versions)
+    rows = calibrate(
+        opened.criteria,
+        labels,
+        verdicts,
+        opened.judging.calibration,
+        criterion=args.criterion,
+        since=args.since,
+        kinds=opened.kinds,
+    )
+    print(format_rows(rows))
+    if args.json is not None:
+        text = json.dumps([r.model_dump(mode="json") for r in rows], indent=2) + "\n"
+        try:
+            args.json.write_text(text)
+        except OSError as exc:
+            raise CliError(f"cannot write {args.json}: {exc.strerror or exc}") from None
     return 0

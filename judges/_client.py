@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import openai
 from pydantic import BaseModel, ValidationError
 
-from serving._config import GavelModel
+from serving import SOURCE_HEADER, GavelModel, Source
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -28,6 +28,9 @@ class JudgeClientConfig(GavelModel):
     max_retries: int = 2
     max_tokens: int = 160
     temperature: float = 0.0
+    source: Source = "judge"
+    """Sent as ``X-Gavel-Source``: the gateway captures and prices the call as the judge's,
+    and keeps it out of production sampling, reports and production cost."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,11 @@ class JudgeClient:
     def __init__(self, cfg: JudgeClientConfig) -> None:
         self.cfg = cfg
         self._client = openai.AsyncOpenAI(
-            base_url=cfg.base_url, api_key=cfg.api_key, timeout=cfg.timeout_s, max_retries=0
+            base_url=cfg.base_url,
+            api_key=cfg.api_key,
+            timeout=cfg.timeout_s,
+            max_retries=0,
+            default_headers={SOURCE_HEADER: cfg.source},
         )
 
     async def close(self) -> None:

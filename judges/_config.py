@@ -9,7 +9,7 @@ from pydantic import Field
 
 from judges._calibration import CalibrationConfig
 from judges._sampling import SamplingConfig
-from serving._config import GavelModel, load_model
+from serving import GavelModel, load_model
 
 
 class JudgingConfig(GavelModel):

@@ -1,8 +1,10 @@
-"""The daily judging job: sample a day's traffic, judge it with Ray tasks, store, aggregate.
+"""The daily judging job: sample a day's traffic, judge it with Ray tasks, store, report.
 
+Captured traffic is adapted into exchanges here, at the edge; judges see only exchanges.
 The job is idempotent (a verdict is keyed by item, criterion and criterion version,
 and items already judged are skipped) and resumable (each Ray task's verdicts are
 written as soon as it finishes, so a killed run loses at most the chunks in flight).
+Only production traffic is sampled: the judge's and the evals' own calls are not.
 """
 
 from __future__ import annotations
@@ -10,39 +12,39 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from judges._aggregate import PairRow, RateRow, pair_rows, rate_rows
+from judges._aggregate import aggregate
+from judges._calibration import calibrate
 from judges._client import JudgeClient, JudgeClientConfig
 from judges._config import JudgingConfig
 from judges._criteria import Criterion
-from judges._registry import JUDGES
+from judges._labels import LabelStore
+from judges._registry import KindRegistry
+from judges._report import report_dir, write_reports
+from judges._result import DailyResult
 from judges._sampling import _rank, sample
 from judges._store import VerdictStore
-from judges._wire import JudgeItem, Verdict
-from serving._config import StackConfig
-from serving._store import Store
-from serving._wire import TrafficRecord
+from judges._wire import Exchange, JudgeItem, Verdict
+from judges.kinds import default_kinds
+from serving import PriceConfig, StackConfig, TrafficRecord
+from serving.store import Store
 
 
-@dataclass(frozen=True)
-class DailyResult:
-    """What one run of the daily job did and found."""
-
-    day: date
-    sampled: int
-    judged_now: int
-    skipped: int
-    rates: list[RateRow]
-    pairs: list[PairRow]
-    judge_prompt_tokens: int
-    judge_completion_tokens: int
-    judge_cost_usd: float
-    errors: int
-    seconds: float
+def to_exchange(rec: TrafficRecord) -> Exchange:
+    """A captured record as the exchange a judge scores."""
+    body = rec.request
+    messages = body.get("messages")
+    return Exchange(
+        id=rec.request_id,
+        model=rec.model,
+        messages=messages if isinstance(messages, list) else None,
+        prompt=None if isinstance(messages, list) else str(body.get("prompt", "")),
+        response=rec.response_text,
+        metadata=rec.metadata,
+    )
 
 
 def _matches(rec: TrafficRecord, crit: Criterion, model_ids: set[str]) -> bool:
@@ -65,21 +67,25 @@ def build_items(
     judging: JudgingConfig,
     *,
     day: date,
+    kinds: KindRegistry | None = None,
 ) -> list[JudgeItem]:
     """The day's sample, as judge items: per criterion, the sampled records it applies to.
 
-    Pairwise criteria pair the responses of their two roles' models that share the
-    criterion's ``pair_key`` metadata; pairs are sampled at the same rate, by pair id.
+    Criteria of one-exchange kinds judge the sampled records. Criteria of two-exchange
+    kinds pair the responses of their two roles' models that share the criterion's
+    ``pair_key`` metadata; pairs are sampled at the same rate, by pair id.
     """
+    registry = kinds or default_kinds()
+    records = [r for r in records if r.source == "production"]
     seed = day.isoformat()
     sampled = [r for recs in sample(records, judging.sampling, seed=seed).values() for r in recs]
     items: list[JudgeItem] = []
     for crit in criteria:
         roles = [r for r in crit.applies_to.roles if any(m.role == r for m in stack.models)]
         ids = {stack.model(r).model_id for r in roles}
-        if crit.kind != "pairwise":
+        if registry.get(crit.kind).arity == 1:
             items += [
-                JudgeItem(criterion=crit.name, records=[r])
+                JudgeItem(criterion=crit.name, exchanges=[to_exchange(r)])
                 for r in sampled
                 if _matches(r, crit, ids)
             ]
@@ -96,7 +102,10 @@ def build_items(
         keep = max(1, int(len(pairs) * judging.sampling.rate + 0.5)) if pairs else 0
         if judging.sampling.max_per_stratum:
             keep = min(keep, judging.sampling.max_per_stratum)
-        items += [JudgeItem(criterion=crit.name, records=[a, b]) for _, a, b in pairs[:keep]]
+        items += [
+            JudgeItem(criterion=crit.name, exchanges=[to_exchange(a), to_exchange(b)])
+            for _, a, b in pairs[:keep]
+        ]
     return items
 
 
@@ -106,40 +115,36 @@ def judge_chunk(
     client_cfg: dict[str, Any],
     *,
     concurrency: int,
-    day: str,
-    output_price_per_mtok: float,
-    input_price_per_mtok: float,
+    run_id: str,
+    day: str | None,
+    price: dict[str, Any],
+    kinds: KindRegistry,
 ) -> list[dict[str, Any]]:
-    """Judge a chunk of items (runs as a Ray task); returns verdicts as dicts."""
-    from judges import _judges  # noqa: F401  (registers the built-in judges)
-
+    """Judge a chunk of items (runs as a Ray task, or in-process); returns verdicts as dicts."""
     crits = {c["name"]: Criterion.model_validate(c) for c in criteria}
     cfg = JudgeClientConfig.model_validate(client_cfg)
+    judge_price = PriceConfig.model_validate(price)
 
     async def run() -> list[Verdict]:
         client = JudgeClient(cfg)
         sem = asyncio.Semaphore(concurrency)
-        fns = {name: JUDGES.for_kind(c.kind).factory(c, client) for name, c in crits.items()}
+        fns = {name: kinds.get(c.kind).factory(c, client) for name, c in crits.items()}
 
         async def one(raw: dict[str, Any]) -> Verdict:
             item = JudgeItem.model_validate(raw)
             crit = crits[item.criterion]
-            reg = JUDGES.for_kind(crit.kind)
+            kind = kinds.get(crit.kind)
             async with sem:
                 t0 = time.perf_counter()
                 out = await fns[item.criterion](item)
                 ms = (time.perf_counter() - t0) * 1000
-            cost = (
-                out.prompt_tokens * input_price_per_mtok
-                + out.completion_tokens * output_price_per_mtok
-            ) / 1e6
             return Verdict(
                 item_id=item.item_id,
                 criterion=crit.name,
                 criterion_version=crit.version,
                 kind=crit.kind,
-                judge=reg.name,
-                judge_version=reg.version,
+                judge=kind.judge_name,
+                judge_version=kind.judge_version,
                 judge_model=cfg.model,
                 judge_args={
                     "temperature": cfg.temperature,
@@ -147,15 +152,16 @@ def judge_chunk(
                     "max_retries": cfg.max_retries,
                     "timeout_s": cfg.timeout_s,
                 },
-                model="|".join(r.model for r in item.records),
+                model="|".join(e.model for e in item.exchanges),
+                run_id=run_id,
                 day=day,
-                verdict=out.verdict,  # type: ignore[arg-type]
+                verdict=out.verdict,
                 reasoning=out.reasoning,
                 error=out.error,
                 order_winners=out.order_winners,
                 judge_prompt_tokens=out.prompt_tokens,
                 judge_completion_tokens=out.completion_tokens,
-                judge_cost_usd=cost,
+                judge_cost_usd=judge_price.cost(out.prompt_tokens, out.completion_tokens),
                 latency_ms=ms,
                 created_at=datetime.now(UTC),
             )
@@ -168,6 +174,53 @@ def judge_chunk(
     return [v.model_dump(mode="json") for v in asyncio.run(run())]
 
 
+def judge_items(
+    items: Sequence[JudgeItem],
+    criteria: Sequence[Criterion],
+    stack: StackConfig,
+    judging: JudgingConfig,
+    vstore: VerdictStore,
+    *,
+    run_id: str,
+    day: str | None,
+    api_key: str,
+    use_ray: bool = True,
+    kinds: KindRegistry | None = None,
+    log: Callable[[str], None] = print,
+) -> int:
+    """Judge ``items`` with the judge role's model and store each chunk's verdicts as it ends.
+
+    The neutral entry point that the daily job and offline evals share. Returns the
+    number of verdicts written.
+    """
+    judge_model = stack.model("judge")
+    client_cfg = JudgeClientConfig(
+        base_url=stack.http.base_url,
+        api_key=api_key,
+        model=judge_model.model_id,
+        timeout_s=judging.timeout_s,
+        max_retries=judging.max_retries,
+        max_tokens=judging.max_tokens,
+    )
+    size = judging.chunk_size
+    chunks = [list(items[i : i + size]) for i in range(0, len(items), size)]
+    kwargs: dict[str, Any] = {
+        "criteria": [c.model_dump(mode="json") for c in criteria],
+        "client_cfg": client_cfg.model_dump(),
+        "concurrency": judging.concurrency,
+        "run_id": run_id,
+        "day": day,
+        "price": judge_model.price.model_dump(mode="json"),
+        "kinds": kinds or default_kinds(),
+    }
+    written = 0
+    payloads = [[i.model_dump(mode="json") for i in c] for c in chunks]
+    for verdicts in _fan_out(payloads, kwargs, use_ray=use_ray, in_flight=judging.parallel_tasks):
+        written += vstore.insert(Verdict.model_validate(v) for v in verdicts)
+        log(f"  {written}/{len(items)} judged")
+    return written
+
+
 def run_daily(
     stack: StackConfig,
     judging: JudgingConfig,
@@ -178,61 +231,78 @@ def run_daily(
     api_key: str,
     use_ray: bool = True,
     retry_errors: bool = False,
+    kinds: KindRegistry | None = None,
+    write_report: bool = True,
     log: Callable[[str], None] = print,
 ) -> DailyResult:
-    """Run (or finish) the job for ``day`` and aggregate its verdicts."""
+    """Run (or finish) the job for ``day``: sample, judge, aggregate, calibrate, report.
+
+    The reports (HTML, markdown, Prometheus textfile, optional Pushgateway push) go to
+    ``judging.report_dir/DAY`` unless ``write_report`` is false.
+    """
+    registry = kinds or default_kinds()
     t0 = time.perf_counter()
     vstore = VerdictStore(store)
+    run_id = day.isoformat()
     if retry_errors:
-        vstore.delete_errors(day)
-    records = store.traffic_for_day(day)
-    items = build_items(records, criteria, stack, judging, day=day)
+        vstore.delete_errors(run_id)
+    records = store.traffic_for_day(day, production_only=True)
+    items = build_items(records, criteria, stack, judging, day=day, kinds=registry)
     versions = {c.name: c.version for c in criteria}
-    done = vstore.done_keys(day)
+    done = vstore.done_keys(run_id)
     todo = [i for i in items if (i.item_id, i.criterion, versions[i.criterion]) not in done]
     log(
         f"{day}: {len(records)} captured, {len(items)} items sampled, "
         f"{len(items) - len(todo)} already judged, {len(todo)} to judge"
     )
-    judge_model = stack.model("judge")
-    inp, out = judge_model.price.per_mtok()
-    client_cfg = JudgeClientConfig(
-        base_url=stack.http.base_url,
+    written = judge_items(
+        todo,
+        criteria,
+        stack,
+        judging,
+        vstore,
+        run_id=run_id,
+        day=run_id,
         api_key=api_key,
-        model=judge_model.model_id,
-        timeout_s=judging.timeout_s,
-        max_retries=judging.max_retries,
-        max_tokens=judging.max_tokens,
+        use_ray=use_ray,
+        kinds=registry,
+        log=log,
     )
-    chunks = [todo[i : i + judging.chunk_size] for i in range(0, len(todo), judging.chunk_size)]
-    kwargs: dict[str, Any] = {
-        "criteria": [c.model_dump(mode="json") for c in criteria],
-        "client_cfg": client_cfg.model_dump(),
-        "concurrency": judging.concurrency,
-        "day": day.isoformat(),
-        "output_price_per_mtok": out,
-        "input_price_per_mtok": inp,
-    }
-    written = 0
-    payloads = [[i.model_dump(mode="json") for i in c] for c in chunks]
-    for verdicts in _fan_out(payloads, kwargs, use_ray=use_ray, in_flight=judging.parallel_tasks):
-        written += vstore.insert(Verdict.model_validate(v) for v in verdicts)
-        log(f"  {written}/{len(todo)} judged")
     today = vstore.for_days(day, day)
     trailing = vstore.for_days(day - timedelta(days=judging.trailing_days), day - timedelta(days=1))
-    return DailyResult(
+    agg = aggregate(registry, today, trailing, drop_p=judging.drop_p_value)
+    calibration = calibrate(
+        criteria,
+        LabelStore(store).query(),
+        vstore.current(versions),
+        judging.calibration,
+        kinds=registry,
+    )
+    res = DailyResult(
         day=day,
         sampled=len(items),
         judged_now=written,
         skipped=len(items) - len(todo),
-        rates=rate_rows(today, trailing, drop_p=judging.drop_p_value),
-        pairs=pair_rows(today),
+        rates=agg.rates,
+        pairs=agg.pairs,
         judge_prompt_tokens=sum(v.judge_prompt_tokens for v in today),
         judge_completion_tokens=sum(v.judge_completion_tokens for v in today),
         judge_cost_usd=sum(v.judge_cost_usd for v in today),
         errors=sum(v.verdict == "error" for v in today),
         seconds=time.perf_counter() - t0,
+        calibration=calibration,
     )
+    if not write_report:
+        return res
+    html = write_reports(
+        res,
+        vstore.for_days(day - timedelta(days=30), day),
+        report_dir(judging.report_dir, day),
+        calibration=calibration,
+        pushgateway=judging.pushgateway,
+        kinds=registry,
+    )
+    return DailyResult(**{**res.__dict__, "report": html})
 
 
 def _fan_out(
@@ -241,7 +311,7 @@ def _fan_out(
     *,
     use_ray: bool,
     in_flight: int,
-) -> Any:
+) -> Iterator[list[dict[str, Any]]]:
     """Yield each chunk's verdicts as it completes.
 
     At most ``in_flight`` Ray tasks run at once; without Ray, chunks run in-process.

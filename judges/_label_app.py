@@ -22,13 +22,12 @@ from starlette.exceptions import HTTPException
 
 from judges._criteria import Criterion
 from judges._labels import Label, LabelStore, Note
+from judges._registry import KindRegistry
 from judges._store import VerdictStore
 from judges._wire import Verdict
-from serving._config import GavelModel
-from serving._errors import openai_error
-from serving._keys import bearer_token, hash_key
-from serving._store import Store
-from serving._wire import ApiKey
+from judges.kinds import default_kinds
+from serving import ApiKey, GavelModel, bearer_token, hash_key, openai_error
+from serving.store import Store
 
 COOKIE = "gavel_label_key"
 
@@ -109,11 +108,13 @@ class Filters(GavelModel):
 def build_queue(
     verdicts: Sequence[Verdict], labels: Sequence[Label], filters: Filters
 ) -> list[QueueEntry]:
-    """The records to label, in (day, item) order, after the filters. Pure."""
+    """The records to label, in (day, item) order, after the filters. Pure.
+
+    ``verdicts`` are those of the pass/fail criteria on the page.
+    """
     by_item: dict[str, dict[str, Verdict]] = defaultdict(dict)
     for v in verdicts:
-        if v.kind != "pairwise":
-            by_item[v.item_id][v.criterion] = v
+        by_item[v.item_id][v.criterion] = v
     human = {(lab.item_id, lab.criterion, lab.criterion_version): lab for lab in labels}
     out: list[QueueEntry] = []
     for item_id, crits in by_item.items():
@@ -136,7 +137,7 @@ def build_queue(
         out.append(
             QueueEntry(
                 item_id=item_id,
-                day=first.day,
+                day=first.day or first.run_id,
                 model=first.model,
                 labelled=all(lab is not None for lab in mine.values()),
                 disagreement=disagree,
@@ -146,9 +147,11 @@ def build_queue(
     return out
 
 
-def build_label_app(store: Store, criteria: Sequence[Criterion]) -> FastAPI:
+def build_label_app(
+    store: Store, criteria: Sequence[Criterion], *, kinds: KindRegistry | None = None
+) -> FastAPI:
     """The labelling app over ``store``, for the pass/fail ``criteria`` (current versions)."""
-    crits = {c.name: c for c in criteria if c.kind != "pairwise"}
+    crits = {c.name: c for c in (kinds or default_kinds()).pass_fail(criteria)}
     versions = {name: c.version for name, c in crits.items()}
     store.ensure_schema()
     vstore, lstore = VerdictStore(store), LabelStore(store)
@@ -235,7 +238,7 @@ def build_label_app(store: Store, criteria: Sequence[Criterion]) -> FastAPI:
             )
         return RecordView(
             item_id=item_id,
-            day=found[0].day,
+            day=found[0].day or found[0].run_id,
             model=rec.model,
             key_name=rec.key_name,
             endpoint=rec.endpoint,

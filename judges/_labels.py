@@ -13,16 +13,16 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError
-from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import select
 
 from judges._criteria import Criterion
-from serving._config import GavelModel
-from serving._store import Store, add_missing_columns
+from judges._registry import KindRegistry
+from judges.kinds import default_kinds
+from serving import GavelModel
+from serving.store import Row, Store, tables
 
 NOTE_MAX = 2000
 
@@ -73,20 +73,7 @@ class LabelImportError(Exception):
         super().__init__(f"{path}:{first[0]}: {first[1]}{more}")
 
 
-metadata = MetaData()
-
-labels = Table(
-    "gavel_labels",
-    metadata,
-    Column("item_id", String(200), primary_key=True),
-    Column("criterion", String(128), primary_key=True),
-    Column("criterion_version", String(32), primary_key=True),
-    Column("label", String(8), nullable=False),
-    Column("note", Text),
-    Column("criterion_note", Text),
-    Column("labeller", String(128), nullable=False),
-    Column("labelled_at", DateTime(timezone=True), nullable=False, index=True),
-)
+_l = tables.labels
 
 
 class LabelStore:
@@ -94,54 +81,40 @@ class LabelStore:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        metadata.create_all(store.engine)
-        add_missing_columns(store.engine, metadata)
+        store.ensure_schema()
 
     def upsert(self, items: Iterable[Label]) -> int:
         """Insert or update labels, all in one transaction; returns how many were written."""
         rows = [lab.model_dump() for lab in items]
-        if not rows:
-            return 0
-        ins = pg_insert(labels) if self.store.dialect == "postgresql" else sqlite_insert(labels)
-        stmt = ins.on_conflict_do_update(
-            index_elements=["item_id", "criterion", "criterion_version"],
-            set_={
-                c: ins.excluded[c]
-                for c in ("label", "note", "criterion_note", "labeller", "labelled_at")
-            },
-        )
-        with self.store.engine.begin() as conn:
-            conn.execute(stmt, rows)
-        return len(rows)
+        update = ("label", "note", "criterion_note", "labeller", "labelled_at")
+        return self.store.upsert(_l, rows, update=update)
 
     def for_items(self, item_ids: Iterable[str]) -> list[Label]:
         """Labels of these items (every criterion and version)."""
         wanted = list(item_ids)
         if not wanted:
             return []
-        with self.store.engine.connect() as conn:
-            rows = conn.execute(select(labels).where(labels.c.item_id.in_(wanted))).all()
-        return [_from_row(r._mapping) for r in rows]
+        return [_from_row(r) for r in self.store.fetch(select(_l).where(_l.c.item_id.in_(wanted)))]
 
     def query(self, *, criterion: str | None = None) -> list[Label]:
         """Every label (of one criterion if given), oldest first."""
-        stmt = select(labels).order_by(labels.c.labelled_at, labels.c.item_id, labels.c.criterion)
+        stmt = select(_l).order_by(_l.c.labelled_at, _l.c.item_id, _l.c.criterion)
         if criterion is not None:
-            stmt = stmt.where(labels.c.criterion == criterion)
-        with self.store.engine.connect() as conn:
-            rows = conn.execute(stmt).all()
-        return [_from_row(r._mapping) for r in rows]
+            stmt = stmt.where(_l.c.criterion == criterion)
+        return [_from_row(r) for r in self.store.fetch(stmt)]
 
 
-def _from_row(m: Any) -> Label:
-    d = dict(m)
-    if isinstance(d["labelled_at"], datetime) and d["labelled_at"].tzinfo is None:
-        d["labelled_at"] = d["labelled_at"].replace(tzinfo=UTC)
-    return Label.model_validate(d)
+def _from_row(m: Row) -> Label:
+    return Label.model_validate(m)
 
 
 def parse_label_file(
-    path: Path, criteria: Sequence[Criterion], *, labeller: str, now: datetime
+    path: Path,
+    criteria: Sequence[Criterion],
+    *,
+    labeller: str,
+    now: datetime,
+    kinds: KindRegistry | None = None,
 ) -> list[Label]:
     """Read and check a whole JSONL label file; raises :class:`LabelImportError` on any bad row.
 
@@ -149,6 +122,7 @@ def parse_label_file(
     result in one transaction imports all rows or none.
     """
     by_name = {c.name: c for c in criteria}
+    labelled = {c.name for c in (kinds or default_kinds()).pass_fail(criteria)}
     out: list[Label] = []
     problems: list[tuple[int, str]] = []
     seen: dict[tuple[str, str, str], int] = {}
@@ -174,8 +148,8 @@ def parse_label_file(
         if crit is None:
             problems.append((no, f"criterion: unknown criterion {row.criterion!r}"))
             continue
-        if crit.kind == "pairwise":
-            problems.append((no, f"criterion: {row.criterion!r} is pairwise, not pass/fail"))
+        if crit.name not in labelled:
+            problems.append((no, f"criterion: {row.criterion!r} is {crit.kind}, not pass/fail"))
             continue
         version = row.criterion_version or crit.version
         key = (row.item_id, row.criterion, version)

@@ -1,21 +1,33 @@
-"""Registered judge factories, one per criterion kind (as Inspect registers ``@scorer``s).
+"""Criterion kinds as plugins, in an explicit registry (as Inspect registers ``@scorer``s).
 
-A factory takes a criterion and a judge client and returns a typed async callable that
-turns a :class:`JudgeItem` into a :class:`JudgeOutcome`. The registry records each
-factory's name and version, which every verdict carries.
+A :class:`CriterionKind` holds everything that differs between kinds: the judge
+factory (with its registered name and version), its answer schema, how many exchanges
+one item holds, its outcomes, what a person can label, how it checks a criterion, and
+how its verdicts aggregate. Adding a kind is one module that builds a ``CriterionKind``
+plus one :meth:`KindRegistry.register` call; nothing is registered by importing.
+The built-in kinds are registered by :func:`judges.kinds.default_kinds`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from judges._client import JudgeClient
-from judges._criteria import Criterion
-from judges._wire import JudgeItem
+from pydantic import BaseModel
 
-JudgeFn = Callable[[JudgeItem], Awaitable["JudgeOutcome"]]
-JudgeFactory = Callable[[Criterion, JudgeClient], JudgeFn]
+if TYPE_CHECKING:
+    from judges._client import JudgeClient
+    from judges._criteria import Criterion
+    from judges._rows import Aggregate
+    from judges._wire import JudgeItem, Verdict
+
+JudgeFn = Callable[["JudgeItem"], Awaitable["JudgeOutcome"]]
+"""A judge: a typed async callable from an item to an outcome."""
+JudgeFactory = Callable[["Criterion", "JudgeClient"], JudgeFn]
+"""Builds the judge of one criterion on one judge client."""
+Aggregator = Callable[[Sequence["Verdict"], Sequence["Verdict"], float], "Aggregate"]
+"""(today's verdicts, trailing verdicts, drop p-value threshold) -> report rows."""
 
 
 @dataclass(frozen=True)
@@ -31,38 +43,56 @@ class JudgeOutcome:
 
 
 @dataclass(frozen=True)
-class RegisteredJudge:
-    """A factory with its registered name and version."""
+class CriterionKind:
+    """One kind of criterion: its judge, its answer schema, its aggregation."""
 
     name: str
-    version: str
+    judge_name: str
+    """Registered name of the judge factory; every verdict records it."""
+    judge_version: str
     factory: JudgeFactory
+    answer: type[BaseModel]
+    """The JSON schema the judge model is constrained to (vLLM structured outputs)."""
+    aggregate: Aggregator
+    arity: int = 1
+    """Exchanges per item: 1, or 2 for a comparison of two models' responses."""
+    outcomes: tuple[str, ...] = ("pass", "fail")
+    human_labels: tuple[str, ...] = ("pass", "fail")
+    """What a person can label on the labelling page; ``()`` if not labelled there."""
+    check: Callable[[Criterion], str | None] | None = None
+    """Extra validation of a criterion of this kind: a message, or ``None`` if fine."""
+
+    @property
+    def pass_fail(self) -> bool:
+        """True for pass/fail kinds (rated with Wilson intervals, labelled, calibrated)."""
+        return self.outcomes == ("pass", "fail")
 
 
 @dataclass
-class JudgeRegistry:
-    """Judge factories by criterion kind."""
+class KindRegistry:
+    """Criterion kinds by name."""
 
-    judges: dict[str, RegisteredJudge] = field(default_factory=dict)
+    kinds: dict[str, CriterionKind] = field(default_factory=dict)
 
-    def register(
-        self, kind: str, *, name: str, version: str
-    ) -> Callable[[JudgeFactory], JudgeFactory]:
-        """Decorator: register ``factory`` as the judge of ``kind``."""
+    def register(self, kind: CriterionKind) -> CriterionKind:
+        """Add ``kind``; a second kind of the same name is an error."""
+        if kind.name in self.kinds:
+            raise ValueError(f"criterion kind {kind.name!r} is already registered")
+        self.kinds[kind.name] = kind
+        return kind
 
-        def deco(factory: JudgeFactory) -> JudgeFactory:
-            self.judges[kind] = RegisteredJudge(name=name, version=version, factory=factory)
-            return factory
-
-        return deco
-
-    def for_kind(self, kind: str) -> RegisteredJudge:
-        """The judge registered for a criterion kind."""
+    def get(self, name: str) -> CriterionKind:
+        """The kind called ``name``."""
         try:
-            return self.judges[kind]
+            return self.kinds[name]
         except KeyError:
-            raise KeyError(f"no judge registered for kind {kind!r}") from None
+            known = ", ".join(sorted(self.kinds))
+            raise KeyError(f"unknown criterion kind {name!r} (known: {known})") from None
 
+    def names(self) -> list[str]:
+        """Registered kind names, sorted."""
+        return sorted(self.kinds)
 
-JUDGES = JudgeRegistry()
-"""The registry Gavel's built-in judges are registered in (see ``judges._judges``)."""
+    def pass_fail(self, criteria: Sequence[Criterion]) -> list[Criterion]:
+        """The criteria whose kind is pass/fail (labelled and calibrated)."""
+        return [c for c in criteria if c.kind in self.kinds and self.kinds[c.kind].pass_fail]

@@ -17,7 +17,7 @@ from typing import Annotated
 import httpx
 from pydantic import Field
 
-from serving._config import GavelModel, StackConfig
+from serving import GavelModel, StackConfig
 
 
 class ReplayPrompt(GavelModel):

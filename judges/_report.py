@@ -8,10 +8,13 @@ from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
-from judges._aggregate import RateRow, rate_rows
+from judges._aggregate import aggregate
 from judges._calibration import CalibrationRow
-from judges._daily import DailyResult
+from judges._registry import KindRegistry
+from judges._result import DailyResult
+from judges._rows import RateRow
 from judges._wire import Verdict
+from judges.kinds import default_kinds
 
 NOT_CALIBRATED = "no calibration for this criterion version"
 
@@ -46,14 +49,17 @@ def _calibration_md(calibration: Sequence[CalibrationRow]) -> list[str]:
     return lines
 
 
-def history(verdicts: Sequence[Verdict]) -> dict[tuple[str, str], list[tuple[str, float, int]]]:
+def history(
+    verdicts: Sequence[Verdict], kinds: KindRegistry | None = None
+) -> dict[tuple[str, str], list[tuple[str, float, int]]]:
     """(criterion, model) -> [(day, pass rate, n)] over the days given."""
+    registry = kinds or default_kinds()
     by_day: dict[str, list[Verdict]] = defaultdict(list)
     for v in verdicts:
-        by_day[v.day].append(v)
+        by_day[v.day or v.run_id].append(v)
     out: dict[tuple[str, str], list[tuple[str, float, int]]] = defaultdict(list)
     for day in sorted(by_day):
-        for row in rate_rows(by_day[day], []):
+        for row in aggregate(registry, by_day[day], []).rates:
             n = row.passes + row.fails
             if row.pass_rate is not None:
                 out[(row.criterion, row.model)].append((day, row.pass_rate, n))
@@ -230,10 +236,11 @@ def write_reports(
     *,
     calibration: Sequence[CalibrationRow] = (),
     pushgateway: str | None = None,
+    kinds: KindRegistry | None = None,
 ) -> Path:
     """Write report.html, latest plot, summary.md and metrics.prom; returns the HTML path."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    plot_history(history(history_verdicts), out_dir / "pass_rate.png")
+    plot_history(history(history_verdicts, kinds), out_dir / "pass_rate.png")
     write_html(res, out_dir / "report.html", "pass_rate.png", calibration)
     (out_dir / "summary.md").write_text(markdown_summary(res, calibration))
     write_metrics(res, out_dir / "metrics.prom", pushgateway, calibration)

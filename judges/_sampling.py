@@ -9,8 +9,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from serving._config import GavelModel
-from serving._wire import TrafficRecord
+from serving import GavelModel, TrafficRecord
 
 Stratum = Literal["model", "key", "length"]
 LENGTH_BUCKETS = (32, 128, 512)

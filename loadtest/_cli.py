@@ -8,7 +8,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-EXIT_USAGE = 2
+from serving import CliError
+from serving.cli import DEFAULT_CONFIG, EXIT_USAGE, CommandSet
 
 
 def _ints(text: str) -> list[int]:
@@ -23,13 +24,12 @@ def _ints(text: str) -> list[int]:
     return values
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``loadtest`` and its actions on the ``gavel`` parser."""
-    lt = sub.add_parser("loadtest", help="latency and cost as output length and load change")
-    lt_sub = lt.add_subparsers(dest="loadtest_command", required=True, metavar="ACTION")
+def commands(cli: CommandSet) -> None:
+    """Register ``loadtest sweep|compare`` on the ``gavel`` parser."""
+    lt_sub = cli.group("loadtest", help="latency and cost as output length and load change")
 
     sw = lt_sub.add_parser("sweep", help="run a Locust sweep over output lengths x concurrency")
-    sw.add_argument("--config", default="config/cpu.yaml", help="stack config (URL, price)")
+    sw.add_argument("--config", default=DEFAULT_CONFIG, help="stack config (URL, price)")
     sw.add_argument("--base-url", help="endpoint root (default: the config's http host/port)")
     sw.add_argument("--role", default="app", choices=["app", "judge"], help="model to load")
     sw.add_argument("--model", help="served model id (default: the role's model_id)")
@@ -54,12 +54,6 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     cmp.set_defaults(func=cmd_compare)
 
 
-class _Fail(Exception):
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
-
-
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run the sweep and write JSON, PNG and HTML."""
     from pydantic import ValidationError
@@ -68,12 +62,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from loadtest._report import plot_latency, push_to_gateway, run_info, write_html, write_json
     from loadtest._runner import LoadTestError, run_sweep
     from loadtest.metrics import fit_latency
-    from serving._config import ConfigError, load_config
+    from serving import load_config
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        return _err(str(exc), EXIT_USAGE)
+    config = load_config(args.config)  # a ConfigError is printed by gavel's main (exit 2)
     model = config.model(args.role)
     base_url = args.base_url or config.http.base_url.removesuffix("/v1")
     price = model.price
@@ -92,7 +83,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         )
     except ValidationError as exc:
         e = exc.errors()[0]
-        return _err(f"--{'-'.join(str(p) for p in e['loc'])}: {e['msg']}", EXIT_USAGE)
+        raise CliError(f"--{'-'.join(str(p) for p in e['loc'])}: {e['msg']}", EXIT_USAGE) from None
     out_dir = Path(args.out_dir or f"reports/loadtest/{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
     print(f"sweep: {spec.model} at {spec.base_url}, output lengths {spec.output_lens}, "
           f"concurrency {spec.concurrency}, {spec.mode} loop", flush=True)  # fmt: skip
@@ -100,7 +91,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         cells, records = run_sweep(spec, api_key=args.api_key,
                                    log=lambda m: print(m, flush=True))  # fmt: skip
     except LoadTestError as exc:
-        return _err(str(exc), EXIT_USAGE)
+        raise CliError(str(exc), EXIT_USAGE) from None
     result = SweepResult(
         spec=spec,
         run=run_info(config.model_dump(mode="json")),
@@ -140,9 +131,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     try:
         old, new = read_result(args.old), read_result(args.new)
     except FileNotFoundError as exc:
-        return _err(f"{exc.filename}: file not found", EXIT_USAGE)
+        raise CliError(f"{exc.filename}: file not found", EXIT_USAGE) from None
     except ValidationError as exc:
-        return _err(f"not a gavel load-test result: {exc.errors()[0]['msg']}", EXIT_USAGE)
+        raise CliError(
+            f"not a gavel load-test result: {exc.errors()[0]['msg']}", EXIT_USAGE
+        ) from None
     regressions = compare(old, new, threshold=args.threshold)
     if not regressions:
         print(f"no regressions beyond {args.threshold:.0%}")
@@ -151,8 +144,3 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"REGRESSION out={r.output_len} c={r.concurrency} {r.metric}: "
               f"{r.old:.2f} -> {r.new:.2f} ({r.change:+.0%})")  # fmt: skip
     return 1
-
-
-def _err(message: str, code: int) -> int:
-    print(f"gavel: error: {message}", file=sys.stderr)
-    return code

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from serving._config import GavelModel
+from serving import GavelModel
 
 SCHEMA_VERSION: Literal["gavel.loadtest/1"] = "gavel.loadtest/1"
 

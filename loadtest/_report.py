@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from loadtest._models import CellSummary, LatencyFit, RunInfo, SweepResult
-from serving._config import GavelModel
+from serving import GavelModel
 
 
 def run_info(stack_config: dict[str, object] | None) -> RunInfo:

@@ -18,6 +18,7 @@ from loadtest._models import (
     RequestRecord,
     Slo,
 )
+from serving import hourly_per_mtok
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -54,7 +55,7 @@ def cost_per_mtok(node_hour_usd: float, output_tok_s: float) -> float | None:
     """USD per 1M output tokens for a node billed hourly, at a measured throughput."""
     if output_tok_s <= 0:
         return None
-    return node_hour_usd / (output_tok_s * 3600) * 1_000_000
+    return hourly_per_mtok(node_hour_usd, output_tok_s)
 
 
 def summarize_cell(

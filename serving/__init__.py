@@ -1,6 +1,8 @@
-"""Gavel serving: Ray Serve + vLLM behind one OpenAI-compatible endpoint.
+"""Gavel serving: Ray Serve + vLLM behind one OpenAI-compatible endpoint, with its gateway.
 
-Public surface: the config models and loader, and the app builder.
+Public surface: the config models and loaders, the app builder, the wire formats of
+keys and captured traffic, the one cost formula, and the user-facing error types.
+The storage layer is :mod:`serving.store`; the command line is :mod:`serving.cli`.
 """
 
 from serving._builder import app_builder, build_app, check_sources, to_llm_config
@@ -8,22 +10,45 @@ from serving._config import (
     ConfigError,
     GavelModel,
     ModelConfig,
+    PriceConfig,
     Role,
     StackConfig,
+    hourly_per_mtok,
     load_config,
+    load_model,
     parse_config,
+    parse_model,
 )
+from serving._errors import CliError, openai_error
+from serving._keys import bearer_token, hash_key, new_key
+from serving._stack import connect_ray
+from serving._wire import SOURCE_HEADER, ApiKey, Scope, Source, TrafficRecord
 
 __all__ = [
+    "SOURCE_HEADER",
+    "ApiKey",
+    "CliError",
     "ConfigError",
     "GavelModel",
     "ModelConfig",
+    "PriceConfig",
     "Role",
+    "Scope",
+    "Source",
     "StackConfig",
+    "TrafficRecord",
     "app_builder",
+    "bearer_token",
     "build_app",
     "check_sources",
+    "connect_ray",
+    "hash_key",
+    "hourly_per_mtok",
     "load_config",
+    "load_model",
+    "new_key",
+    "openai_error",
     "parse_config",
+    "parse_model",
     "to_llm_config",
 ]

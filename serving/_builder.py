@@ -80,15 +80,12 @@ GAVEL_ENDPOINTS: dict[str, Callable[[Any], Callable[..., Any]]] = {
 
 def gateway_settings(config: StackConfig, *, base_dir: Path) -> dict[str, Any]:
     """The gateway's resolved settings, as bound to the ingress (absolute paths, prices)."""
-    from serving._ingress import GatewaySettings, ModelPrice
-    from serving._store import resolve_url
+    from serving.gateway import GatewaySettings
+    from serving.store import resolve_url
 
     gw = config.gateway
     spool = Path(gw.capture.spool_dir)
-    prices = {}
-    for m in config.models:
-        inp, out = m.price.per_mtok()
-        prices[m.model_id] = ModelPrice(input_per_mtok=inp, output_per_mtok=out)
+    prices = {m.model_id: m.price for m in config.models}
     settings = GatewaySettings(
         config=gw,
         store_url=resolve_url(gw.store.url, base_dir=base_dir),
@@ -107,7 +104,7 @@ def build_app(
     """Build the Serve application that serves every model of ``config`` behind the gateway.
 
     Each model becomes a ``ray.serve.llm`` LLM deployment; the ingress is Ray's
-    ``OpenAiIngress`` extended by :class:`~serving._ingress.GavelIngress`, made into a
+    ``OpenAiIngress`` extended by :class:`~serving.gateway._ingress.GavelIngress`, made into a
     FastAPI ingress with ``make_fastapi_ingress`` (the pattern Ray documents for custom
     ingresses), plus a shared rate-limiter deployment.
 
@@ -120,8 +117,8 @@ def build_app(
     from ray.serve.llm import build_llm_deployment
     from ray.serve.llm.ingress import make_fastapi_ingress
 
-    from serving._ingress import GavelIngress
-    from serving._limiter import RateLimiter
+    from serving.gateway._ingress import GavelIngress
+    from serving.gateway._limits import RateLimiter
 
     base = (base_dir or Path.cwd()).resolve()
     llm_configs = [to_llm_config(m, base_dir=base) for m in config.models]

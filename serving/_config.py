@@ -139,6 +139,12 @@ class ResourcesConfig(GavelModel):
         return b
 
 
+def hourly_per_mtok(node_hour_usd: float, output_tok_s: float) -> float:
+    """USD per 1M output tokens of hardware that costs ``node_hour_usd`` and makes
+    ``output_tok_s`` tokens a second."""
+    return node_hour_usd / (output_tok_s * 3600) * 1e6
+
+
 class PriceConfig(GavelModel):
     """Price of a model, per 1M tokens or derived from a GPU-hour price and a throughput."""
 
@@ -162,8 +168,13 @@ class PriceConfig(GavelModel):
     def per_mtok(self) -> tuple[float, float]:
         """(input, output) USD per 1M tokens. An hourly price is charged to output tokens."""
         if self.node_hour_usd is not None and self.assumed_output_tok_s:
-            return 0.0, self.node_hour_usd / (self.assumed_output_tok_s * 3600) * 1e6
+            return 0.0, hourly_per_mtok(self.node_hour_usd, self.assumed_output_tok_s)
         return self.input_per_mtok or 0.0, self.output_per_mtok or 0.0
+
+    def cost(self, prompt_tokens: int | None, completion_tokens: int | None) -> float:
+        """USD of one request: the one cost formula of Gavel (gateway, judge, evals)."""
+        inp, out = self.per_mtok()
+        return ((prompt_tokens or 0) * inp + (completion_tokens or 0) * out) / 1e6
 
 
 class ModelConfig(GavelModel):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi.responses import JSONResponse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fastapi.responses import JSONResponse
 
 
 def openai_error(
@@ -14,6 +17,8 @@ def openai_error(
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     """An error response in OpenAI's JSON shape."""
+    from fastapi.responses import JSONResponse
+
     body = {"error": {"message": message, "type": type_, "param": None, "code": code}}
     return JSONResponse(status_code=status, content=body, headers=headers)
 

@@ -15,6 +15,13 @@ page (``gavel label``), ``admin`` everything."""
 
 ROLE_SCOPE: dict[str, Scope] = {"app": "infer", "judge": "judge"}
 
+Source = Literal["production", "judge", "eval"]
+"""Who sent a request: applications (``production``), the judging job, or an eval run.
+Only production traffic is sampled for judging and counted as production cost."""
+
+SOURCE_HEADER = "x-gavel-source"
+"""Request header that tags Gavel's own calls (``judge`` or ``eval``)."""
+
 
 class ApiKey(GavelModel):
     """A stored API key: only its SHA-256 hash, never the plaintext."""
@@ -58,3 +65,5 @@ class TrafficRecord(GavelModel):
     metadata_only: bool = False
     metadata: dict[str, str] = Field(default_factory=dict)
     """Request metadata from the ``X-Gavel-Metadata`` header (JSON object of strings)."""
+    source: Source = "production"
+    """``judge`` or ``eval`` for Gavel's own calls (``X-Gavel-Source``), else ``production``."""

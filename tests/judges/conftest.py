@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from judges._criteria import Criterion, load_criteria
+from judges._catalog import load_criteria
+from judges._criteria import Criterion
 from judges._store import VerdictStore
 from judges._wire import Verdict
-from serving._keys import new_key
-from serving._store import Store
+from serving import new_key
 from serving._wire import Scope, TrafficRecord
+from serving.store import Store
 from tests.conftest import CONFIG, ROOT
 
 LABELLED_CRITERIA = ("answers_question", "concise")

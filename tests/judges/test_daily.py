@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from judges._catalog import load_criteria
 from judges._config import JudgingConfig
-from judges._criteria import load_criteria
 from judges._daily import build_items, run_daily
 from judges._replay import replay
 from judges._store import VerdictStore
-from serving._config import load_config
-from serving._store import Store
+from serving import load_config
+from serving.store import Store
 from tests.conftest import CONFIG, ROOT, run_gavel
 
 pytestmark = pytest.mark.stack
@@ -91,7 +91,7 @@ def test_same_date_twice_same_sample_no_new_verdicts(
     items1 = build_items(store.traffic_for_day(replayed_day), crits, stack, cfg, day=replayed_day)
     items2 = build_items(store.traffic_for_day(replayed_day), crits, stack, cfg, day=replayed_day)
     assert [i.item_id for i in items1] == [i.item_id for i in items2]
-    assert any(len(i.records) == 2 for i in items1)  # a pairwise item
+    assert any(len(i.exchanges) == 2 for i in items1)  # a pairwise item
     first = run_daily(
         stack,
         cfg,

@@ -9,12 +9,12 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from judges._aggregate import RateRow
 from judges._calibration import CalibrationConfig, calibrate
-from judges._daily import DailyResult
 from judges._label_app import Filters, build_label_app, build_queue
 from judges._labels import Label, LabelStore
 from judges._report import write_reports
+from judges._result import DailyResult
+from judges._rows import RateRow
 from judges._store import VerdictStore
 from tests.conftest import run_gavel
 from tests.judges.conftest import LABELLED_CRITERIA, Seeded, secret, write_configs

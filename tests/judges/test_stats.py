@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 
 from judges._aggregate import pair_rows, rate_rows
-from judges._criteria import Criterion, load_criteria
+from judges._catalog import load_criteria
+from judges._criteria import Criterion
 from judges._sampling import SamplingConfig, sample, stratum_size
 from judges._stats import drop_p_value, position_consistency, wilson
 from judges._wire import Verdict
-from serving._config import ConfigError
+from serving import ConfigError
 from serving._wire import TrafficRecord
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -22,7 +22,7 @@ import openai
 import pytest
 import yaml
 
-from serving._store import Store
+from serving.store import Store
 from tests.conftest import CONFIG, PG_URL, ROOT, require_postgres, run_gavel
 
 pytestmark = pytest.mark.stack
@@ -300,16 +300,7 @@ def test_postgresql_stopped_during_traffic_loses_nothing(pg_stack: tuple[str, st
         t.join()
     assert len(done) == 40
     _assert_captured(PG_URL, done, timeout_s=60)
-    store = Store(PG_URL)
-    with store.engine.connect() as conn:
-        from sqlalchemy import func, select
-
-        from serving._store import traffic
-
-        n = conn.execute(
-            select(func.count()).select_from(traffic).where(traffic.c.request_id.in_(list(done)))
-        ).scalar_one()
-    assert n == 40  # no duplicates
+    assert Store(PG_URL).count_traffic(done) == 40  # no duplicates
 
 
 def test_ingress_restart_during_traffic_loses_no_completed_request(

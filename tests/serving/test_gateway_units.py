@@ -10,11 +10,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from serving._capture import CaptureWriter, Spool, redact
 from serving._keys import bearer_token, hash_key, new_key
-from serving._limiter import SlidingWindows
-from serving._store import Store
 from serving._wire import TrafficRecord
+from serving.gateway import CaptureWriter, SlidingWindows, Spool, redact
+from serving.store import Store
 
 
 def record(i: int = 0, tag: str = "") -> TrafficRecord:
@@ -41,9 +40,10 @@ def test_keys_are_stored_hashed_and_revocable(store_url: str) -> None:
     name = f"k-{uuid.uuid4().hex[:8]}"
     plaintext, rec = new_key(name, ["infer"], rpm=5)
     store.add_key(rec)
-    with store.engine.connect() as conn:
-        rows = conn.execute(text("select key_hash from gavel_api_keys where name=:n"), {"n": name})
-        stored = rows.scalar_one()
+    (row,) = store.fetch(
+        text("select key_hash from gavel_api_keys where name=:n").bindparams(n=name)
+    )
+    stored = row["key_hash"]
     assert stored == hash_key(plaintext) and plaintext not in stored
     got = store.key_by_hash(hash_key(plaintext))
     assert got is not None and got.rpm == 5 and got.revoked_at is None

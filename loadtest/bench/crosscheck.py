@@ -4,7 +4,7 @@ Both run against the same endpoint (the Gavel stack), the same model, the same i
 and output lengths and the same concurrency. The script prints median TTFT and median
 TPOT from each and their ratios (target: within 10%), and writes them to JSON.
 
-    python -m loadtest.bench_crosscheck [--output-len 128] [--concurrency 4] [--requests 16]
+    python -m loadtest.bench.crosscheck [--output-len 128] [--concurrency 4] [--requests 16]
 
 It starts the stack with ``gavel serve --detach`` if nothing answers, and stops it again
 only in that case.
@@ -15,76 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
-from pathlib import Path
-from typing import Any
 
 import httpx
 
 from loadtest._report import read_result
-from serving._config import load_config
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _gavel(*args: str) -> subprocess.CompletedProcess[str]:
-    gavel = str(Path(sys.executable).parent / "gavel")
-    return subprocess.run([gavel, *args], cwd=ROOT, capture_output=True, text=True, check=False)
-
-
-def run_vllm_bench(
-    base_url: str,
-    model: str,
-    tokenizer: str,
-    *,
-    input_len: int,
-    output_len: int,
-    concurrency: int,
-    requests: int,
-) -> dict[str, Any]:
-    """vLLM's serving benchmark (chat endpoint, streaming, ignore_eos), in-process."""
-    from vllm.benchmarks.serve import add_cli_args, main
-    from vllm.utils.argparse_utils import FlexibleArgumentParser
-
-    parser = FlexibleArgumentParser()
-    add_cli_args(parser)
-    args = parser.parse_args(
-        [
-            "--backend",
-            "openai-chat",
-            "--endpoint",
-            "/v1/chat/completions",
-            "--base-url",
-            base_url,
-            "--model",
-            model,
-            "--tokenizer",
-            tokenizer,
-            "--dataset-name",
-            "random",
-            "--random-input-len",
-            str(input_len),
-            "--random-output-len",
-            str(output_len),
-            "--num-prompts",
-            str(requests),
-            "--max-concurrency",
-            str(concurrency),
-            "--ignore-eos",
-            "--num-warmups",
-            "2",
-            "--temperature",
-            "0",
-            "--disable-tqdm",
-            "--seed",
-            "0",
-            "--percentile-metrics",
-            "ttft,tpot,itl,e2el",
-        ]
-    )
-    return main(args)
+from loadtest.bench._harness import ROOT, create_key, vllm_bench
+from loadtest.bench._harness import gavel as _gavel
+from serving import load_config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,16 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         started = True
     try:
-        created = _gavel(
-            "keys",
-            "--config",
-            args.config,
-            "create",
-            f"crosscheck-{int(time.time())}",
-            "--scopes",
-            "infer",
-        )
-        key = created.stdout.strip().splitlines()[-1]
+        key = create_key(args.config, "crosscheck", ["infer"])
         out_dir = ROOT / "reports" / "crosscheck-locust"
         # vLLM's random dataset puts input_len tokens inside the chat template; ours counts
         # the whole prompt, so add the template's overhead (measured: ~31 tokens).
@@ -149,14 +78,15 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         ours = read_result(out_dir / "result.json").cells[0]
         os.environ["OPENAI_API_KEY"] = key
-        theirs = run_vllm_bench(
+        theirs = vllm_bench(
             base,
             app.model_id,
             str(ROOT / str(app.source.path)),
+            chat=True,
             input_len=args.input_len,
             output_len=args.output_len,
             concurrency=args.concurrency,
-            requests=args.requests,
+            num_prompts=args.requests,
         )
     finally:
         if started:

@@ -5,7 +5,7 @@ ingress replica midway (Serve restarts it), and afterwards counts the requests w
 response the client received but whose record never reached the store. The design
 bound is what sat in memory: about ``rate x flush_interval_s`` records.
 
-    python -m serving.bench_capture_loss [--rate 20] [--seconds 20] [--kill-at 10]
+    python -m loadtest.bench.capture_loss [--rate 20] [--seconds 20] [--kill-at 10]
 """
 
 from __future__ import annotations
@@ -18,14 +18,12 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 
-from serving._config import load_config
-from serving._store import Store, resolve_url
-
-ROOT = Path(__file__).resolve().parents[1]
+from loadtest.bench._harness import ROOT, create_key
+from serving import load_config
+from serving.store import Store, resolve_url
 
 
 def ingress_pids() -> list[int]:
@@ -90,24 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="reports/bench_capture_loss.json")
     args = p.parse_args(argv)
     config = load_config(args.config)
-    gavel = str(Path(sys.executable).parent / "gavel")
-    created = subprocess.run(
-        [
-            gavel,
-            "keys",
-            "--config",
-            args.config,
-            "create",
-            f"lossbench-{int(time.time())}",
-            "--scopes",
-            "infer",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    key = created.stdout.strip().splitlines()[-1]
+    key = create_key(args.config, "lossbench", ["infer"])
     if not ingress_pids():
         print("no ingress replica on this node; start the stack with `gavel serve --detach`")
         return 1

@@ -1,6 +1,8 @@
 """Prometheus metrics of the gateway (prometheus-client, one registry per ingress replica).
 
-Labels are model and status only: no prompt text, key or user id ever becomes a label.
+Labels are model, status and source only (``source``: ``production``, ``judge`` or
+``eval``, so Gavel's own calls are priced apart): no prompt text, key or user id ever
+becomes a label.
 """
 
 from __future__ import annotations
@@ -18,13 +20,20 @@ class GatewayMetrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
-            "gavel_requests", "Requests that reached a model", ["model", "status"], registry=r
+            "gavel_requests",
+            "Requests that reached a model",
+            ["model", "status", "source"],
+            registry=r,
         )
-        self.input_tokens = Counter("gavel_input_tokens", "Prompt tokens", ["model"], registry=r)
+        self.input_tokens = Counter(
+            "gavel_input_tokens", "Prompt tokens", ["model", "source"], registry=r
+        )
         self.output_tokens = Counter(
-            "gavel_output_tokens", "Completion tokens", ["model"], registry=r
+            "gavel_output_tokens", "Completion tokens", ["model", "source"], registry=r
         )
-        self.cost = Counter("gavel_cost_usd", "Cost of served requests", ["model"], registry=r)
+        self.cost = Counter(
+            "gavel_cost_usd", "Cost of served requests", ["model", "source"], registry=r
+        )
         self.ttft = Histogram(
             "gavel_ttft_seconds", "Time to first token", ["model"],
             buckets=_LATENCY_BUCKETS, registry=r,

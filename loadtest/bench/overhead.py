@@ -5,7 +5,7 @@ Both are measured by vLLM's own serving benchmark (``vllm.benchmarks.serve``) wi
 script prints the output-throughput ratio (Gavel / bare vLLM) and the differences in
 median TTFT and TPOT, and writes them to JSON.
 
-    python -m serving.bench_overhead [--num-prompts 32] [--out reports/bench_overhead.json]
+    python -m loadtest.bench.overhead [--num-prompts 32] [--out reports/bench_overhead.json]
 
 The two servers run one after the other (a 2-core machine cannot host both fairly).
 The Gavel side serves the app model alone, so the only difference is Ray Serve and
@@ -29,9 +29,9 @@ from typing import Any
 import httpx
 import yaml
 
-from serving._config import StackConfig, load_config
+from loadtest.bench._harness import ROOT, create_key, gavel, vllm_bench
+from serving import StackConfig, load_config
 
-ROOT = Path(__file__).resolve().parents[1]
 BARE_PORT = 8100
 METRICS = ("output_throughput", "median_ttft_ms", "median_tpot_ms", "median_e2el_ms")
 
@@ -98,32 +98,13 @@ def gavel_stack(config: StackConfig, batching_ms: float | None, work: Path) -> I
     cfg = config.model_copy(update={"models": [app]})
     path = work / "bench-stack.yaml"
     path.write_text(yaml.safe_dump(cfg.model_dump(mode="json", exclude_none=True)))
-    gavel = str(Path(sys.executable).parent / "gavel")
-    name = f"bench-{int(time.time())}"
-    created = subprocess.run(
-        [
-            gavel,
-            "keys",
-            "--config",
-            str(path),
-            "create",
-            name,
-            "--scopes",
-            "infer",
-            "--rpm",
-            "100000",
-            "--tpm",
-            "100000000",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
+    os.environ["OPENAI_API_KEY"] = create_key(
+        path, "bench", ["infer"], rpm=100_000, tpm=100_000_000
     )
-    os.environ["OPENAI_API_KEY"] = created.stdout.strip().splitlines()[-1]
+    exe = str(Path(sys.executable).parent / "gavel")
     with (work / "bench-gavel.log").open("w") as out:
         rc = subprocess.run(
-            [gavel, "serve", "--config", str(path), "--detach"],
+            [exe, "serve", "--config", str(path), "--detach"],
             cwd=ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -135,53 +116,25 @@ def gavel_stack(config: StackConfig, batching_ms: float | None, work: Path) -> I
         yield cfg.http.base_url.removesuffix("/v1")
     finally:
         os.environ.pop("OPENAI_API_KEY", None)
-        subprocess.run([gavel, "down"], cwd=ROOT, capture_output=True, check=False)
+        gavel("down")
 
 
 def run_vllm_bench(
     base_url: str, model: str, tokenizer: str, *, num_prompts: int, label: str
 ) -> dict[str, Any]:
-    """Run ``vllm.benchmarks.serve`` in-process and return its result dict."""
-    from vllm.benchmarks.serve import add_cli_args, main
-    from vllm.utils.argparse_utils import FlexibleArgumentParser
-
-    parser = FlexibleArgumentParser()
-    add_cli_args(parser)
-    args = parser.parse_args(
-        [
-            "--backend",
-            "openai",
-            "--endpoint",
-            "/v1/completions",
-            "--base-url",
-            base_url,
-            "--model",
-            model,
-            "--tokenizer",
-            tokenizer,
-            "--dataset-name",
-            "random",
-            "--random-input-len",
-            "128",
-            "--random-output-len",
-            "128",
-            "--num-prompts",
-            str(num_prompts),
-            "--max-concurrency",
-            "4",
-            "--ignore-eos",
-            "--num-warmups",
-            "4",
-            "--label",
-            label,
-            "--disable-tqdm",
-            "--seed",
-            "0",
-            "--percentile-metrics",
-            "ttft,tpot,itl,e2el",
-        ]
+    """The overhead load: completions, 128 in / 128 out, 4 streams, 4 warm-ups."""
+    return vllm_bench(
+        base_url,
+        model,
+        tokenizer,
+        chat=False,
+        input_len=128,
+        output_len=128,
+        concurrency=4,
+        num_prompts=num_prompts,
+        warmups=4,
+        label=label,
     )
-    return main(args)
 
 
 def compare(bare: dict[str, Any], gavel: dict[str, Any]) -> dict[str, float]:

@@ -1,0 +1,53 @@
+"""Loading criteria: YAML files of criteria, each checked against the registered kinds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from judges._criteria import CriteriaFile, Criterion
+from judges._registry import KindRegistry
+from judges.kinds import default_kinds
+from serving import ConfigError
+
+
+def check_kind(criterion: Criterion, kinds: KindRegistry) -> str | None:
+    """Why ``criterion`` does not fit its kind (unknown kind, kind's own check), or ``None``."""
+    if criterion.kind not in kinds.kinds:
+        return f"unknown kind {criterion.kind!r} (known: {', '.join(kinds.names())})"
+    check = kinds.get(criterion.kind).check
+    return check(criterion) if check is not None else None
+
+
+def load_criteria(directory: Path, kinds: KindRegistry | None = None) -> list[Criterion]:
+    """Every criterion in ``directory/*.yaml``; errors name the file and field.
+
+    Each criterion's kind must be registered in ``kinds`` (default: the built-in kinds).
+    """
+    registry = kinds if kinds is not None else default_kinds()
+    out: list[Criterion] = []
+    files = sorted(directory.glob("*.yaml"))
+    if not files:
+        raise ConfigError(str(directory), "", "no criteria files (*.yaml) found")
+    for f in files:
+        try:
+            data = yaml.safe_load(f.read_text())
+            found = CriteriaFile.model_validate(data).criteria
+        except yaml.YAMLError:
+            raise ConfigError(str(f), "", "not valid YAML") from None
+        except ValidationError as exc:
+            e = exc.errors()[0]
+            loc = ".".join(str(p) for p in e["loc"])
+            raise ConfigError(str(f), loc, str(e["msg"])) from None
+        for i, crit in enumerate(found):
+            problem = check_kind(crit, registry)
+            if problem is not None:
+                raise ConfigError(str(f), f"criteria.{i}.kind", problem)
+        out.extend(found)
+    names = [c.name for c in out]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(str(directory), "criteria", f"duplicate names: {', '.join(dupes)}")
+    return out

@@ -1,0 +1,30 @@
+"""What one run of the daily job did and found."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from judges._calibration import CalibrationRow
+from judges._rows import PairRow, RateRow
+
+
+@dataclass(frozen=True)
+class DailyResult:
+    """What one run of the daily job did and found."""
+
+    day: date
+    sampled: int
+    judged_now: int
+    skipped: int
+    rates: list[RateRow]
+    pairs: list[PairRow]
+    judge_prompt_tokens: int
+    judge_completion_tokens: int
+    judge_cost_usd: float
+    errors: int
+    seconds: float
+    calibration: list[CalibrationRow] = field(default_factory=list)
+    report: Path | None = None
+    """The HTML report, once written."""

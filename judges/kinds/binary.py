@@ -1,0 +1,34 @@
+"""``binary``: pass/fail of one response against the criterion's rubric."""
+
+from __future__ import annotations
+
+from judges._aggregate import pass_fail_rates
+from judges._client import JudgeClient
+from judges._criteria import Criterion
+from judges._registry import CriterionKind, JudgeFn, JudgeOutcome
+from judges._wire import JudgeItem, PassFailAnswer
+from judges.kinds._pass_fail import REPLY, ask_pass_fail
+
+
+def binary_judge(criterion: Criterion, client: JudgeClient) -> JudgeFn:
+    """Pass/fail of one response against the rubric."""
+
+    async def score(item: JudgeItem) -> JudgeOutcome:
+        ex = item.exchanges[0]
+        return await ask_pass_fail(
+            client,
+            f"Criterion: {criterion.name}\nRubric: {criterion.rubric}\n\n"
+            f"Conversation:\n{ex.render_request()}\n\nResponse:\n{ex.response}\n\n" + REPLY,
+        )
+
+    return score
+
+
+KIND = CriterionKind(
+    name="binary",
+    judge_name="binary_rubric",
+    judge_version="1",
+    factory=binary_judge,
+    answer=PassFailAnswer,
+    aggregate=pass_fail_rates,
+)

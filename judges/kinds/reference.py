@@ -1,0 +1,43 @@
+"""``reference``: pass/fail of one response against the expected answer in its metadata."""
+
+from __future__ import annotations
+
+from judges._aggregate import pass_fail_rates
+from judges._client import JudgeClient
+from judges._criteria import Criterion
+from judges._registry import CriterionKind, JudgeFn, JudgeOutcome
+from judges._wire import JudgeItem, PassFailAnswer
+from judges.kinds._pass_fail import REPLY, ask_pass_fail
+
+
+def reference_judge(criterion: Criterion, client: JudgeClient) -> JudgeFn:
+    """Pass/fail of one response against ``metadata['expected']``."""
+
+    async def score(item: JudgeItem) -> JudgeOutcome:
+        ex = item.exchanges[0]
+        return await ask_pass_fail(
+            client,
+            f"Criterion: {criterion.name}\nRubric: {criterion.rubric}\n\n"
+            f"Conversation:\n{ex.render_request()}\n\n"
+            f"Expected answer: {ex.metadata.get('expected', '')}\n\n"
+            f"Response:\n{ex.response}\n\n" + REPLY,
+        )
+
+    return score
+
+
+def _needs_expected(criterion: Criterion) -> str | None:
+    if "expected" not in criterion.applies_to.metadata:
+        return "a 'reference' criterion needs applies_to.metadata.expected: '*'"
+    return None
+
+
+KIND = CriterionKind(
+    name="reference",
+    judge_name="reference_match",
+    judge_version="1",
+    factory=reference_judge,
+    answer=PassFailAnswer,
+    aggregate=pass_fail_rates,
+    check=_needs_expected,
+)

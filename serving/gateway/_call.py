@@ -1,0 +1,128 @@
+"""One request while it is served, and how the response fills it in (JSON body or SSE).
+
+The SSE tap passes the stream through untouched (but for the usage chunk the client
+did not ask for) and assembles the text, the timings and the usage for capture.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from serving._wire import ApiKey, Source
+
+
+@dataclass
+class Call:
+    """What is known about one request while it is served."""
+
+    request_id: str
+    key: ApiKey | None
+    model: str
+    role: str | None
+    endpoint: str
+    stream: bool
+    body: dict[str, Any]
+    source: Source = "production"
+    t0: float = field(default_factory=time.perf_counter)
+    ts: datetime = field(default_factory=lambda: datetime.now(UTC))
+    text: list[str] = field(default_factory=list)
+    ttft_s: float | None = None
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    status: int = 200
+    error: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def absorb_json(call: Call, raw: bytes) -> None:
+    """Fill ``call`` from a non-streamed OpenAI response body."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return
+    if not isinstance(data, dict):
+        return
+    if isinstance(data.get("id"), str):
+        call.request_id = data["id"]
+    choice = (data.get("choices") or [{}])[0]
+    if call.endpoint == "chat":
+        call.text.append((choice.get("message") or {}).get("content") or "")
+    else:
+        call.text.append(choice.get("text") or "")
+    call.finish_reason = choice.get("finish_reason")
+    usage = data.get("usage") or {}
+    call.prompt_tokens = usage.get("prompt_tokens")
+    call.completion_tokens = usage.get("completion_tokens")
+
+
+def absorb_event(call: Call, event: str) -> bool:
+    """Update ``call`` from one SSE event; False for a usage-only event."""
+    if not event.startswith("data: "):
+        return True
+    payload = event[6:].strip()
+    if payload == "[DONE]":
+        return True
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        return True
+    if "error" in data and not data.get("choices"):
+        err = data["error"] if isinstance(data["error"], dict) else {"message": data["error"]}
+        call.status = int(err.get("code") or 500) if str(err.get("code", "")).isdigit() else 500
+        call.error = str(err.get("message"))
+        return True
+    if call.ttft_s is None and isinstance(data.get("id"), str):
+        call.request_id = data["id"]  # the id the client sees
+    choices = data.get("choices") or []
+    for ch in choices:
+        piece = (
+            (ch.get("delta") or {}).get("content") if call.endpoint == "chat" else ch.get("text")
+        )
+        if piece:
+            if call.ttft_s is None:
+                call.ttft_s = time.perf_counter() - call.t0
+            call.text.append(piece)
+        if ch.get("finish_reason"):
+            call.finish_reason = ch["finish_reason"]
+    usage = data.get("usage")
+    if usage:
+        call.prompt_tokens = usage.get("prompt_tokens")
+        call.completion_tokens = usage.get("completion_tokens")
+        return bool(choices)
+    return True
+
+
+async def tap(
+    it: AsyncIterable[Any],
+    call: Call,
+    *,
+    pass_usage: bool,
+    finish: Callable[[Call], None],
+) -> AsyncIterator[str]:
+    """Pass the SSE stream through, filling ``call``; ``finish(call)`` runs exactly once."""
+    try:
+        async for packet in it:
+            text = packet.decode() if isinstance(packet, bytes) else packet
+            out: list[str] = []
+            for event in text.split("\n\n"):
+                if not event.strip():
+                    continue
+                keep = absorb_event(call, event)
+                if keep or pass_usage:
+                    out.append(event + "\n\n")
+            if out:
+                yield "".join(out)
+    except BaseException as exc:  # client gone (CancelledError) or stream failure
+        if call.status == 200:
+            call.status = 499 if isinstance(exc, asyncio.CancelledError) else 500
+            call.error = call.error or type(exc).__name__
+        raise
+    finally:
+        finish(call)

@@ -1,0 +1,101 @@
+"""The one schema of Gavel's store: every table, in one ``MetaData``.
+
+Traffic and keys belong to the gateway; verdicts and labels to the judges; eval runs
+to the evals. They live in one database (SQLite or PostgreSQL) and one schema, so that
+one ``create_all`` and one additive migration cover them all.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+api_keys = Table(
+    "gavel_api_keys",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("scopes", String(128), nullable=False),
+    Column("rpm", Integer),
+    Column("tpm", Integer),
+    Column("metadata_only", Boolean, nullable=False, default=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
+traffic = Table(
+    "gavel_traffic",
+    metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("ts", DateTime(timezone=True), nullable=False, index=True),
+    Column("day", String(10), nullable=False, index=True),
+    Column("key_name", String(128)),
+    Column("model", String(128), nullable=False),
+    Column("role", String(16)),
+    Column("endpoint", String(32), nullable=False),
+    Column("stream", Boolean, nullable=False),
+    Column("request_json", Text, nullable=False),
+    Column("response_text", Text),
+    Column("finish_reason", String(32)),
+    Column("status", Integer, nullable=False),
+    Column("error", Text),
+    Column("prompt_tokens", Integer),
+    Column("completion_tokens", Integer),
+    Column("ttft_ms", Float),
+    Column("e2e_ms", Float),
+    Column("cost_usd", Float),
+    Column("metadata_only", Boolean, nullable=False, default=False),
+    Column("metadata_json", Text),
+    # Who sent it: ``production`` (NULL in rows older than the column), ``judge``, ``eval``.
+    Column("source", String(16), index=True),
+)
+
+verdicts = Table(
+    "gavel_verdicts",
+    metadata,
+    Column("item_id", String(200), primary_key=True),
+    Column("criterion", String(128), primary_key=True),
+    Column("criterion_version", String(32), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("judge", String(64), nullable=False),
+    Column("judge_version", String(16), nullable=False),
+    Column("judge_model", String(128), nullable=False),
+    Column("judge_args", Text, nullable=False),
+    Column("model", String(260), nullable=False),
+    Column("day", String(10), nullable=False, index=True),
+    Column("verdict", String(8), nullable=False),
+    Column("reasoning", Text),
+    Column("error", Text),
+    Column("order_winners", Text),
+    Column("judge_prompt_tokens", Integer, nullable=False),
+    Column("judge_completion_tokens", Integer, nullable=False),
+    Column("judge_cost_usd", Float, nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    # The run a verdict belongs to: the day for the daily job, an eval run's id.
+    Column("run_id", String(64), index=True),
+)
+
+labels = Table(
+    "gavel_labels",
+    metadata,
+    Column("item_id", String(200), primary_key=True),
+    Column("criterion", String(128), primary_key=True),
+    Column("criterion_version", String(32), primary_key=True),
+    Column("label", String(8), nullable=False),
+    Column("note", Text),
+    Column("criterion_note", Text),
+    Column("labeller", String(128), nullable=False),
+    Column("labelled_at", DateTime(timezone=True), nullable=False, index=True),
+)

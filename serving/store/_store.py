@@ -1,0 +1,111 @@
+"""The gateway's tables through the database: API keys and captured traffic.
+
+Inserts of traffic are idempotent on the request id, so replaying a spool never
+writes a record twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+
+from serving._wire import ApiKey, TrafficRecord
+from serving.store._db import Database, Row
+from serving.store._schema import api_keys, traffic
+
+
+class Store(Database):
+    """Keys and traffic (and, through their own modules, verdicts, labels, eval runs)."""
+
+    # --- keys -----------------------------------------------------------------
+
+    def add_key(self, key: ApiKey) -> None:
+        """Insert a key; raises ``ValueError`` if the name is taken."""
+        with self.transaction() as conn:
+            exists = conn.execute(select(api_keys.c.name).where(api_keys.c.name == key.name))
+            if exists.first() is not None:
+                raise ValueError(f"a key named {key.name!r} already exists")
+            conn.execute(api_keys.insert().values(**_key_row(key)))
+
+    def key_by_hash(self, key_hash: str) -> ApiKey | None:
+        """The key with this hash, revoked or not."""
+        rows = self.fetch(select(api_keys).where(api_keys.c.key_hash == key_hash))
+        return _key_from_row(rows[0]) if rows else None
+
+    def list_keys(self) -> list[ApiKey]:
+        """Every key, by name."""
+        return [_key_from_row(r) for r in self.fetch(select(api_keys).order_by(api_keys.c.name))]
+
+    def revoke_key(self, name: str) -> bool:
+        """Mark a key revoked; False if there is no such active key."""
+        n = self.execute(
+            update(api_keys)
+            .where(api_keys.c.name == name, api_keys.c.revoked_at.is_(None))
+            .values(revoked_at=datetime.now(UTC))
+        )
+        return bool(n)
+
+    # --- traffic --------------------------------------------------------------
+
+    def insert_traffic(self, records: Iterable[TrafficRecord]) -> int:
+        """Insert records, skipping request ids already stored; returns rows inserted."""
+        return self.insert_ignore(traffic, [_traffic_row(r) for r in records])
+
+    def traffic_for_day(self, day: date, *, production_only: bool = False) -> list[TrafficRecord]:
+        """Every record captured on ``day`` (UTC), oldest first.
+
+        ``production_only`` leaves out the judge's and the evals' own calls.
+        """
+        stmt = select(traffic).where(traffic.c.day == day.isoformat())
+        if production_only:
+            stmt = stmt.where(or_(traffic.c.source.is_(None), traffic.c.source == "production"))
+        return [_traffic_from_row(r) for r in self.fetch(stmt.order_by(traffic.c.ts))]
+
+    def traffic_by_ids(self, ids: Iterable[str]) -> list[TrafficRecord]:
+        """The stored records with these request ids."""
+        wanted = list(ids)
+        if not wanted:
+            return []
+        rows = self.fetch(select(traffic).where(traffic.c.request_id.in_(wanted)))
+        return [_traffic_from_row(r) for r in rows]
+
+    def count_traffic(self, ids: Iterable[str] | None = None) -> int:
+        """Number of captured records (of these request ids, if given)."""
+        stmt = select(func.count()).select_from(traffic)
+        if ids is not None:
+            stmt = stmt.where(traffic.c.request_id.in_(list(ids)))
+        return int(self.scalar(stmt))
+
+
+def _key_row(k: ApiKey) -> Row:
+    row = k.model_dump()
+    row["scopes"] = ",".join(k.scopes)
+    return row
+
+
+def _key_from_row(m: Row) -> ApiKey:
+    d = dict(m)
+    d["scopes"] = [s for s in str(d["scopes"]).split(",") if s]
+    return ApiKey.model_validate(d)
+
+
+def _traffic_row(r: TrafficRecord) -> Row:
+    row: dict[str, Any] = r.model_dump(exclude={"request", "metadata"})
+    row["request_json"] = json.dumps(r.request, sort_keys=True)
+    row["metadata_json"] = json.dumps(r.metadata, sort_keys=True) if r.metadata else None
+    row["day"] = r.ts.astimezone(UTC).date().isoformat()
+    return row
+
+
+def _traffic_from_row(m: Row) -> TrafficRecord:
+    d = dict(m)
+    d["request"] = json.loads(d.pop("request_json"))
+    meta = d.pop("metadata_json", None)
+    d["metadata"] = json.loads(meta) if meta else {}
+    d.pop("day", None)
+    d["source"] = d.get("source") or "production"
+    return TrafficRecord.model_validate(d)
