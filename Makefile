@@ -8,7 +8,7 @@ CONFIG ?= config/cpu.yaml
 SETUP_HASH := $(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
 STAMP := $(VENV)/.gavel-setup-$(SETUP_HASH)
 
-.PHONY: setup setup-gpu browser model serve test lint bench loadtest demo down clean
+.PHONY: setup setup-gpu browser model serve test test-fast lint bench loadtest demo down clean
 
 setup: $(STAMP)
 
@@ -52,12 +52,17 @@ lint: setup
 	$(VENV)/bin/ruff format --check serving judges loadtest evals tests
 	$(VENV)/bin/mypy
 
+# The full suite (what CI runs): the real stack, PostgreSQL, Chromium.
 test: model lint browser
 	$(VENV)/bin/pytest
 
+# Everything not marked `stack`: no Ray, no vLLM; a couple of minutes.
+test-fast: model lint browser
+	$(VENV)/bin/pytest -m "not stack"
+
 bench: model
-	$(PY) -m serving.bench_overhead
-	$(PY) -m loadtest.bench_crosscheck
+	$(PY) -m loadtest.bench.overhead
+	$(PY) -m loadtest.bench.crosscheck
 
 # Default sweep on the embedded default. Starts (and afterwards stops) the stack
 # unless one already answers on port 8000.

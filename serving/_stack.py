@@ -1,6 +1,7 @@
 """Lifecycle of a running stack: join or start Ray, deploy, wait until ready, report, stop.
 
-A small state file (``.gavel/stack.json``) remembers which config is running and
+A small state file (``.gavel/stack.json``, or ``$GAVEL_STATE_DIR/stack.json``) remembers
+which config is running and
 whether Gavel started the Ray cluster itself, so ``gavel down`` stops only what
 Gavel started.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -23,7 +25,13 @@ import httpx
 
 from serving._config import StackConfig
 
-STATE_FILE = Path(".gavel/stack.json")
+STATE_DIR_ENV = "GAVEL_STATE_DIR"
+
+
+def state_file() -> Path:
+    """Where the running stack is recorded: ``$GAVEL_STATE_DIR/stack.json`` (default ``.gavel``)."""
+    return Path(os.environ.get(STATE_DIR_ENV, ".gavel")) / "stack.json"
+
 RAY_CURRENT_CLUSTER = "/tmp/ray/ray_current_cluster"
 DEFAULT_HEAD_PORT = 6390  # Ray's default 6379 is Redis's port on many machines
 
@@ -43,16 +51,18 @@ class StackState:
     ray_address: str
 
 
-def read_state(path: Path = STATE_FILE) -> StackState | None:
+def read_state(path: Path | None = None) -> StackState | None:
     """The recorded state, or ``None`` when no stack was started from this folder."""
+    path = path or state_file()
     try:
         return StackState(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):
         return None
 
 
-def write_state(state: StackState, path: Path = STATE_FILE) -> None:
+def write_state(state: StackState, path: Path | None = None) -> None:
     """Record ``state`` atomically."""
+    path = path or state_file()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(asdict(state), indent=2))
@@ -248,4 +258,4 @@ def shutdown(state: StackState | None, *, log: Callable[[str], None] = print) ->
     if state is not None and state.started_ray:
         stop_local_ray()
         log("local Ray stopped")
-    STATE_FILE.unlink(missing_ok=True)
+    state_file().unlink(missing_ok=True)

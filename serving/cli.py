@@ -30,7 +30,8 @@ from serving._errors import CliError
 if TYPE_CHECKING:
     from serving.store import Store
 
-DEFAULT_CONFIG = "config/cpu.yaml"
+DEFAULT_CONFIG = os.environ.get("GAVEL_CONFIG", "config/cpu.yaml")
+"""The stack config every ``--config`` defaults to (``$GAVEL_CONFIG`` overrides it)."""
 EXIT_USAGE = 2
 ENTRY_POINT_GROUP = "gavel.commands"
 

@@ -3,6 +3,11 @@
 Set ``GAVEL_TEST_REUSE_STACK=1`` to run against a stack that is already up (it is
 then left running); otherwise the session starts one with ``gavel serve --detach``
 and stops it with ``gavel down`` at the end.
+
+Each test session works in a temporary folder of its own, never in the working tree's
+``.gavel/``: its stack config (``config/cpu.yaml`` with the store and the spool moved
+there) is ``$GAVEL_CONFIG`` and its stack state is under ``$GAVEL_STATE_DIR``, which
+the ``gavel`` subprocesses inherit.
 """
 
 from __future__ import annotations
@@ -10,17 +15,47 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 GAVEL = str(Path(sys.executable).parent / "gavel")
-CONFIG = "config/cpu.yaml"
 BASE_URL = "http://127.0.0.1:8000/v1"
-LOG = ROOT / ".gavel" / "test-serve.log"
+
+
+def _session_dir() -> Path:
+    """The session's folder, made once per process (xdist-free, so once per session)."""
+    existing = os.environ.get("GAVEL_TEST_DIR")
+    if existing:
+        return Path(existing)
+    made = Path(tempfile.mkdtemp(prefix="gavel-test-"))
+    os.environ["GAVEL_TEST_DIR"] = str(made)
+    return made
+
+
+SESSION_DIR = _session_dir()
+STORE_URL = f"sqlite:///{SESSION_DIR / 'gavel.db'}"
+"""The session's store: the stack under test captures into it."""
+CONFIG = str(SESSION_DIR / "stack.yaml")
+LOG = SESSION_DIR / "test-serve.log"
+
+
+def _write_session_config() -> None:
+    data = yaml.safe_load((ROOT / "config/cpu.yaml").read_text())
+    gateway = data.setdefault("gateway", {})
+    gateway["store"] = {"url": STORE_URL}
+    gateway.setdefault("capture", {})["spool_dir"] = str(SESSION_DIR / "spool")
+    Path(CONFIG).write_text(yaml.safe_dump(data))
+
+
+_write_session_config()
+os.environ["GAVEL_CONFIG"] = CONFIG
+os.environ["GAVEL_STATE_DIR"] = str(SESSION_DIR / "state")
 
 
 def run_gavel(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -50,7 +85,6 @@ def stack() -> Iterator[str]:
         )
     prep = run_gavel("model", "prepare", timeout=600)
     assert prep.returncode == 0, prep.stderr
-    LOG.parent.mkdir(exist_ok=True)
     with LOG.open("w") as log:
         proc = subprocess.run(
             [GAVEL, "serve", "--config", CONFIG, "--detach", "--timeout", "900"],

@@ -9,9 +9,10 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -20,13 +21,13 @@ from judges._config import JudgingConfig
 from judges._daily import build_items, run_daily
 from judges._replay import replay
 from judges._store import VerdictStore
-from serving import load_config
+from serving import TrafficRecord, load_config
 from serving.store import Store
-from tests.conftest import CONFIG, ROOT, run_gavel
+from tests.conftest import CONFIG, ROOT, STORE_URL, run_gavel
 
 pytestmark = pytest.mark.stack
 
-SQLITE_URL = f"sqlite:///{ROOT / '.gavel/gavel.db'}"
+SQLITE_URL = STORE_URL
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,10 @@ def replayed_day(stack: str, admin_key: str) -> date:
         replay(load_config(ROOT / CONFIG), api_key=admin_key, days=[day], per_day=12)
     )
     assert set(counts) == {"200"}, counts
-    time.sleep(2)  # capture flush
+    store, deadline = Store(SQLITE_URL), time.monotonic() + 60
+    while len(store.traffic_for_day(day)) < counts["200"] and time.monotonic() < deadline:
+        time.sleep(0.1)  # until the gateway's capture has flushed every replayed request
+    assert len(store.traffic_for_day(day)) == counts["200"]
     return day
 
 
@@ -160,6 +164,33 @@ def test_invalid_answers_and_unreachable_judge_are_errors_not_verdicts(
     )
     assert res2.errors == res2.judged_now > 0
     assert all(r.pass_rate is None for r in res2.rates)
+
+
+def test_the_judges_calls_are_captured_tagged_and_priced_apart(
+    stack: str, replayed_day: date, admin_key: str, tmp_path: Path
+) -> None:
+    store = _copy_day(replayed_day, f"sqlite:///{tmp_path / 't.db'}")
+    cfg = judging_cfg(tmp_path, sampling={"rate": 0.1, "max_per_stratum": 1})
+    crits = load_criteria(Path(cfg.criteria_dir))
+    stack_cfg = load_config(ROOT / CONFIG)
+    started = datetime.now(UTC)
+    res = run_daily(
+        stack_cfg, cfg, crits, store, day=replayed_day, api_key=admin_key, use_ray=False,
+        write_report=False, log=lambda _m: None,
+    )  # fmt: skip
+    assert res.judged_now > 0
+    captured, deadline = Store(SQLITE_URL), time.monotonic() + 30
+    mine: list[TrafficRecord] = []
+    while not mine and time.monotonic() < deadline:
+        today = captured.traffic_for_day(started.date())
+        mine = [r for r in today if r.source == "judge" and r.ts >= started]
+        time.sleep(0.2)
+    assert mine, "the judge's calls were not captured"
+    assert all(r.model == "judge-model" and r.cost_usd is not None for r in mine)
+    production = captured.traffic_for_day(started.date(), production_only=True)
+    assert not {r.request_id for r in mine} & {r.request_id for r in production}
+    metrics = httpx.get(stack.removesuffix("/v1") + "/metrics").text
+    assert 'gavel_cost_usd_total{model="judge-model",source="judge"}' in metrics
 
 
 def test_cli_fans_out_ray_tasks_and_resumes_after_kill(

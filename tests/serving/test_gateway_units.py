@@ -98,9 +98,12 @@ async def test_writer_batches_off_the_request_path(store_url: str, tmp_path: Pat
     for i in range(300):
         w.submit(record(i, tag))
     assert w.queued == 300  # submit did no I/O
-    await asyncio.sleep(0.5)
+    ids = [f"req-{tag}-{i}" for i in range(300)]
+    deadline = asyncio.get_running_loop().time() + 30
+    while store.count_traffic(ids) < 300 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.02)  # the background loop writes, without close()
+    assert store.count_traffic(ids) == 300 and w.queued == 0
     await w.close()
-    assert len(store.traffic_by_ids(f"req-{tag}-{i}" for i in range(300))) == 300
 
 
 async def test_unreachable_store_spools_then_replays_without_loss_or_duplicates(
