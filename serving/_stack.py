@@ -32,6 +32,7 @@ def state_file() -> Path:
     """Where the running stack is recorded: ``$GAVEL_STATE_DIR/stack.json`` (default ``.gavel``)."""
     return Path(os.environ.get(STATE_DIR_ENV, ".gavel")) / "stack.json"
 
+
 RAY_CURRENT_CLUSTER = "/tmp/ray/ray_current_cluster"
 DEFAULT_HEAD_PORT = 6390  # Ray's default 6379 is Redis's port on many machines
 
