@@ -91,6 +91,8 @@ class CalibrationRow(GavelModel):
     """Labels of this version without a pass/fail verdict (not judged yet, or judge error)."""
     earlier_version_labels: int = 0
     """Labels of earlier criterion versions (not counted: a new version recalibrates)."""
+    disputed_items: int = 0
+    """Items whose labellers split evenly (no majority label; not counted)."""
     drift_notes: list[DriftNote] = Field(default_factory=list)
 
 
@@ -105,6 +107,74 @@ def confusion(pairs: Sequence[tuple[str, str]]) -> Confusion:
         judge_fail_human_pass=c["pass"]["fail"],
         both_pass=c["pass"]["pass"],
     )
+
+
+def consensus(labels: Sequence[Label]) -> tuple[list[Label], int]:
+    """One label per item: the labellers' majority (the latest such label stands for it);
+    items where they split evenly are left out. Returns (labels, disputed item count)."""
+    by_item: dict[str, list[Label]] = defaultdict(list)
+    for lab in labels:
+        by_item[lab.item_id].append(lab)
+    out: list[Label] = []
+    disputed = 0
+    for group in by_item.values():
+        fails = sum(lab.label == "fail" for lab in group)
+        passes = len(group) - fails
+        if fails == passes:
+            disputed += 1
+            continue
+        winner = "fail" if fails > passes else "pass"
+        out.append(max((lab for lab in group if lab.label == winner), key=lambda x: x.labelled_at))
+    return out, disputed
+
+
+class LabellerAgreement(GavelModel):
+    """How often two people gave the same label to the same records (one criterion)."""
+
+    criterion: str
+    criterion_version: str
+    labeller_a: str
+    labeller_b: str
+    n: int
+    agreement: float | None
+    kappa: float | None
+    kappa_low: float | None
+    kappa_high: float | None
+
+
+def labeller_agreement(
+    criteria: Sequence[Criterion], labels: Sequence[Label]
+) -> list[LabellerAgreement]:
+    """Cohen's kappa between every two labellers who labelled the same records, per
+    criterion (current version): the ceiling that a judge's kappa is read against."""
+    out: list[LabellerAgreement] = []
+    for crit in criteria:
+        by_labeller: dict[str, dict[str, str]] = defaultdict(dict)
+        for lab in labels:
+            if lab.criterion == crit.name and lab.criterion_version == crit.version:
+                by_labeller[lab.labeller][lab.item_id] = lab.label
+        names = sorted(by_labeller)
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                both = sorted(set(by_labeller[a]) & set(by_labeller[b]))
+                if not both:
+                    continue
+                m = confusion([(by_labeller[a][x], by_labeller[b][x]) for x in both])
+                kappa, lo, hi = cohen_kappa(m)
+                out.append(
+                    LabellerAgreement(
+                        criterion=crit.name,
+                        criterion_version=crit.version,
+                        labeller_a=a,
+                        labeller_b=b,
+                        n=m.n,
+                        agreement=_ratio(m.both_fail + m.both_pass, m.n),
+                        kappa=kappa,
+                        kappa_low=lo,
+                        kappa_high=hi,
+                    )
+                )
+    return out
 
 
 def cohen_kappa(m: Confusion, z: float = Z95) -> tuple[float | None, float | None, float | None]:
@@ -136,7 +206,7 @@ def calibration_row(
     """Calibrate one criterion: its current version's labels against the judge's verdicts."""
     version = criterion.version
     mine = [lab for lab in labels if lab.criterion == criterion.name]
-    current = [lab for lab in mine if lab.criterion_version == version]
+    current, disputed = consensus([lab for lab in mine if lab.criterion_version == version])
     judged = {
         v.item_id: v.verdict
         for v in verdicts
@@ -175,7 +245,8 @@ def calibration_row(
         trusted=trusted,
         reason=reason,
         unjudged_labels=len(current) - len(pairs),
-        earlier_version_labels=len(mine) - len(current),
+        earlier_version_labels=sum(lab.criterion_version != version for lab in mine),
+        disputed_items=disputed,
         drift_notes=notes,
     )
 

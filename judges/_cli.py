@@ -341,7 +341,7 @@ def format_rows(rows: list[CalibrationRow]) -> str:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Print per-criterion agreement of the judge with people."""
-    from judges._calibration import calibrate
+    from judges._calibration import calibrate, labeller_agreement
     from judges._labels import LabelStore
     from judges._store import VerdictStore
 
@@ -359,6 +359,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         kinds=opened.kinds,
     )
     print(format_rows(rows))
+    pairs = labeller_agreement(opened.kinds.pass_fail(opened.criteria), labels)
+    if pairs:
+        print("\nagreement between labellers (the ceiling for the judge's kappa):")
+        for a in pairs:
+            print(
+                f"  {a.criterion:<20} {a.labeller_a} / {a.labeller_b}: n={a.n} "
+                f"agreement {_pct(a.agreement)} kappa {_num(a.kappa)}"
+            )
     if args.json is not None:
         text = json.dumps([r.model_dump(mode="json") for r in rows], indent=2) + "\n"
         try:

@@ -8,6 +8,8 @@ label, so the page cannot show them earlier.
 
 from __future__ import annotations
 
+import secrets
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -20,6 +22,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import Field
 from starlette.exceptions import HTTPException
 
+from judges._calibration import LabellerAgreement, labeller_agreement
 from judges._criteria import Criterion
 from judges._labels import Label, LabelStore, Note
 from judges._registry import KindRegistry
@@ -29,7 +32,8 @@ from judges.kinds import default_kinds
 from serving import ApiKey, GavelModel, bearer_token, hash_key, openai_error
 from serving.store import Store
 
-COOKIE = "gavel_label_key"
+COOKIE = "gavel_label_session"
+SESSION_TTL_S = 12 * 3600.0
 
 
 class LabelInput(GavelModel):
@@ -101,7 +105,9 @@ class Filters(GavelModel):
     model: str | None = None
     criterion: str | None = None
     verdict: Literal["pass", "fail", "error"] | None = None
-    """The judge's verdict (on ``criterion`` if given, else on any criterion)."""
+    """The judge's verdict (on ``criterion`` if given, else on any criterion). Applies to
+    records the labeller has labelled only: it never tells which unlabelled records the
+    judge failed."""
     disagreement: bool = False
 
 
@@ -110,7 +116,9 @@ def build_queue(
 ) -> list[QueueEntry]:
     """The records to label, in (day, item) order, after the filters. Pure.
 
-    ``verdicts`` are those of the pass/fail criteria on the page.
+    ``verdicts`` are those of the pass/fail criteria on the page; ``labels`` are the
+    labeller's own. Filtering by the judge's verdict keeps labelled records only, so the
+    queue never reveals a verdict before the labeller has labelled the record.
     """
     by_item: dict[str, dict[str, Verdict]] = defaultdict(dict)
     for v in verdicts:
@@ -120,11 +128,12 @@ def build_queue(
     for item_id, crits in by_item.items():
         if filters.criterion is not None and filters.criterion not in crits:
             continue
+        mine = {c: human.get((item_id, c, v.criterion_version)) for c, v in crits.items()}
+        labelled = all(lab is not None for lab in mine.values())
         if filters.verdict is not None:
             looked = [crits[filters.criterion]] if filters.criterion else list(crits.values())
-            if not any(v.verdict == filters.verdict for v in looked):
+            if not labelled or not any(v.verdict == filters.verdict for v in looked):
                 continue
-        mine = {c: human.get((item_id, c, v.criterion_version)) for c, v in crits.items()}
         disagree = any(
             lab is not None
             and crits[c].verdict in ("pass", "fail")
@@ -139,7 +148,7 @@ def build_queue(
                 item_id=item_id,
                 day=first.day or first.run_id,
                 model=first.model,
-                labelled=all(lab is not None for lab in mine.values()),
+                labelled=labelled,
                 disagreement=disagree,
             )
         )
@@ -155,8 +164,19 @@ def build_label_app(
     versions = {name: c.version for name, c in crits.items()}
     store.ensure_schema()
     vstore, lstore = VerdictStore(store), LabelStore(store)
-    app = FastAPI(title="Gavel labelling", docs_url=None, redoc_url=None)
+    app = FastAPI(title="Gavel labelling", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.store = store
+    app.state.sessions = Sessions()
+
+    @app.middleware("http")
+    async def _security_headers(request: Request, call_next: Any) -> Response:
+        resp: Response = await call_next(request)
+        resp.headers["Content-Security-Policy"] = "frame-ancestors 'none'"
+        resp.headers["X-Frame-Options"] = "DENY"
+        resp.headers["X-Content-Type-Options"] = "nosniff"
+        resp.headers["Referrer-Policy"] = "no-referrer"
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
 
     @app.exception_handler(HTTPException)
     async def _http_error(_: Request, exc: HTTPException) -> Response:
@@ -184,7 +204,8 @@ def build_label_app(
         resp = JSONResponse({"labeller": key.name})
         resp.set_cookie(
             COOKIE,
-            body.key,
+            request.app.state.sessions.open(key.key_hash),
+            max_age=int(SESSION_TTL_S),
             httponly=True,
             samesite="strict",
             secure=request.url.scheme == "https",
@@ -192,7 +213,8 @@ def build_label_app(
         return resp
 
     @app.delete("/api/session")
-    def sign_out() -> JSONResponse:
+    def sign_out(request: Request) -> JSONResponse:
+        request.app.state.sessions.close(request.cookies.get(COOKIE))
         resp = JSONResponse({"signed_out": True})
         resp.delete_cookie(COOKIE)
         return resp
@@ -206,10 +228,15 @@ def build_label_app(
         if filters.criterion is not None and filters.criterion not in crits:
             raise HTTPException(400, f"criterion: no pass/fail criterion {filters.criterion!r}")
         found = vstore.current(versions, day=filters.day, model=filters.model)
-        labels = lstore.for_items({v.item_id for v in found})
+        labels = lstore.for_items({v.item_id for v in found}, labeller=who.name)
         return build_queue(found, labels, filters)
 
-    def view(item_id: str) -> RecordView:
+    @app.get("/api/agreement")
+    def agreement(who: Who) -> list[LabellerAgreement]:
+        """Agreement between labellers per criterion: the ceiling for the judge's kappa."""
+        return labeller_agreement(list(crits.values()), lstore.query())
+
+    def view(item_id: str, labeller: str) -> RecordView:
         found = vstore.current(versions, item_id=item_id)  # pass/fail criteria only
         recs = store.traffic_by_ids([item_id])
         if not found or not recs:
@@ -217,7 +244,7 @@ def build_label_app(
         rec = recs[0]
         human = {
             lab.criterion: lab
-            for lab in lstore.for_items([item_id])
+            for lab in lstore.for_items([item_id], labeller=labeller)
             if versions.get(lab.criterion) == lab.criterion_version
         }
         revealed = all(v.criterion in human for v in found)
@@ -251,11 +278,11 @@ def build_label_app(
 
     @app.get("/api/records/{item_id:path}")
     def record(item_id: str, who: Who) -> RecordView:
-        return view(item_id)
+        return view(item_id, who.name)
 
     @app.put("/api/labels/{item_id:path}")
     def put_labels(item_id: str, body: LabelSubmit, who: Who) -> RecordView:
-        current = view(item_id)
+        current = view(item_id, who.name)
         applicable = {c.name for c in current.criteria}
         names = [i.criterion for i in body.labels]
         for name in names:
@@ -279,16 +306,52 @@ def build_label_app(
             )
             for i in body.labels
         )
-        return view(item_id)
+        return view(item_id, who.name)
 
     return app
 
 
+class Sessions:
+    """Server-side sessions of the page: the cookie holds a random id, never the key.
+
+    Each session remembers the key's hash, so a revoked key ends its sessions at once.
+    Sessions live in this process (a restart of the page signs everyone out).
+    """
+
+    def __init__(self, ttl_s: float = SESSION_TTL_S) -> None:
+        self.ttl_s = ttl_s
+        self._open: dict[str, tuple[str, float]] = {}
+
+    def open(self, key_hash: str) -> str:
+        """A new session for the key; returns its id (the cookie's value)."""
+        now = time.monotonic()
+        self._open = {k: v for k, v in self._open.items() if v[1] > now}  # drop expired
+        sid = secrets.token_urlsafe(32)
+        self._open[sid] = (key_hash, now + self.ttl_s)
+        return sid
+
+    def key_hash(self, sid: str | None) -> str | None:
+        """The key hash of a live session."""
+        found = self._open.get(sid or "")
+        if found is None or found[1] <= time.monotonic():
+            return None
+        return found[0]
+
+    def close(self, sid: str | None) -> None:
+        """End a session."""
+        self._open.pop(sid or "", None)
+
+
 def _labeller(request: Request) -> ApiKey:
-    """The signed-in key: a bearer header or the page's cookie."""
-    token = bearer_token(request.headers.get("authorization")) or request.cookies.get(COOKIE)
+    """The signed-in key: a bearer header, or the page's session cookie."""
     store: Store = request.app.state.store
-    return _check_key(store, token)
+    token = bearer_token(request.headers.get("authorization"))
+    if token is not None:
+        return _check_key(store, token)
+    key_hash = request.app.state.sessions.key_hash(request.cookies.get(COOKIE))
+    if key_hash is None:
+        raise HTTPException(401, "Sign in with a gateway key that has the 'label' scope.")
+    return _check_hash(store, key_hash)
 
 
 Who = Annotated[ApiKey, Depends(_labeller)]
@@ -297,7 +360,11 @@ Who = Annotated[ApiKey, Depends(_labeller)]
 def _check_key(store: Store, token: str | None) -> ApiKey:
     if not token:
         raise HTTPException(401, "Sign in with a gateway key that has the 'label' scope.")
-    key = store.key_by_hash(hash_key(token))
+    return _check_hash(store, hash_key(token))
+
+
+def _check_hash(store: Store, key_hash: str) -> ApiKey:
+    key = store.key_by_hash(key_hash)
     if key is None or key.revoked_at is not None:
         raise HTTPException(401, f"The key is {'revoked' if key else 'invalid'}.")
     if not key.allows("label"):

@@ -1,7 +1,8 @@
 """Human labels, stored beside the verdicts, and their JSONL import and export.
 
-A label is keyed like a verdict, by item, criterion and criterion version, so that
-labelling a record again updates the label, and a new criterion version starts a new
+A label is keyed by item, criterion, criterion version and labeller: two people who
+label the same record keep two labels, a person labelling it again updates theirs (the
+history keeps every earlier label), and a new criterion version starts a new
 calibration. The JSONL format is :class:`LabelRow`, one object per line.
 """
 
@@ -74,34 +75,52 @@ class LabelImportError(Exception):
 
 
 _l = tables.labels
+_h = tables.label_history
 
 
 class LabelStore:
-    """Labels in the same database as traffic and verdicts; one per item and criterion version."""
+    """Labels in the same database as traffic and verdicts: one per item, criterion version
+    and labeller, with the history of every change."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
         store.ensure_schema()
 
     def upsert(self, items: Iterable[Label]) -> int:
-        """Insert or update labels, all in one transaction; returns how many were written."""
+        """Insert or update labels and append them to the history, in one transaction;
+        returns how many were written."""
         rows = [lab.model_dump() for lab in items]
-        update = ("label", "note", "criterion_note", "labeller", "labelled_at")
-        return self.store.upsert(_l, rows, update=update)
+        if not rows:
+            return 0
+        with self.store.transaction() as conn:
+            self.store.upsert(
+                _l, rows, update=("label", "note", "criterion_note", "labelled_at"), conn=conn
+            )
+            conn.execute(_h.insert(), rows)
+        return len(rows)
 
-    def for_items(self, item_ids: Iterable[str]) -> list[Label]:
-        """Labels of these items (every criterion and version)."""
+    def for_items(self, item_ids: Iterable[str], *, labeller: str | None = None) -> list[Label]:
+        """Labels of these items (every criterion, version and labeller, or one labeller's)."""
         wanted = list(item_ids)
         if not wanted:
             return []
-        return [_from_row(r) for r in self.store.fetch(select(_l).where(_l.c.item_id.in_(wanted)))]
+        stmt = select(_l).where(_l.c.item_id.in_(wanted))
+        if labeller is not None:
+            stmt = stmt.where(_l.c.labeller == labeller)
+        return [_from_row(r) for r in self.store.fetch(stmt)]
 
     def query(self, *, criterion: str | None = None) -> list[Label]:
         """Every label (of one criterion if given), oldest first."""
-        stmt = select(_l).order_by(_l.c.labelled_at, _l.c.item_id, _l.c.criterion)
+        stmt = select(_l).order_by(_l.c.labelled_at, _l.c.item_id, _l.c.criterion, _l.c.labeller)
         if criterion is not None:
             stmt = stmt.where(_l.c.criterion == criterion)
         return [_from_row(r) for r in self.store.fetch(stmt)]
+
+    def history(self, item_id: str) -> list[Label]:
+        """Every label ever written for one item, oldest first (changes included)."""
+        stmt = select(_h).where(_h.c.item_id == item_id).order_by(_h.c.id)
+        rows = self.store.fetch(stmt)
+        return [_from_row({k: v for k, v in r.items() if k != "id"}) for r in rows]
 
 
 def _from_row(m: Row) -> Label:
@@ -125,7 +144,7 @@ def parse_label_file(
     labelled = {c.name for c in (kinds or default_kinds()).pass_fail(criteria)}
     out: list[Label] = []
     problems: list[tuple[int, str]] = []
-    seen: dict[tuple[str, str, str], int] = {}
+    seen: dict[tuple[str, str, str, str], int] = {}
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -152,9 +171,12 @@ def parse_label_file(
             problems.append((no, f"criterion: {row.criterion!r} is {crit.kind}, not pass/fail"))
             continue
         version = row.criterion_version or crit.version
-        key = (row.item_id, row.criterion, version)
+        who = row.labeller or labeller
+        key = (row.item_id, row.criterion, version, who)
         if key in seen:
-            problems.append((no, f"duplicate of line {seen[key]} (same item and criterion)"))
+            problems.append(
+                (no, f"duplicate of line {seen[key]} (same item, criterion and labeller)")
+            )
             continue
         seen[key] = no
         out.append(
@@ -165,7 +187,7 @@ def parse_label_file(
                 label=row.label,
                 note=row.note,
                 criterion_note=row.criterion_note,
-                labeller=row.labeller or labeller,
+                labeller=who,
                 labelled_at=row.labelled_at or now,
             )
         )

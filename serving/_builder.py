@@ -117,6 +117,7 @@ def build_app(
     from ray.serve.llm import build_llm_deployment
     from ray.serve.llm.ingress import make_fastapi_ingress
 
+    from serving.gateway._app import make_app
     from serving.gateway._ingress import GavelIngress
     from serving.gateway._limits import RateLimiter
 
@@ -124,7 +125,9 @@ def build_app(
     llm_configs = [to_llm_config(m, base_dir=base) for m in config.models]
     deployments = {c.model_id: build_llm_deployment(c) for c in llm_configs}
     cards = {c.model_id: to_model_metadata(c.model_id, c) for c in llm_configs}
-    ingress_cls = make_fastapi_ingress(GavelIngress, endpoint_map=GAVEL_ENDPOINTS)
+    ingress_cls = make_fastapi_ingress(
+        GavelIngress, endpoint_map=GAVEL_ENDPOINTS, app=make_app(config.gateway.cors)
+    )
     options = GavelIngress.get_deployment_options(llm_configs)  # type: ignore[arg-type]
     return serve.deployment(ingress_cls, **options).bind(  # type: ignore[attr-defined]
         llm_deployments=deployments,

@@ -211,6 +211,40 @@ class AuthConfig(GavelModel):
     """API-key auth on every ``/v1/*`` route. Turning it off must be explicit."""
 
     enabled: bool = True
+    key_cache_ttl_s: Annotated[float, Field(ge=0, le=60)] = 2.0
+    """A revoked key stops working within this long."""
+    key_cache_size: Annotated[int, Field(ge=1)] = 4096
+    """Valid keys cached per ingress replica (least recently used go first)."""
+
+
+class LimitsConfig(GavelModel):
+    """What one request may ask for, and how admission behaves when the limiter is away."""
+
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
+    """Larger request bodies get 413 before they are parsed."""
+    max_n: Annotated[int, Field(ge=1)] = 8
+    """Most choices (``n``) one request may ask for; more is 400."""
+    max_prompts: Annotated[int, Field(ge=1)] = 8
+    """Most prompts in one completions request; more is 400."""
+    default_completion_reserve: Annotated[int, Field(ge=1)] = 256
+    """Tokens reserved against a key's tpm for a request that sets no ``max_tokens``."""
+    limiter_timeout_s: Annotated[float, Field(gt=0, le=60)] = 2.0
+    """The shared limiter is never awaited longer than this."""
+    on_limiter_unavailable: Literal["reject", "allow"] = "reject"
+    """``reject`` (fail closed, 503) or ``allow`` (fail open) when the limiter does not answer."""
+
+
+class CorsConfig(GavelModel):
+    """Cross-origin access from browsers: off unless origins are listed."""
+
+    allow_origins: list[str] = Field(default_factory=list)
+    """Exact origins (``https://app.example.com``); ``*`` is refused (it would expose keys)."""
+
+    @model_validator(mode="after")
+    def _no_wildcard(self) -> CorsConfig:
+        if "*" in self.allow_origins:
+            raise ValueError("list exact origins; '*' with credentials is not allowed")
+        return self
 
 
 class CaptureConfig(GavelModel):
@@ -224,7 +258,12 @@ class CaptureConfig(GavelModel):
     """Records held in memory; beyond this they go straight to the disk spool."""
     spool_dir: str = ".gavel/spool"
     redact: bool = False
-    """Mask emails, phone numbers and secret-looking strings before storage."""
+    """Mask emails, phone numbers, provider keys and PEM blocks before storage."""
+    redact_max_chars: Annotated[int, Field(ge=1000)] = 200_000
+    """With redaction on, text beyond this many characters is not stored (marked cut)."""
+    client_request_id_max: Annotated[int, Field(ge=8, le=256)] = 128
+    """A client's own request id (body ``request_id`` or ``X-Request-Id``) is kept, for
+    correlation only, cut to this length; the capture key is always Gavel's."""
 
 
 class StoreConfig(GavelModel):
@@ -240,8 +279,13 @@ class GatewayConfig(GavelModel):
     """The gateway built into the ingress: keys, limits, capture, the store."""
 
     auth: AuthConfig = AuthConfig()
+    limits: LimitsConfig = LimitsConfig()
+    cors: CorsConfig = CorsConfig()
     capture: CaptureConfig = CaptureConfig()
     store: StoreConfig = StoreConfig()
+    steering_metadata: tuple[str, ...] = ("expected", "pair")
+    """``X-Gavel-Metadata`` keys that steer judging (reference answers, pairing); only
+    ``admin`` keys may send them."""
 
 
 class RayConfig(GavelModel):

@@ -67,3 +67,5 @@ class TrafficRecord(GavelModel):
     """Request metadata from the ``X-Gavel-Metadata`` header (JSON object of strings)."""
     source: Source = "production"
     """``judge`` or ``eval`` for Gavel's own calls (``X-Gavel-Source``), else ``production``."""
+    client_request_id: Annotated[str, Field(max_length=256)] | None = None
+    """The client's own id (body ``request_id`` or ``X-Request-Id``), for correlation only."""

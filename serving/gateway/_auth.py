@@ -98,7 +98,8 @@ async def authenticate(
 
 
 def check_scope(key: ApiKey, model: str, role: str, metrics: GatewayMetrics) -> JSONResponse | None:
-    """A 403 if ``key`` may not call the model of ``role``, else ``None``."""
+    """A 403 if ``key`` may not call the model of ``role``, else ``None`` (a ``label``-only
+    key never gets generation)."""
     scope = ROLE_SCOPE.get(role, "admin")
     if key.allows(scope):
         return None

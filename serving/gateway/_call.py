@@ -39,6 +39,37 @@ class Call:
     status: int = 200
     error: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    client_request_id: str | None = None
+    prompt_estimate: int = 0
+    """A high estimate of the prompt's tokens, charged if a stream ends without usage."""
+    reservation: str | None = None
+    """The limiter's reservation of this request's tokens, settled when it ends."""
+    pieces: int = 0
+    """Content deltas streamed so far (about one token each)."""
+
+    def adopt_id(self, response_id: object) -> None:
+        """Use the id the client sees, if it is the one Gavel gave the engine."""
+        ours = isinstance(response_id, str) and self.request_id in response_id
+        if ours and len(str(response_id)) <= 64:
+            self.request_id = str(response_id)
+
+    def settle_usage(self) -> None:
+        """A stream that ended early has no usage: charge what was generated (estimated)."""
+        if self.completion_tokens is None and (self.pieces or self.prompt_estimate):
+            self.completion_tokens = self.pieces
+            self.prompt_tokens = self.prompt_tokens or self.prompt_estimate
+
+
+_SERVER_ERROR_EVENT = "data: " + json.dumps(
+    {
+        "error": {
+            "message": "The model failed while streaming; the request was recorded.",
+            "type": "server_error",
+            "param": None,
+            "code": 500,
+        }
+    }
+)
 
 
 def absorb_json(call: Call, raw: bytes) -> None:
@@ -49,8 +80,7 @@ def absorb_json(call: Call, raw: bytes) -> None:
         return
     if not isinstance(data, dict):
         return
-    if isinstance(data.get("id"), str):
-        call.request_id = data["id"]
+    call.adopt_id(data.get("id"))
     choice = (data.get("choices") or [{}])[0]
     if call.endpoint == "chat":
         call.text.append((choice.get("message") or {}).get("content") or "")
@@ -73,13 +103,15 @@ def absorb_event(call: Call, event: str) -> bool:
         data = json.loads(payload)
     except ValueError:
         return True
+    if not isinstance(data, dict):
+        return True
     if "error" in data and not data.get("choices"):
         err = data["error"] if isinstance(data["error"], dict) else {"message": data["error"]}
         call.status = int(err.get("code") or 500) if str(err.get("code", "")).isdigit() else 500
         call.error = str(err.get("message"))
         return True
-    if call.ttft_s is None and isinstance(data.get("id"), str):
-        call.request_id = data["id"]  # the id the client sees
+    if call.ttft_s is None:
+        call.adopt_id(data.get("id"))  # the id the client sees
     choices = data.get("choices") or []
     for ch in choices:
         piece = (
@@ -89,6 +121,7 @@ def absorb_event(call: Call, event: str) -> bool:
             if call.ttft_s is None:
                 call.ttft_s = time.perf_counter() - call.t0
             call.text.append(piece)
+            call.pieces += 1
         if ch.get("finish_reason"):
             call.finish_reason = ch["finish_reason"]
     usage = data.get("usage")
@@ -106,7 +139,10 @@ async def tap(
     pass_usage: bool,
     finish: Callable[[Call], None],
 ) -> AsyncIterator[str]:
-    """Pass the SSE stream through, filling ``call``; ``finish(call)`` runs exactly once."""
+    """Pass the SSE stream through, filling ``call``; ``finish(call)`` runs exactly once.
+
+    An error event with a 5xx code is passed on without its (internal) message.
+    """
     try:
         async for packet in it:
             text = packet.decode() if isinstance(packet, bytes) else packet
@@ -115,6 +151,8 @@ async def tap(
                 if not event.strip():
                     continue
                 keep = absorb_event(call, event)
+                if call.status >= 500 and call.error is not None and '"error"' in event:
+                    event = _SERVER_ERROR_EVENT
                 if keep or pass_usage:
                     out.append(event + "\n\n")
             if out:
@@ -123,6 +161,7 @@ async def tap(
         if call.status == 200:
             call.status = 499 if isinstance(exc, asyncio.CancelledError) else 500
             call.error = call.error or type(exc).__name__
+        call.settle_usage()
         raise
     finally:
         finish(call)

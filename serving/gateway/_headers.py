@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, get_args
 
 from serving._errors import openai_error
 from serving._wire import SOURCE_HEADER, ApiKey, Source
+from serving.gateway._text import unstorable_path
 
 if TYPE_CHECKING:
     from fastapi.responses import JSONResponse
@@ -32,24 +33,43 @@ def _bad(message: str, status: int = 400) -> JSONResponse:
     return openai_error(status, message, type_=kind)
 
 
+def _is_admin(key: ApiKey | None) -> bool:
+    return key is None or key.allows("admin")  # None: auth is off
+
+
 def parse_extras(
-    headers: Mapping[str, str], key: ApiKey | None
+    headers: Mapping[str, str], key: ApiKey | None, *, steering: tuple[str, ...] = ()
 ) -> tuple[Extras | None, JSONResponse | None]:
-    """(the extras, None), or (None, an OpenAI-style 4xx naming the bad header)."""
+    """(the extras, None), or (None, an OpenAI-style 4xx naming the bad header).
+
+    ``steering`` metadata keys (those the judges read) need an ``admin`` key, as does a
+    replay date.
+    """
     meta: dict[str, str] = {}
     raw = headers.get("x-gavel-metadata")
     if raw:
         try:
-            data = json.loads(raw)
-            if not isinstance(data, dict) or len(raw) > METADATA_MAX_BYTES:
+            if len(raw) > METADATA_MAX_BYTES:
                 raise ValueError
-            meta = {str(k): str(v) for k, v in data.items()}
-        except ValueError:
+            data = json.loads(raw)
+            if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+                raise ValueError
+        except (ValueError, RecursionError):
             return None, _bad("X-Gavel-Metadata must be a JSON object of strings (at most 4 KiB).")
+        if unstorable_path(data) is not None:
+            return None, _bad("X-Gavel-Metadata may not contain NUL or lone surrogates.")
+        meta = data
+        steered = sorted(k for k in meta if k in steering)
+        if steered and not _is_admin(key):
+            return None, _bad(
+                f"X-Gavel-Metadata key(s) {', '.join(steered)} steer judging and need a key "
+                "with the 'admin' scope.",
+                403,
+            )
     ts = None
     day = headers.get("x-gavel-replay-date")
     if day:
-        if key is not None and not key.allows("admin"):
+        if not _is_admin(key):
             return None, _bad("X-Gavel-Replay-Date needs a key with the 'admin' scope.", 403)
         try:
             d = datetime.fromisoformat(day).date()

@@ -1,14 +1,19 @@
 """Gavel's extension of ``ray.serve.llm``'s OpenAI ingress: the gateway's routes.
 
 The OpenAI protocol stays Ray Serve LLM's. This subclass wraps its ``chat`` and
-``completions`` handlers with API-key auth (:mod:`._auth`), scopes, per-key limits (a
-shared :class:`~._limits.RateLimiter` deployment), Gavel's headers (:mod:`._headers`),
-the SSE tap (:mod:`._call`), cost, metrics and capture (:mod:`._record`,
-:mod:`._capture`), and adds ``/health`` and ``/metrics``.
+``completions`` handlers: it checks the key from the headers before reading the body
+(:mod:`._auth`), reads and checks the body itself (:mod:`._body`: size, UTF-8, text a
+store can hold, exactly a configured model, caps), checks the scope, reserves the
+request's tokens with the shared :class:`~._limits.RateLimiter` (with a timeout), reads
+Gavel's headers (:mod:`._headers`), gives the engine a request id of Gavel's own, and
+only then hands Ray's own request model to Ray's handler. The SSE tap (:mod:`._call`),
+cost, metrics and capture (:mod:`._record`, :mod:`._capture`) follow the response.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import uuid
 from collections.abc import Awaitable, Callable
@@ -17,6 +22,7 @@ from typing import Any
 
 from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import ValidationError
 from ray.llm._internal.serve.core.configs.openai_api_models import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -28,14 +34,39 @@ from ray.serve.llm.ingress import OpenAiIngress
 from serving._errors import openai_error
 from serving._wire import ApiKey
 from serving.gateway._auth import KeyCache, authenticate, check_scope
+from serving.gateway._body import (
+    Refusal,
+    check_request,
+    client_request_id,
+    parse_body,
+    read_body,
+    token_reserve,
+)
 from serving.gateway._call import Call, absorb_json, tap
 from serving.gateway._capture import CaptureWriter
 from serving.gateway._headers import parse_extras
 from serving.gateway._metrics import GatewayMetrics
-from serving.gateway._record import GatewaySettings, elapsed, observe, to_record
+from serving.gateway._record import (
+    GatewaySettings,
+    elapsed,
+    observe,
+    prepare_for_storage,
+    to_record,
+)
 from serving.store import Store
 
+log = logging.getLogger("gavel.gateway")
+
 _ERROR_TYPES = {400: "invalid_request_error", 404: "model_not_found"}
+_REQUEST_MODELS: dict[str, type[ChatCompletionRequest] | type[CompletionRequest]] = {
+    "chat": ChatCompletionRequest,
+    "completions": CompletionRequest,
+}
+_SERVER_ERROR = "The model could not serve this request; it was recorded. Retry shortly."
+
+
+def _refused(r: Refusal) -> JSONResponse:
+    return openai_error(r.status, r.message, type_=r.type_, code=r.code)
 
 
 class GavelIngress(OpenAiIngress):
@@ -46,29 +77,33 @@ class GavelIngress(OpenAiIngress):
         llm_deployments: dict[str, DeploymentHandle],
         model_cards: dict[str, Any],
         *,
-        gateway: dict[str, Any] | None = None,
+        gateway: dict[str, Any],
         limiter: DeploymentHandle | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(llm_deployments, model_cards, **kwargs)
-        self._settings = GatewaySettings.model_validate(gateway) if gateway else None
+        self._settings = GatewaySettings.model_validate(gateway)
         self._limiter = limiter
         self._metrics = GatewayMetrics()
-        self._keys: KeyCache | None = None
+        cfg = self._settings.config
+        store = Store(self._settings.store_url)
+        self._keys = KeyCache(
+            store, ttl_s=cfg.auth.key_cache_ttl_s, max_entries=cfg.auth.key_cache_size
+        )
         self._writer: CaptureWriter | None = None
-        if self._settings is not None:
-            store = Store(self._settings.store_url)
-            self._keys = KeyCache(store)
-            cap = self._settings.config.capture
-            if cap.enabled:
-                self._writer = CaptureWriter(
-                    store,
-                    spool_dir=Path(self._settings.spool_dir),
-                    flush_interval_s=cap.flush_interval_s,
-                    batch_size=cap.batch_size,
-                    queue_max=cap.queue_max,
-                    metrics=self._metrics,
-                )
+        if cfg.capture.enabled:
+            cap = cfg.capture
+            self._writer = CaptureWriter(
+                store,
+                spool_dir=Path(self._settings.spool_dir),
+                flush_interval_s=cap.flush_interval_s,
+                batch_size=cap.batch_size,
+                queue_max=cap.queue_max,
+                metrics=self._metrics,
+                prepare=lambda r: prepare_for_storage(
+                    r, redacting=cap.redact, max_chars=cap.redact_max_chars
+                ),
+            )
 
     async def __del__(self) -> None:
         """Graceful shutdown (Serve awaits this): flush every captured record."""
@@ -97,19 +132,21 @@ class GavelIngress(OpenAiIngress):
         return await super().models()
 
     async def model_data(self, model: str, request: Request) -> Any:  # type: ignore[override]
-        """One model's card (any valid key)."""
+        """One model's card (any valid key); only exactly configured ids exist."""
         denied, _ = await self._authenticate(request)
         if denied is not None:
             return denied
+        if model not in self._settings.roles:
+            return _refused(Refusal(404, f"No model {model[:128]!r}.", code="model_not_found"))
         return await super().model_data(model)
 
-    async def chat(self, body: ChatCompletionRequest, request: Request) -> Response:
+    async def chat(self, request: Request) -> Response:  # type: ignore[override]
         """Chat completions through the gateway."""
-        return await self._serve(body, request, "chat", super().chat)
+        return await self._serve(request, "chat", super().chat)
 
-    async def completions(self, body: CompletionRequest, request: Request) -> Response:
+    async def completions(self, request: Request) -> Response:  # type: ignore[override]
         """Completions through the gateway."""
-        return await self._serve(body, request, "completions", super().completions)
+        return await self._serve(request, "completions", super().completions)
 
     async def _get_model_id(self, model: str | None) -> str:
         try:
@@ -124,30 +161,43 @@ class GavelIngress(OpenAiIngress):
     # --- gateway ----------------------------------------------------------------
 
     async def _authenticate(self, request: Request) -> tuple[JSONResponse | None, ApiKey | None]:
-        if self._keys is None or self._settings is None or not self._settings.config.auth.enabled:
+        if not self._settings.config.auth.enabled:
             return None, None
         return await authenticate(request.headers.get("authorization"), self._keys, self._metrics)
 
-    async def _admit(self, key: ApiKey) -> JSONResponse | None:
+    async def _admit(self, key: ApiKey, reserve: int, reservation: str) -> None:
+        """Reserve the request's tokens; raise a :class:`Refusal` (429, 400 or 503)."""
         if self._limiter is None or (key.rpm is None and key.tpm is None):
-            return None
-        wait = await self._limiter.admit.remote(key.name, key.rpm, key.tpm)
+            return
+        limits = self._settings.config.limits
+        if key.tpm is not None and reserve > key.tpm:
+            raise Refusal(
+                400,
+                f"This request may use up to {reserve} tokens (prompt estimate plus "
+                f"max_tokens), more than key {key.name!r} may use in a minute ({key.tpm}); "
+                "lower max_tokens.",
+            )
+        try:
+            wait = await asyncio.wait_for(
+                self._limiter.admit.remote(key.name, key.rpm, key.tpm, reserve, reservation),
+                timeout=limits.limiter_timeout_s,
+            )
+        except Exception:
+            self._metrics.rejected.labels("limiter_unavailable").inc()
+            log.warning("the rate limiter did not answer; %s", limits.on_limiter_unavailable)
+            if limits.on_limiter_unavailable == "allow":
+                return
+            raise Refusal(
+                503, "Rate limits cannot be checked right now; retry shortly.", "server_error"
+            ) from None
         if wait is None:
-            return None
+            return
         self._metrics.rejected.labels("rate_limit").inc()
         secs = max(1, math.ceil(wait))
-        return openai_error(
-            429,
-            f"Rate limit of key {key.name!r} reached (rpm={key.rpm}, tpm={key.tpm}); "
-            f"retry in {secs} s.",
-            type_="rate_limit_error",
-            code="rate_limit_exceeded",
-            headers={"Retry-After": str(secs)},
-        )
+        raise _RateLimited(secs, key)
 
     async def _serve(
         self,
-        body: ChatCompletionRequest | CompletionRequest,
         request: Request,
         endpoint: str,
         handler: Callable[[Any, Request], Awaitable[Response]],
@@ -155,50 +205,78 @@ class GavelIngress(OpenAiIngress):
         denied, key = await self._authenticate(request)
         if denied is not None:
             return denied
-        model = str(body.model)
-        role = self._settings.roles.get(model) if self._settings else None
-        if key is not None and role is not None:
-            denied = check_scope(key, model, role, self._metrics) or await self._admit(key)
-            if denied is not None:
-                return denied
-        extras, bad = parse_extras(request.headers, key)
-        if bad is not None or extras is None:
-            return bad  # type: ignore[return-value]
-        client_wants_usage = True
-        if body.stream:
-            opts = body.stream_options
-            client_wants_usage = bool(opts is not None and opts.include_usage)
-            if not client_wants_usage:
-                # Usage is needed for cost and limits; its chunk is not passed on.
-                data = body.model_dump(exclude_unset=True)
-                data["stream_options"] = {"include_usage": True}
-                body = type(body).model_validate(data)
+        cfg = self._settings.config
+        gavel_id = uuid.uuid4().hex
+        try:
+            data = parse_body(await read_body(request, cfg.limits.max_body_bytes))
+            model, role = check_request(
+                data, endpoint=endpoint, roles=self._settings.roles, limits=cfg.limits
+            )
+            if key is not None:
+                denied = check_scope(key, model, role, self._metrics)
+                if denied is not None:
+                    return denied
+            extras, bad = parse_extras(request.headers, key, steering=cfg.steering_metadata)
+            if bad is not None or extras is None:
+                return bad  # type: ignore[return-value]
+            client_id = client_request_id(
+                data, request.headers.get("x-request-id"), cfg.capture.client_request_id_max
+            )
+            captured = {k: v for k, v in data.items() if k != "request_id"}
+            prompt_est, reserve = token_reserve(
+                data, default_completion=cfg.limits.default_completion_reserve
+            )
+            client_wants_usage = True
+            engine_data = {**captured, "request_id": gavel_id}
+            if data.get("stream"):
+                opts = data.get("stream_options")
+                client_wants_usage = isinstance(opts, dict) and bool(opts.get("include_usage"))
+                if not client_wants_usage:
+                    # Usage is needed for cost and limits; its chunk is not passed on.
+                    base = opts if isinstance(opts, dict) else {}
+                    engine_data["stream_options"] = {**base, "include_usage": True}
+            try:
+                body = _REQUEST_MODELS[endpoint].model_validate(engine_data)
+            except ValidationError as exc:
+                e = exc.errors()[0]
+                where = ".".join(str(p) for p in e.get("loc", ())) or "body"
+                raise Refusal(400, f"{where}: {e.get('msg')}") from None
+            if key is not None:
+                await self._admit(key, reserve, gavel_id)
+        except _RateLimited as r:
+            return r.response()
+        except Refusal as r:
+            return _refused(r)
         call = Call(
-            request_id=f"req-{uuid.uuid4().hex}",
+            request_id=gavel_id,
             key=key,
             model=model,
             role=role,
             endpoint=endpoint,
-            stream=bool(body.stream),
-            body=body.model_dump(mode="json", exclude_unset=True, exclude_none=True),
+            stream=bool(data.get("stream")),
+            body=captured,
             metadata=extras.metadata,
             source=extras.source,
+            client_request_id=client_id,
+            prompt_estimate=prompt_est,
+            reservation=gavel_id if key is not None and key.tpm is not None else None,
         )
         if extras.ts is not None:
             call.ts = extras.ts
-        if role is None:  # unknown model: Ray answers 404, nothing reached a model
-            return await handler(body, request)
         self._metrics.in_flight.labels(model).inc()
         try:
             resp = await handler(body, request)
         except OpenAIHTTPException as exc:
             call.status, call.error = exc.status_code, exc.message
             self._finish(call)
+            if exc.status_code >= 500:
+                return openai_error(500, _SERVER_ERROR, type_="server_error")
             raise
         except Exception as exc:
             call.status, call.error = 500, f"{type(exc).__name__}: {exc}"
             self._finish(call)
-            raise
+            log.exception("model call failed")
+            return openai_error(500, _SERVER_ERROR, type_="server_error")
         if isinstance(resp, StreamingResponse):
             resp.body_iterator = tap(
                 resp.body_iterator, call, pass_usage=client_wants_usage, finish=self._finish
@@ -210,16 +288,36 @@ class GavelIngress(OpenAiIngress):
         return resp
 
     def _finish(self, call: Call) -> None:
-        """Record metrics, charge tokens, and hand the record to the capture writer."""
+        """Record metrics, settle the key's tokens, and hand the record to capture."""
         e2e = elapsed(call)
-        price = self._settings.prices.get(call.model) if self._settings else None
+        price = self._settings.prices.get(call.model)
         cost = price.cost(call.prompt_tokens, call.completion_tokens) if price else None
         observe(call, self._metrics, cost, e2e)
         key = call.key
         used = (call.prompt_tokens or 0) + (call.completion_tokens or 0)
-        if key is not None and key.tpm is not None and used and self._limiter is not None:
-            self._limiter.add_tokens.remote(key.name, used)
-        if self._writer is None or self._settings is None:
+        if key is not None and key.tpm is not None and self._limiter is not None:
+            self._limiter.settle.remote(call.reservation, key.name, used)
+        if self._writer is None:
             return
         self._writer.start()
         self._writer.submit(to_record(call, self._settings, cost=cost, e2e_s=e2e))
+
+
+class _RateLimited(Exception):
+    """A 429 with ``Retry-After``."""
+
+    def __init__(self, secs: int, key: ApiKey) -> None:
+        super().__init__(secs)
+        self.secs = secs
+        self.key = key
+
+    def response(self) -> JSONResponse:
+        k = self.key
+        return openai_error(
+            429,
+            f"Rate limit of key {k.name!r} reached (rpm={k.rpm}, tpm={k.tpm}); "
+            f"retry in {self.secs} s.",
+            type_="rate_limit_error",
+            code="rate_limit_exceeded",
+            headers={"Retry-After": str(self.secs)},
+        )

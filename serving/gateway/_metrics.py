@@ -57,6 +57,14 @@ class GatewayMetrics:
         self.spool_records = Gauge(
             "gavel_capture_spool_records", "Captured records spooled to local disk", registry=r
         )
+        self.quarantined = Counter(
+            "gavel_capture_quarantined_records",
+            "Captured records the store refused, set aside in spool_dir/quarantine",
+            registry=r,
+        )
+        self.spool_errors = Counter(
+            "gavel_capture_spool_errors", "Spool writes that failed (records kept)", registry=r
+        )
         self.capture_written = Counter(
             "gavel_capture_written_records", "Captured records written to the store", registry=r
         )

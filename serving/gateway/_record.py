@@ -10,6 +10,7 @@ from serving._wire import TrafficRecord
 from serving.gateway._call import Call
 from serving.gateway._metrics import GatewayMetrics
 from serving.gateway._redact import redact, redact_obj
+from serving.gateway._text import clean
 
 
 class GatewaySettings(GavelModel):
@@ -40,20 +41,68 @@ def observe(call: Call, metrics: GatewayMetrics, cost: float | None, e2e_s: floa
     metrics.e2e.labels(model).observe(e2e_s)
 
 
+METADATA_ONLY_FIELDS = frozenset(
+    {
+        "model", "stream", "n", "max_tokens", "max_completion_tokens", "min_tokens",
+        "temperature", "top_p", "top_k", "min_p", "seed", "presence_penalty",
+        "frequency_penalty", "repetition_penalty", "logprobs", "top_logprobs", "ignore_eos",
+        "echo", "best_of",
+    }
+)  # fmt: skip
+"""Request fields a ``--metadata-only`` key's record keeps: the model and the sampling
+parameters, never text. Everything else is dropped (an allow-list, not a deny-list)."""
+
+
+def metadata_only_body(body: dict[str, Any]) -> dict[str, Any]:
+    """The model, the sampling parameters and the sizes of a request; no text."""
+    kept: dict[str, Any] = {
+        k: v
+        for k, v in body.items()
+        if k in METADATA_ONLY_FIELDS and isinstance(v, int | float | bool | str | None)
+    }
+    messages, prompt = body.get("messages"), body.get("prompt")
+    sizes: dict[str, int] = {}
+    if isinstance(messages, list):
+        sizes["messages"] = len(messages)
+        sizes["message_chars"] = sum(len(str(m)) for m in messages)
+    if prompt is not None:
+        sizes["prompt_chars"] = len(str(prompt))
+    kept["sizes"] = sizes
+    return kept
+
+
+def prepare_for_storage(record: TrafficRecord, *, redacting: bool, max_chars: int) -> TrafficRecord:
+    """Make a record storable: NULs and lone surrogates cleaned, redacted when configured.
+
+    Runs in the capture writer's thread, off the event loop.
+    """
+    text = record.response_text
+    body: Any = record.request
+    if redacting:
+        text = redact(text, max_chars=max_chars) if text is not None else None
+        body = redact_obj(body, max_chars=max_chars)
+    return record.model_copy(
+        update={
+            "response_text": clean(text),
+            "request": clean(body),
+            "metadata": clean(record.metadata),
+            "error": clean(record.error),
+        }
+    )
+
+
 def to_record(
     call: Call, settings: GatewaySettings, *, cost: float | None, e2e_s: float
 ) -> TrafficRecord:
-    """The record to capture: no text for metadata-only keys, redacted when configured."""
+    """The record to capture: nothing but sizes and parameters for metadata-only keys."""
     key = call.key
     metadata_only = key.metadata_only if key is not None else False
     text: str | None = "".join(call.text)
     body: dict[str, Any] = call.body
+    metadata = call.metadata
+    client_id = call.client_request_id
     if metadata_only:
-        text = None
-        body = {k: v for k, v in call.body.items() if k not in ("messages", "prompt")}
-    elif settings.config.capture.redact:
-        text = redact(text or "")
-        body = dict(redact_obj(call.body))  # type: ignore[call-overload]
+        text, body, metadata, client_id = None, metadata_only_body(call.body), {}, None
     return TrafficRecord(
         request_id=call.request_id,
         ts=call.ts,
@@ -73,8 +122,9 @@ def to_record(
         e2e_ms=e2e_s * 1000,
         cost_usd=cost,
         metadata_only=metadata_only,
-        metadata=call.metadata,
+        metadata=metadata,
         source=call.source,
+        client_request_id=client_id,
     )
 
 

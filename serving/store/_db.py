@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from serving.store._schema import LEGACY_LABELS, labels
 from serving.store._schema import metadata as gavel_metadata
 
 Row = dict[str, Any]
@@ -60,6 +61,29 @@ def add_missing_columns(engine: Engine, md: MetaData) -> None:
                 if col.name not in have and col.nullable:
                     ddl = col.type.compile(dialect=engine.dialect)
                     conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {ddl}'))
+
+
+def migrate(engine: Engine) -> None:
+    """Data migrations between schema versions (idempotent).
+
+    Labels of earlier versions (``gavel_labels``, one per item and criterion version)
+    are copied once into ``gavel_human_labels`` (one per labeller).
+    """
+    insp = inspect(engine)
+    if not insp.has_table(LEGACY_LABELS):
+        return
+    cols = (
+        "item_id, criterion, criterion_version, labeller, label, note, criterion_note, labelled_at"
+    )
+    with engine.begin() as conn:
+        if conn.execute(text(f"SELECT 1 FROM {labels.name} LIMIT 1")).first() is not None:
+            return
+        conn.execute(
+            text(
+                f"INSERT INTO {labels.name} ({cols}) SELECT {cols} FROM {LEGACY_LABELS} "
+                "ON CONFLICT DO NOTHING"
+            )
+        )
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -106,6 +130,7 @@ class Database:
         if not self._schema_ready:
             gavel_metadata.create_all(self._engine)
             add_missing_columns(self._engine, gavel_metadata)
+            migrate(self._engine)
             self._schema_ready = True
 
     def close(self) -> None:

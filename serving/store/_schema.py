@@ -59,6 +59,8 @@ traffic = Table(
     Column("metadata_json", Text),
     # Who sent it: ``production`` (NULL in rows older than the column), ``judge``, ``eval``.
     Column("source", String(16), index=True),
+    # The client's own request id, for correlation; never the key.
+    Column("client_request_id", String(256)),
 )
 
 verdicts = Table(
@@ -87,15 +89,35 @@ verdicts = Table(
     Column("run_id", String(64), index=True),
 )
 
+# One label per item, criterion version and labeller: two people keep two labels.
+# (``gavel_labels``, one label per item and criterion version whoever made it, is the
+# table of earlier versions; its rows are copied here once, see ``_db.migrate``.)
 labels = Table(
-    "gavel_labels",
+    "gavel_human_labels",
     metadata,
     Column("item_id", String(200), primary_key=True),
     Column("criterion", String(128), primary_key=True),
     Column("criterion_version", String(32), primary_key=True),
+    Column("labeller", String(128), primary_key=True),
     Column("label", String(8), nullable=False),
     Column("note", Text),
     Column("criterion_note", Text),
-    Column("labeller", String(128), nullable=False),
     Column("labelled_at", DateTime(timezone=True), nullable=False, index=True),
 )
+
+# Every label as it was written, oldest first: a changed label keeps its history.
+label_history = Table(
+    "gavel_label_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("item_id", String(200), nullable=False, index=True),
+    Column("criterion", String(128), nullable=False),
+    Column("criterion_version", String(32), nullable=False),
+    Column("labeller", String(128), nullable=False),
+    Column("label", String(8), nullable=False),
+    Column("note", Text),
+    Column("criterion_note", Text),
+    Column("labelled_at", DateTime(timezone=True), nullable=False),
+)
+
+LEGACY_LABELS = "gavel_labels"

@@ -7,6 +7,7 @@ import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from judges._calibration import CalibrationConfig, calibrate
@@ -36,14 +37,21 @@ def _labels_of(s: Seeded) -> list[Label]:
     return LabelStore(s.store).for_items(s.items)
 
 
-def test_relabel_updates_never_duplicates(seeded: Seeded) -> None:
+def test_relabel_updates_never_duplicates_and_keeps_history(seeded: Seeded) -> None:
     store = LabelStore(seeded.store)
     item = seeded.items[0]
     store.upsert([_label(seeded, item, "concise", "pass", "alice")])
-    store.upsert([_label(seeded, item, "concise", "fail", "bob")])
+    store.upsert([_label(seeded, item, "concise", "fail", "alice")])
     got = store.for_items([item])
     assert len(got) == 1
-    assert (got[0].label, got[0].labeller) == ("fail", "bob")
+    assert (got[0].label, got[0].labeller) == ("fail", "alice")
+    # A second person keeps a label of their own; the history keeps the change.
+    store.upsert([_label(seeded, item, "concise", "pass", "bob")])
+    got = store.for_items([item])
+    assert sorted((g.labeller, g.label) for g in got) == [("alice", "fail"), ("bob", "pass")]
+    assert [(h.labeller, h.label) for h in store.history(item)] == [
+        ("alice", "pass"), ("alice", "fail"), ("bob", "pass"),
+    ]  # fmt: skip
 
 
 def _write(path: Path, rows: list[object]) -> Path:
@@ -229,7 +237,12 @@ def test_queue_filters(seeded: Seeded) -> None:
     all_ = build_queue(verdicts, labels, Filters())
     assert [e.item_id for e in all_] == seeded.items
     assert [e.item_id for e in build_queue(verdicts, labels, Filters(disagreement=True))] == [a]
-    fails = build_queue(verdicts, labels, Filters(criterion="concise", verdict="fail"))
+    # Blind labelling: the verdict filter never lists a record the labeller has not labelled.
+    assert build_queue(verdicts, labels, Filters(criterion="concise", verdict="fail")) == []
+    both = labels + [
+        _label(seeded, i, c, "pass") for i in seeded.items for c in ("answers_question", "concise")
+    ]
+    fails = build_queue(verdicts, both, Filters(criterion="concise", verdict="fail"))
     assert [e.item_id for e in fails] == [
         i for i in seeded.items if seeded.judge[(i, "concise")] == "fail"
     ]
@@ -295,3 +308,73 @@ def test_daily_report_and_metrics_mark_untrusted_criteria(tmp_path: Path) -> Non
     # No calibration at all: every criterion's judge is marked, not silently trusted.
     write_reports(_result(date(2026, 11, 1)), [], tmp_path / "none")
     assert (tmp_path / "none" / "summary.md").read_text().count("**not trustworthy**") == 2
+
+
+def test_session_cookie_is_a_server_side_id_and_pages_forbid_framing(seeded: Seeded) -> None:
+    name, key = seeded.key(["label"])
+    client = TestClient(build_label_app(seeded.store, seeded.criteria))
+    r = client.post("/api/session", json={"key": key})
+    assert r.status_code == 200
+    cookie = r.headers["set-cookie"]
+    assert (
+        key not in cookie and "httponly" in cookie.lower() and "samesite=strict" in cookie.lower()
+    )
+    assert client.get("/api/me").json()["labeller"] == name  # the session works
+    page = client.get("/")
+    assert page.headers["content-security-policy"] == "frame-ancestors 'none'"
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert client.get("/openapi.json").status_code == 404 and client.get("/docs").status_code == 404
+    client.delete("/api/session")
+    assert client.get("/api/me").status_code == 401  # signed out: the id is dead
+    forged = TestClient(build_label_app(seeded.store, seeded.criteria))
+    forged.cookies.set("gavel_label_session", key)  # the raw key is no session
+    assert forged.get("/api/me").status_code == 401
+
+
+def test_queue_never_reveals_verdicts_of_unlabelled_records(seeded: Seeded) -> None:
+    client, _ = _client(seeded, ["label"])
+    day = seeded.day.isoformat()
+    for verdict in ("pass", "fail"):
+        r = client.get(
+            "/api/queue", params={"day": day, "criterion": "concise", "verdict": verdict}
+        )
+        assert r.status_code == 200 and r.json() == []
+    item = seeded.items[0]
+    both = [{"criterion": c, "label": "pass"} for c in ("concise", "answers_question")]
+    client.put(f"/api/labels/{item}", json={"labels": both})
+    judged = seeded.judge[(item, "concise")]
+    r = client.get("/api/queue", params={"day": day, "criterion": "concise", "verdict": judged})
+    assert [e["item_id"] for e in r.json()] == [item]
+
+
+def test_two_labellers_keep_two_labels_and_their_agreement_is_reported(seeded: Seeded) -> None:
+    alice, alice_name = _client(seeded, ["label"])
+    bob, bob_name = _client(seeded, ["label"])
+    for i, item in enumerate(seeded.items):
+        for client, flip in ((alice, False), (bob, i == 0)):
+            first = "fail" if flip else "pass"
+            client.put(f"/api/labels/{item}", json={"labels": [
+                {"criterion": "concise", "label": first},
+                {"criterion": "answers_question", "label": "pass"},
+            ]})  # fmt: skip
+    labels = _labels_of(seeded)
+    assert len(labels) == 2 * 2 * len(seeded.items)  # nobody overwrote anybody
+    rows = {r["criterion"]: r for r in alice.get("/api/agreement").json()}
+    assert {rows["concise"]["labeller_a"], rows["concise"]["labeller_b"]} == {alice_name, bob_name}
+    assert rows["concise"]["n"] == len(seeded.items)
+    assert rows["concise"]["agreement"] == pytest.approx(4 / 5)
+    # Each labeller's view shows their own label.
+    item = seeded.items[0]
+    mine = {
+        c["name"]: c["human"]["label"] for c in bob.get(f"/api/records/{item}").json()["criteria"]
+    }
+    assert mine["concise"] == "fail"
+    # Calibration reads one consensus label per record; an even split is left out.
+    from judges._calibration import CalibrationConfig, calibrate
+
+    (row,) = calibrate(
+        seeded.criteria, labels, VerdictStore(seeded.store).current(
+            {c.name: c.version for c in seeded.criteria}, day=seeded.day.isoformat()
+        ), CalibrationConfig(min_labels=1), criterion="concise",
+    )  # fmt: skip
+    assert row.n == len(seeded.items) - 1 and row.disputed_items == 1

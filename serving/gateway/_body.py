@@ -1,0 +1,124 @@
+"""Reading and checking a request body before the OpenAI layer parses it.
+
+The body is read only after the key is checked, at most ``max_body_bytes`` of it (413
+beyond), must be UTF-8 JSON without NUL characters or lone surrogates, must name a
+model that is exactly one of the configured ids, and must stay within the caps on
+``n`` and on prompts. Every refusal is an OpenAI-style 4xx that never echoes input.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from serving._config import LimitsConfig
+from serving.gateway._text import unstorable_path
+
+if TYPE_CHECKING:
+    from fastapi import Request
+
+
+@dataclass
+class Refusal(Exception):
+    """A request refused before it reaches a model."""
+
+    status: int
+    message: str
+    type_: str = "invalid_request_error"
+    code: str | None = None
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The raw body, or a 413 as soon as it is known to exceed ``max_bytes``."""
+    too_big = Refusal(413, f"The request body exceeds {max_bytes} bytes.", code="request_too_large")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise too_big
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """A JSON object, or a 400 saying what is wrong (never echoing the input)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Refusal(400, "The request body is not valid UTF-8.") from None
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        raise Refusal(400, "The request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise Refusal(400, "The request body must be a JSON object.")
+    where = unstorable_path(data)
+    if where is not None:
+        raise Refusal(
+            400, f"{where}: text may not contain NUL characters or lone UTF-16 surrogates."
+        )
+    return data
+
+
+def check_request(
+    data: dict[str, Any], *, endpoint: str, roles: dict[str, str], limits: LimitsConfig
+) -> tuple[str, str]:
+    """(model id, role): the model must be exactly a configured id; ``n`` and prompts capped."""
+    model = data.get("model")
+    if not isinstance(model, str) or not model:
+        raise Refusal(400, "model: a model id (string) is required.")
+    role = roles.get(model)
+    if role is None:
+        raise Refusal(
+            404, "The model does not exist or you do not have access to it.",
+            type_="invalid_request_error", code="model_not_found",
+        )  # fmt: skip
+    n = data.get("n")
+    if isinstance(n, int) and not isinstance(n, bool) and n > limits.max_n:
+        raise Refusal(400, f"n: at most {limits.max_n} choices per request.")
+    prompt = data.get("prompt") if endpoint == "completions" else None
+    many = isinstance(prompt, list) and bool(prompt) and not isinstance(prompt[0], int)
+    if many and len(prompt) > limits.max_prompts:  # type: ignore[arg-type]
+        raise Refusal(400, f"prompt: at most {limits.max_prompts} prompts per request.")
+    return model, role
+
+
+def token_reserve(data: dict[str, Any], *, default_completion: int) -> tuple[int, int]:
+    """(estimated prompt tokens, tokens to reserve against the key's tpm).
+
+    The prompt estimate is deliberately high (a token per 3 characters plus a chat
+    template allowance per message); completion tokens are ``max_tokens`` (or
+    ``max_completion_tokens``, else ``default_completion``) times the number of choices
+    and prompts. The real usage settles the reservation when the request ends.
+    """
+    messages = data.get("messages")
+    prompt = data.get("prompt")
+    if isinstance(messages, list):
+        chars = len(json.dumps(messages, ensure_ascii=False))
+        prompt_est = math.ceil(chars / 3) + 16 * len(messages) + 16
+        prompts = 1
+    else:
+        chars = len(json.dumps(prompt, ensure_ascii=False)) if prompt is not None else 0
+        prompt_est = math.ceil(chars / 3) + 8
+        prompts = len(prompt) if isinstance(prompt, list) and prompt else 1
+        if isinstance(prompt, list) and prompt and isinstance(prompt[0], int):
+            prompts = 1
+    completion = data.get("max_tokens") or data.get("max_completion_tokens") or default_completion
+    if not isinstance(completion, int) or isinstance(completion, bool) or completion < 1:
+        completion = default_completion
+    n = data.get("n") if isinstance(data.get("n"), int) else 1
+    choices = max(1, n or 1) * prompts
+    return prompt_est, prompt_est + completion * choices
+
+
+def client_request_id(data: dict[str, Any], header: str | None, max_len: int) -> str | None:
+    """The id a client sent (body ``request_id`` or ``X-Request-Id``), cut to ``max_len``."""
+    value = data.get("request_id")
+    found = value if isinstance(value, str) and value else header
+    return found[:max_len] if found else None
