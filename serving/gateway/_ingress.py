@@ -85,6 +85,7 @@ class GavelIngress(OpenAiIngress):
         self._settings = GatewaySettings.model_validate(gateway)
         self._limiter = limiter
         self._metrics = GatewayMetrics()
+        self._metrics.know_models(sorted(self._settings.roles))
         cfg = self._settings.config
         store = Store(self._settings.store_url)
         self._keys = KeyCache(

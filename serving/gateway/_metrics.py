@@ -69,6 +69,18 @@ class GatewayMetrics:
             "gavel_capture_written_records", "Captured records written to the store", registry=r
         )
 
+    def know_models(self, models: list[str]) -> None:
+        """Create every per-model series at zero, so each exists before its first request
+        (dashboards and alerts then see 0, not "no data")."""
+        for m in models:
+            for h in (self.ttft, self.e2e, self.output_len):
+                h.labels(m)
+            self.in_flight.labels(m)
+            for src in ("production", "judge", "eval"):
+                self.input_tokens.labels(m, src)
+                self.output_tokens.labels(m, src)
+                self.cost.labels(m, src)
+
     def render(self) -> bytes:
         """The Prometheus text exposition of this registry."""
         return generate_latest(self.registry)
