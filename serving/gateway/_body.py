@@ -76,7 +76,7 @@ def check_request(
     role = roles.get(model)
     if role is None:
         raise Refusal(
-            404, "The model does not exist or you do not have access to it.",
+            404, f"The model {model[:64]!r} does not exist or you do not have access to it.",
             type_="invalid_request_error", code="model_not_found",
         )  # fmt: skip
     n = data.get("n")
