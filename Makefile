@@ -63,6 +63,7 @@ test-fast: model lint browser
 bench: model
 	$(PY) -m loadtest.bench.overhead
 	$(PY) -m loadtest.bench.crosscheck
+	$(PY) -m evals.bench.starter
 
 # Default sweep on the embedded default. Starts (and afterwards stops) the stack
 # unless one already answers on port 8000.

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from judges._aggregate import aggregate
-    from judges._calibration import CalibrationConfig, CalibrationRow, calibrate
+    from judges._calibration import CalibrationConfig, CalibrationRow, calibrate, consensus
     from judges._catalog import load_criteria
     from judges._client import JudgeCallError, JudgeClient, JudgeClientConfig
     from judges._config import JudgingConfig, load_judging
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from judges._registry import CriterionKind, JudgeOutcome, KindRegistry
     from judges._result import DailyResult
     from judges._rows import Aggregate, PairRow, RateRow
+    from judges._stats import wilson
     from judges._store import VerdictStore
     from judges._wire import Exchange, JudgeItem, PassFailAnswer, Verdict
     from judges.kinds import default_kinds
@@ -40,6 +41,8 @@ _WHERE = {
     "CalibrationConfig": "_calibration",
     "CalibrationRow": "_calibration",
     "calibrate": "_calibration",
+    "consensus": "_calibration",
+    "wilson": "_stats",
     "JudgeCallError": "_client",
     "JudgeClient": "_client",
     "JudgeClientConfig": "_client",
@@ -93,12 +96,14 @@ __all__ = [
     "build_items",
     "build_label_app",
     "calibrate",
+    "consensus",
     "default_kinds",
     "judge_items",
     "load_criteria",
     "load_judging",
     "run_daily",
     "to_exchange",
+    "wilson",
 ]
 
 

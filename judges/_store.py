@@ -44,6 +44,15 @@ class VerdictStore:
         """Every verdict of one run."""
         return [_from_row(r) for r in self.store.fetch(select(_v).where(_in_run(run_id)))]
 
+    def for_items(self, item_ids: Iterable[str]) -> list[Verdict]:
+        """Every verdict of these items (any run, criterion and version)."""
+        wanted = list(item_ids)
+        out: list[Verdict] = []
+        for i in range(0, len(wanted), 500):
+            stmt = select(_v).where(_v.c.item_id.in_(wanted[i : i + 500]))
+            out += [_from_row(r) for r in self.store.fetch(stmt)]
+        return out
+
     def current(
         self,
         versions: dict[str, str],

@@ -121,3 +121,29 @@ label_history = Table(
 )
 
 LEGACY_LABELS = "gavel_labels"
+
+# Offline evals: model answers cached by what was asked (so a re-run generates nothing),
+# and every finished run with its result document (so runs can be listed and compared).
+eval_cache = Table(
+    "gavel_eval_cache",
+    metadata,
+    Column("cache_key", String(64), primary_key=True),
+    Column("model", String(128), nullable=False),
+    Column("response_text", Text),
+    Column("finish_reason", String(32)),
+    Column("prompt_tokens", Integer),
+    Column("completion_tokens", Integer),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+eval_runs = Table(
+    "gavel_eval_runs",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("suite", String(128), nullable=False),
+    Column("suite_hash", String(64), nullable=False, index=True),
+    Column("dataset_hash", String(64), nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("result_json", Text, nullable=False),
+)
