@@ -8,8 +8,21 @@ import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Annotated, Any
 
-from evals._suite import AssertArgs
+from pydantic import Field
+
+from serving import GavelModel
+
+
+class AssertArgs(GavelModel):
+    """Arguments of a deterministic assertion (each assertion reads the ones it needs)."""
+
+    pattern: str | None = None
+    max: Annotated[int, Field(ge=1)] | None = None
+    json_schema: dict[str, Any] | None = None
+    refusal_patterns: list[str] | None = None
+
 
 Outcome = str
 """``pass``, ``fail``, or ``skip`` (the check does not apply, e.g. no expected answer)."""

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
+from evals._checks import ASSERTIONS, AssertArgs
 from judges import Criterion, KindRegistry, default_kinds, load_criteria
 from serving import CliError, ConfigError, GavelModel, Role, load_model
 from serving.cli import EXIT_USAGE
@@ -38,15 +39,6 @@ class Target(GavelModel):
     system: str | None = None
     """A system prompt put before each chat item's messages."""
     params: Params = Params()
-
-
-class AssertArgs(GavelModel):
-    """Arguments of a deterministic assertion (each assertion reads the ones it needs)."""
-
-    pattern: str | None = None
-    max: Annotated[int, Field(ge=1)] | None = None
-    json_schema: dict[str, Any] | None = None
-    refusal_patterns: list[str] | None = None
 
 
 class Candidate(GavelModel):
@@ -187,8 +179,10 @@ def load_dataset(path: Path) -> list[Item]:
             item = Item.model_validate(data)
         except ValidationError as exc:
             e = exc.errors()[0]
-            loc = ".".join(str(p) for p in e["loc"]) or "line"
-            raise CliError(f"{where}: {loc}: {e['msg']}", EXIT_USAGE) from None
+            # The one item-level check is the messages/prompt choice.
+            loc = ".".join(str(p) for p in e["loc"]) or "messages/prompt"
+            msg = str(e["msg"]).removeprefix("Value error, ")
+            raise CliError(f"{where}: {loc}: {msg}", EXIT_USAGE) from None
         if item.id in seen:
             raise CliError(f"{where}: id: {item.id!r} repeats line {seen[item.id]}", EXIT_USAGE)
         seen[item.id] = no
@@ -202,8 +196,6 @@ def load_suite(
     path: str | Path, *, criteria_dir: str | Path, kinds: KindRegistry | None = None
 ) -> LoadedSuite:
     """Read and check a suite, its dataset and its criteria (no model is called)."""
-    from evals._checks import ASSERTIONS
-
     p = Path(path)
     suite = load_model(p, Suite)
     registry = kinds or default_kinds()

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from evals import ASSERTIONS, RunResult, compare, pairwise_report
+from evals._checks import AssertArgs
 from evals._compare import PairOutcome
 from evals._result import CheckSummary, EpochResult, ItemResult
-from evals._suite import AssertArgs, Params
+from evals._suite import Params
 from tests.conftest import ROOT, run_gavel
 
 
