@@ -15,18 +15,16 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from evals._checks import ASSERTIONS
+from evals._judging import exchange_of, judge_once
 from evals._suite import Candidate, Item, LoadedSuite
 from judges import (
     CalibrationConfig,
     CalibrationRow,
     Criterion,
-    Exchange,
     JudgeItem,
     JudgingConfig,
     Label,
-    VerdictStore,
     calibrate,
-    judge_items,
 )
 from serving import CliError, GavelModel, StackConfig
 from serving.cli import EXIT_USAGE
@@ -99,7 +97,6 @@ def align(
     cut = max(2, round(len(order) * (1 - held_out_share)))
     selection, held = set(order[:cut]), set(order[cut:])
     shots = [it for it in labelled if it.id in selection]
-    vstore = VerdictStore(store)
     outcome: dict[str, dict[str, str]] = {}
     for cand in check.candidates:
         if cand.assertion is not None:
@@ -109,43 +106,20 @@ def align(
             }
             continue
         crit = base.model_copy(update={"rubric": _rubric(base, cand, shots, label_of)})
-        asks = []
-        for it in labelled:
-            meta = dict(it.metadata) | ({"expected": it.expected} if it.expected else {})
-            ex = Exchange(
-                id=f"align-{loaded.dataset_hash}-{it.id}",
-                model="fixed-response",
-                messages=it.messages,
-                prompt=it.prompt,
-                response=it.response,
-                metadata=meta,
+        asks = [
+            JudgeItem(
+                criterion=crit.name,
+                exchanges=[exchange_of(it, f"align-{loaded.dataset_hash}-{it.id}",
+                                       "fixed-response", it.response)],
             )
-            asks.append(JudgeItem(criterion=crit.name, exchanges=[ex]))
-        have = {
-            v.item_id: v.verdict
-            for v in vstore.for_items(a.item_id for a in asks)
-            if v.criterion == crit.name and v.criterion_version == crit.version
-        }
-        todo = [a for a in asks if a.item_id not in have]
-        log(f"candidate {cand.name}: {len(asks)} items, {len(asks) - len(todo)} already judged")
-        if todo:
-            judge_items(
-                todo,
-                [crit],
-                stack,
-                judging,
-                vstore,
-                run_id=f"align-{loaded.suite_hash}",
-                day=None,
-                api_key=api_key,
-                use_ray=False,
-                log=log,
-            )
-            have = {
-                v.item_id: v.verdict
-                for v in vstore.for_items(a.item_id for a in asks)
-                if v.criterion == crit.name and v.criterion_version == crit.version
-            }
+            for it in labelled
+        ]  # fmt: skip
+        log(f"candidate {cand.name}:")
+        verdicts = judge_once(
+            asks, [crit], store, stack, judging, api_key,
+            run_id=f"align-{loaded.suite_hash}", log=log,
+        )  # fmt: skip
+        have = {item_id: v.verdict for (item_id, _), v in verdicts.items()}
         outcome[cand.name] = {
             it.id: have.get(f"align-{loaded.dataset_hash}-{it.id}", "error") for it in labelled
         }

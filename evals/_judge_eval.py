@@ -8,18 +8,16 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from evals._judging import exchange_of, judge_once
 from evals._suite import LoadedSuite
 from judges import (
     CalibrationRow,
     Criterion,
-    Exchange,
     JudgeItem,
     JudgingConfig,
     Label,
-    VerdictStore,
     calibrate,
     default_kinds,
-    judge_items,
     load_criteria,
     wilson,
 )
@@ -79,15 +77,7 @@ def evaluate_judge(
             if crit is None:
                 continue
             uid = f"judge-eval-{loaded.dataset_hash}-{it.id}"
-            meta = dict(it.metadata) | ({"expected": it.expected} if it.expected else {})
-            ex = Exchange(
-                id=uid,
-                model=FIXED,
-                messages=it.messages,
-                prompt=it.prompt,
-                response=it.response,
-                metadata=meta,
-            )
+            ex = exchange_of(it, uid, FIXED, it.response)
             asks.append(JudgeItem(criterion=crit.name, exchanges=[ex]))
             labels.append(
                 Label(
@@ -99,32 +89,11 @@ def evaluate_judge(
                     labelled_at=now,
                 )
             )
-    vstore = VerdictStore(store)
-    have = {
-        (v.item_id, v.criterion, v.criterion_version)
-        for v in vstore.for_items(a.item_id for a in asks)
-    }
-    todo = [
-        a for a in asks if (a.item_id, a.criterion, by_label_name[a.criterion].version) not in have
-    ]
-    log(
-        f"{loaded.suite.name}: {len(asks)} labelled answers, {len(asks) - len(todo)} already judged"
-    )
-    if todo:
-        run_id = f"judge-eval-{loaded.suite_hash}"
-        judge_items(
-            todo,
-            criteria,
-            stack,
-            judging,
-            vstore,
-            run_id=run_id,
-            day=None,
-            api_key=api_key,
-            use_ray=False,
-            log=log,
-        )
-    verdicts = vstore.for_items(a.item_id for a in asks)
+    have = judge_once(
+        asks, criteria, store, stack, judging, api_key,
+        run_id=f"judge-eval-{loaded.suite_hash}", log=log,
+    )  # fmt: skip
+    verdicts = list(have.values())
     rows = calibrate(criteria, labels, verdicts, judging.calibration)
     out = []
     for row in rows:

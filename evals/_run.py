@@ -25,9 +25,10 @@ from typing import Any
 from sqlalchemy import select
 
 from evals._checks import ASSERTIONS
+from evals._judging import exchange_of, judge_once
 from evals._result import CheckSummary, EpochResult, ItemResult, Outcome, RunResult
 from evals._suite import Item, LoadedSuite, Params
-from judges import Exchange, JudgeItem, JudgingConfig, VerdictStore, judge_items, wilson
+from judges import JudgeItem, JudgingConfig, wilson
 from serving import SOURCE_HEADER, CliError, StackConfig
 from serving.cli import EXIT_USAGE
 from serving.store import Store, tables
@@ -373,7 +374,6 @@ def _judge(
     """Score the judge checks through the judges' API; only verdicts not stored are asked."""
     if not loaded.criteria:
         return
-    vstore = VerdictStore(store)
     wanted: dict[
         tuple[str, str], tuple[str, int, str]
     ] = {}  # (uid, criterion) -> item, epoch, check
@@ -387,51 +387,16 @@ def _judge(
                     continue
                 uid = answer_id(model, it, e, ans.text)
                 wanted[(uid, crit.name)] = (it.id, e, check)
-                meta = dict(it.metadata)
-                if it.expected is not None:
-                    meta["expected"] = it.expected
                 if "expected" in crit.applies_to.metadata and it.expected is None:
                     outcomes[(it.id, e)][check] = "skip"
                     continue
-                ex = Exchange(
-                    id=uid,
-                    model=model,
-                    messages=it.messages,
-                    prompt=it.prompt,
-                    response=ans.text,
-                    metadata=meta,
-                )
+                ex = exchange_of(it, uid, model, ans.text)
                 items.append(JudgeItem(criterion=crit.name, exchanges=[ex]))
     crits = {c.name: c for c in loaded.criteria.values()}
-    have = (
-        {
-            (v.item_id, v.criterion): v
-            for v in vstore.for_items({i.item_id for i in items})
-            if crits[v.criterion].version == v.criterion_version
-        }
-        if items
-        else {}
-    )
-    todo = [i for i in items if (i.item_id, i.criterion) not in have]
-    log(f"  judge checks: {len(items)} items, {len(items) - len(todo)} already judged")
-    if todo:
-        judge_items(
-            todo,
-            list(crits.values()),
-            stack,
-            judging,
-            vstore,
-            run_id=f"eval-{loaded.suite_hash}",
-            day=None,
-            api_key=api_key,
-            use_ray=use_ray,
-            log=log,
-        )
-        have = {
-            (v.item_id, v.criterion): v
-            for v in vstore.for_items({i.item_id for i in items})
-            if crits[v.criterion].version == v.criterion_version
-        }
+    have = judge_once(
+        items, list(crits.values()), store, stack, judging, api_key,
+        run_id=f"eval-{loaded.suite_hash}", use_ray=use_ray, log=log,
+    )  # fmt: skip
     for (uid, crit_name), (item_id, e, check) in wanted.items():
         v = have.get((uid, crit_name))
         if outcomes[(item_id, e)].get(check) == "skip":

@@ -179,13 +179,8 @@ class Database:
             return 0
         keys = [c.name for c in table.primary_key.columns]
         stmt = self._insert(table).on_conflict_do_nothing(index_elements=keys)
-        if conn is not None:
-            res = conn.execute(stmt, batch)
-        else:
-            with self.transaction() as c:
-                res = c.execute(stmt, batch)
-        n = res.rowcount
-        return int(n) if n is not None and n >= 0 else len(batch)
+        n = self._run_batch(stmt, batch, conn)
+        return n if n >= 0 else len(batch)
 
     def upsert(
         self,
@@ -204,9 +199,15 @@ class Database:
         stmt = ins.on_conflict_do_update(
             index_elements=keys, set_={c: ins.excluded[c] for c in update}
         )
+        self._run_batch(stmt, batch, conn)
+        return len(batch)
+
+    def _run_batch(self, stmt: Any, batch: list[Mapping[str, Any]], conn: Connection | None) -> int:
+        """Run ``stmt`` over ``batch`` in ``conn``'s transaction, or in one of its own;
+        returns the driver's row count (-1 when unknown)."""
         if conn is not None:
-            conn.execute(stmt, batch)
+            res = conn.execute(stmt, batch)
         else:
             with self.transaction() as c:
-                c.execute(stmt, batch)
-        return len(batch)
+                res = c.execute(stmt, batch)
+        return int(res.rowcount) if res.rowcount is not None else -1
