@@ -23,13 +23,13 @@ from judges._config import JudgingConfig
 from judges._criteria import Criterion
 from judges._labels import LabelStore
 from judges._registry import KindRegistry
-from judges._report import report_dir, write_reports
+from judges._report import daily_figures, report_dir, write_reports
 from judges._result import DailyResult
 from judges._sampling import _rank, sample
 from judges._store import VerdictStore
 from judges._wire import Exchange, JudgeItem, Verdict
 from judges.kinds import default_kinds
-from serving import PriceConfig, StackConfig, TrafficRecord
+from serving import Figure, PriceConfig, StackConfig, TrafficRecord
 from serving.store import Store
 
 
@@ -238,8 +238,81 @@ def run_daily(
     """Run (or finish) the job for ``day``: sample, judge, aggregate, calibrate, report.
 
     The reports (HTML, markdown, Prometheus textfile, optional Pushgateway push) go to
-    ``judging.report_dir/DAY`` unless ``write_report`` is false.
+    ``judging.report_dir/DAY`` unless ``write_report`` is false. The day's figures and
+    the job's status (last run, last success, ok) are published to the store, where the
+    gateway's ``/metrics`` serves them; a failed run publishes ``ok = 0`` and re-raises.
     """
+    try:
+        res = _run_daily(
+            stack, judging, criteria, store, day=day, api_key=api_key, use_ray=use_ray,
+            retry_errors=retry_errors, kinds=kinds, write_report=write_report, log=log,
+        )  # fmt: skip
+    except BaseException:
+        _publish_status(store, ok=False, log=log)
+        raise
+    publish_figures(store, res, log=log)
+    _publish_status(store, ok=True, log=log)
+    return res
+
+
+def publish_figures(store: Store, res: DailyResult, *, log: Callable[[str], None] = print) -> None:
+    """Publish ``res``'s figures unless a later day's are already published (a backfill of
+    an old day does not replace today's dashboard)."""
+    try:
+        shown = {f.name: f.value for f in store.figures()}
+        new = daily_figures(res, res.calibration)
+        day_ts = next(f.value for f in new if f.name == "gavel_judge_day_timestamp_seconds")
+        if shown.get("gavel_judge_day_timestamp_seconds", 0.0) > day_ts:
+            log(f"{res.day}: a later day's figures are published; kept them")
+            return
+        store.replace_figures("judge", new)
+    except Exception as exc:  # figures are a view; the verdicts and reports are stored
+        log(f"warning: could not publish the day's figures: {type(exc).__name__}: {exc}")
+
+
+def _publish_status(store: Store, *, ok: bool, log: Callable[[str], None]) -> None:
+    """The job's status figures: last run, last success (kept on failure), ok."""
+    now = datetime.now(UTC).timestamp()
+    try:
+        last_ok = next(
+            (f.value for f in store.figures()
+             if f.name == "gavel_judge_last_success_timestamp_seconds"),
+            None,
+        )  # fmt: skip
+        rows = [
+            Figure(name="gavel_judge_last_run_timestamp_seconds",
+                   help="When the daily judge job last finished, Unix seconds", value=now),
+            Figure(name="gavel_judge_last_run_ok",
+                   help="1 if the daily judge job's last run succeeded, else 0", value=int(ok)),
+        ]  # fmt: skip
+        last_ok = now if ok else last_ok
+        if last_ok is not None:
+            rows.append(
+                Figure(
+                    name="gavel_judge_last_success_timestamp_seconds",
+                    help="When the daily judge job last succeeded, Unix seconds",
+                    value=last_ok,
+                )
+            )
+        store.replace_figures("judge_status", rows)
+    except Exception as exc:
+        log(f"warning: could not publish the job's status: {type(exc).__name__}: {exc}")
+
+
+def _run_daily(
+    stack: StackConfig,
+    judging: JudgingConfig,
+    criteria: Sequence[Criterion],
+    store: Store,
+    *,
+    day: date,
+    api_key: str,
+    use_ray: bool = True,
+    retry_errors: bool = False,
+    kinds: KindRegistry | None = None,
+    write_report: bool = True,
+    log: Callable[[str], None] = print,
+) -> DailyResult:
     registry = kinds or default_kinds()
     t0 = time.perf_counter()
     vstore = VerdictStore(store)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import date
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 
 from judges._aggregate import aggregate
@@ -15,6 +15,7 @@ from judges._result import DailyResult
 from judges._rows import RateRow
 from judges._wire import Verdict
 from judges.kinds import default_kinds
+from serving import Figure, figures_registry
 
 NOT_CALIBRATED = "no calibration for this criterion version"
 
@@ -182,6 +183,40 @@ judged; {res.errors} errors (excluded from pass rates). Judge cost:
     path.write_text(page)
 
 
+def daily_figures(res: DailyResult, calibration: Sequence[CalibrationRow] = ()) -> list[Figure]:
+    """The day's figures for Prometheus: pass rates with their 95% interval, sample sizes,
+    errors, drop flags, judge cost, and each criterion's calibration (trusted, kappa)."""
+    out: list[Figure] = []
+
+    def add(name: str, help_: str, value: float, **labels: str) -> None:
+        out.append(Figure(name=name, help=help_, labels=labels, value=value))
+
+    for r in res.rates:
+        lv = {"criterion": r.criterion, "criterion_version": r.criterion_version, "model": r.model}
+        if r.pass_rate is not None:
+            add("gavel_judge_pass_rate", "Pass rate of the day", r.pass_rate, **lv)
+            add("gavel_judge_pass_rate_low", "Lower bound of the 95% Wilson interval", r.ci_low,
+                **lv)  # fmt: skip
+            add("gavel_judge_pass_rate_high", "Upper bound of the 95% Wilson interval",
+                r.ci_high, **lv)  # fmt: skip
+        add("gavel_judge_sample_size", "Judged items (pass + fail)", r.passes + r.fails, **lv)
+        add("gavel_judge_errors", "Judge errors (excluded from rates)", r.errors, **lv)
+        add("gavel_judge_drop_flag", "1 if significantly below trailing", int(r.dropped), **lv)
+    for c in calibration:
+        cv = {"criterion": c.criterion, "criterion_version": c.criterion_version}
+        add("gavel_judge_trusted",
+            "1 if the criterion's judge agrees with human labels (kappa and label count)",
+            int(c.trusted), **cv)  # fmt: skip
+        add("gavel_judge_calibration_labels", "Labelled and judged records", c.n, **cv)
+        if c.kappa is not None:
+            add("gavel_judge_kappa", "Cohen's kappa, judge vs people", c.kappa, **cv)
+    add("gavel_judge_cost_usd", "Judge cost of the day", res.judge_cost_usd)
+    add("gavel_judge_items", "Items sampled for judging on the day", res.sampled)
+    add("gavel_judge_day_timestamp_seconds", "Start of the judged day (UTC), Unix seconds",
+        datetime.combine(res.day, time(0), tzinfo=UTC).timestamp())  # fmt: skip
+    return out
+
+
 def write_metrics(
     res: DailyResult,
     path: Path,
@@ -189,41 +224,9 @@ def write_metrics(
     calibration: Sequence[CalibrationRow] = (),
 ) -> None:
     """Prometheus textfile (node-exporter collector) and optionally a Pushgateway push."""
-    from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_to_textfile
+    from prometheus_client import push_to_gateway, write_to_textfile
 
-    reg = CollectorRegistry()
-    labels = ["criterion", "criterion_version", "model"]
-    rate = Gauge("gavel_judge_pass_rate", "Pass rate of the day", labels, registry=reg)
-    n = Gauge("gavel_judge_sample_size", "Judged items (pass + fail)", labels, registry=reg)
-    errs = Gauge("gavel_judge_errors", "Judge errors (excluded from rates)", labels, registry=reg)
-    dropped = Gauge(
-        "gavel_judge_drop_flag", "1 if significantly below trailing", labels, registry=reg
-    )
-    cost = Gauge("gavel_judge_cost_usd", "Judge cost of the day", registry=reg)
-    cal_labels = ["criterion", "criterion_version"]
-    trusted = Gauge(
-        "gavel_judge_trusted",
-        "1 if the criterion's judge agrees with human labels (kappa and label count)",
-        cal_labels,
-        registry=reg,
-    )
-    kappa = Gauge("gavel_judge_kappa", "Cohen's kappa, judge vs people", cal_labels, registry=reg)
-    n_labels = Gauge(
-        "gavel_judge_calibration_labels", "Labelled and judged records", cal_labels, registry=reg
-    )
-    for c in calibration:
-        trusted.labels(c.criterion, c.criterion_version).set(1 if c.trusted else 0)
-        n_labels.labels(c.criterion, c.criterion_version).set(c.n)
-        if c.kappa is not None:
-            kappa.labels(c.criterion, c.criterion_version).set(c.kappa)
-    for r in res.rates:
-        lv = [r.criterion, r.criterion_version, r.model]
-        if r.pass_rate is not None:
-            rate.labels(*lv).set(r.pass_rate)
-        n.labels(*lv).set(r.passes + r.fails)
-        errs.labels(*lv).set(r.errors)
-        dropped.labels(*lv).set(1 if r.dropped else 0)
-    cost.set(res.judge_cost_usd)
+    reg = figures_registry(daily_figures(res, calibration))
     write_to_textfile(str(path), reg)
     if pushgateway:
         push_to_gateway(pushgateway, job="gavel_judge", registry=reg)

@@ -20,15 +20,18 @@ from serving._config import (
     parse_model,
 )
 from serving._errors import CliError, openai_error
+from serving._figures import figures_registry
 from serving._keys import bearer_token, hash_key, new_key
 from serving._stack import connect_ray
-from serving._wire import SOURCE_HEADER, ApiKey, Scope, Source, TrafficRecord
+from serving._wire import SOURCE_HEADER, ApiKey, Figure, FigureJob, Scope, Source, TrafficRecord
 
 __all__ = [
     "SOURCE_HEADER",
     "ApiKey",
     "CliError",
     "ConfigError",
+    "Figure",
+    "FigureJob",
     "GavelModel",
     "ModelConfig",
     "PriceConfig",
@@ -42,6 +45,7 @@ __all__ = [
     "build_app",
     "check_sources",
     "connect_ray",
+    "figures_registry",
     "hash_key",
     "hourly_per_mtok",
     "load_config",

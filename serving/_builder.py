@@ -92,6 +92,7 @@ def gateway_settings(config: StackConfig, *, base_dir: Path) -> dict[str, Any]:
         spool_dir=str(spool if spool.is_absolute() else (base_dir / spool).resolve()),
         roles={m.model_id: m.role for m in config.models},
         prices=prices,
+        slos={m.model_id: m.slo for m in config.models},
     )
     return settings.model_dump(mode="json")
 

@@ -76,6 +76,10 @@ def commands(cli: CommandSet) -> None:
     export.add_argument("--out", help="output file (default: reports/traffic-DATE.FORMAT)")
     export.set_defaults(func=cmd_traffic_export)
 
+    from serving.monitoring._cli import add_commands
+
+    add_commands(cli)
+
 
 def _load(path: str) -> tuple[StackConfig, Path]:
     from serving._config import load_config
@@ -177,7 +181,21 @@ def _cmd_status(args: argparse.Namespace) -> int:
         except httpx.HTTPError as exc:
             shown = f"unreachable ({type(exc).__name__})"
         print(f"endpoint {state.base_url}: {shown}; serving {', '.join(models)}")
+        _print_scrape_targets(state.config_file)
     return 0 if status == "RUNNING" else 1
+
+
+def _print_scrape_targets(config_file: str) -> None:
+    from serving._config import ConfigError, load_config
+    from serving.monitoring._prometheus import scrape_targets
+
+    try:
+        config = load_config(config_file)
+    except ConfigError as exc:
+        print(f"scrape targets: unknown ({exc})")
+        return
+    for t in scrape_targets(config):
+        print(f"scrape target {t.job}: {t.url}")
 
 
 def _cmd_down(args: argparse.Namespace) -> int:

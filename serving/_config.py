@@ -14,6 +14,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 Role = Literal["app", "judge"]
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.5, 1, 2, 2.5, 5, 10, 30, 60,
+                   120, 300)  # fmt: skip
+"""Bucket bounds (seconds) of the gateway's TTFT, TPOT and end-to-end histograms."""
 """Models are referred to by role, never by id, everywhere outside the config."""
 
 
@@ -177,6 +180,31 @@ class PriceConfig(GavelModel):
         return ((prompt_tokens or 0) * inp + (completion_tokens or 0) * out) / 1e6
 
 
+class SloConfig(GavelModel):
+    """Latency objectives of one model: what share of requests must meet each target.
+
+    Targets must be bucket bounds of the gateway's latency histograms, so dashboards and
+    alerts read attainment straight from the buckets.
+    """
+
+    ttft_s: Annotated[float, Field(gt=0)] = 1.0
+    """Time-to-first-token target."""
+    tpot_s: Annotated[float, Field(gt=0)] = 0.1
+    """Time-per-output-token target (mean over a request's decode)."""
+    objective: Annotated[float, Field(gt=0, lt=1)] = 0.95
+    """Share of requests that must meet each target; ``1 - objective`` is the error budget."""
+
+    @model_validator(mode="after")
+    def _on_buckets(self) -> SloConfig:
+        for name, value in (("ttft_s", self.ttft_s), ("tpot_s", self.tpot_s)):
+            if value not in LATENCY_BUCKETS:
+                raise ValueError(
+                    f"{name} = {value} is not a latency bucket bound; use one of "
+                    + ", ".join(f"{b:g}" for b in LATENCY_BUCKETS)
+                )
+        return self
+
+
 class ModelConfig(GavelModel):
     """One served model: its role, served id, weights, engine, replicas and resources."""
 
@@ -192,6 +220,7 @@ class ModelConfig(GavelModel):
     stream_batching_interval_ms: Annotated[float, Field(ge=0)] | None = None
     """Ray Serve LLM groups stream chunks for this long; ``None`` keeps Ray's default (50)."""
     price: PriceConfig = PriceConfig()
+    slo: SloConfig = SloConfig()
 
 
 class HttpConfig(GavelModel):
@@ -199,10 +228,15 @@ class HttpConfig(GavelModel):
 
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    public_url: Annotated[str, Field(pattern=r"^https?://[^\s]+/v1$")] | None = None
+    """The OpenAI base URL Gavel's own jobs (judge, evals, load test) use when it is not
+    the listen address, e.g. ``http://gavel-serve-svc:8000/v1`` in Kubernetes."""
 
     @property
     def base_url(self) -> str:
         """The OpenAI base URL clients use."""
+        if self.public_url is not None:
+            return self.public_url
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
         return f"http://{host}:{self.port}/v1"
 
@@ -295,6 +329,9 @@ class RayConfig(GavelModel):
     """Cluster address (``auto``, ``ray://...``); ``None`` joins a running one or starts one."""
     num_cpus: Annotated[int, Field(ge=1)] | None = None
     """Logical CPUs for a locally started Ray (the CPU stack needs more than it has cores)."""
+    metrics_export_port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    """Where each Ray node serves Prometheus metrics (vLLM's engine metrics, ``ray_vllm_*``).
+    ``gavel serve`` passes it to the Ray it starts; a cluster joined must use the same."""
 
 
 class StackConfig(GavelModel):

@@ -120,8 +120,13 @@ def connect_ray(address: str | None) -> bool:
     return True
 
 
-def start_local_ray(num_cpus: int | None, *, port: int = DEFAULT_HEAD_PORT) -> str:
-    """Start a single-node Ray head with ``ray start`` (it outlives this process)."""
+def start_local_ray(
+    num_cpus: int | None, *, port: int = DEFAULT_HEAD_PORT, metrics_port: int | None = None
+) -> str:
+    """Start a single-node Ray head with ``ray start`` (it outlives this process).
+
+    ``metrics_port`` is where the node serves Prometheus metrics (vLLM's engine metrics).
+    """
     cmd = [
         _ray_bin(),
         "start",
@@ -133,6 +138,8 @@ def start_local_ray(num_cpus: int | None, *, port: int = DEFAULT_HEAD_PORT) -> s
     ]
     if num_cpus is not None:
         cmd.append(f"--num-cpus={num_cpus}")
+    if metrics_port is not None:
+        cmd.append(f"--metrics-export-port={metrics_port}")
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
@@ -188,7 +195,7 @@ def deploy(
                 "from the config to let Gavel start a local one"
             )
         log(f"starting a local Ray cluster ({config.ray.num_cpus or 'auto'} logical CPUs)")
-        address = start_local_ray(config.ray.num_cpus)
+        address = start_local_ray(config.ray.num_cpus, metrics_port=config.ray.metrics_export_port)
         started = True
         if not connect_ray(address):
             raise StackError(f"started Ray at {address} but could not connect to it")

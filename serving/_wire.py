@@ -69,3 +69,18 @@ class TrafficRecord(GavelModel):
     """``judge`` or ``eval`` for Gavel's own calls (``X-Gavel-Source``), else ``production``."""
     client_request_id: Annotated[str, Field(max_length=256)] | None = None
     """The client's own id (body ``request_id`` or ``X-Request-Id``), for correlation only."""
+
+
+FigureJob = Literal["judge", "judge_status", "loadtest"]
+"""Which job published a set of figures; each job's set replaces its previous one."""
+
+
+class Figure(GavelModel):
+    """One gauge value a batch job publishes for Prometheus (a daily pass rate, a load-test
+    p50, the judge job's last success). The gateway's ``/metrics`` serves the latest set of
+    every job from the store, so a Prometheus that scrapes the stack sees them."""
+
+    name: Annotated[str, Field(pattern=r"^gavel_[a-z0-9_]+$", max_length=128)]
+    help: Annotated[str, Field(max_length=256)]
+    labels: dict[str, str] = Field(default_factory=dict)
+    value: float

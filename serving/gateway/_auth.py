@@ -38,6 +38,8 @@ class KeyCache:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self._entries: OrderedDict[str, tuple[float, ApiKey]] = OrderedDict()
+        self.store_ok: bool | None = None
+        """Whether the last lookup that went to the store reached it (``None``: none yet)."""
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -53,11 +55,13 @@ class KeyCache:
         try:
             key = await asyncio.to_thread(self._store.key_by_hash, key_hash)
         except Exception:
+            self.store_ok = False
             if hit is None:
                 raise
             # Store down: keep serving keys already validated (captures are spooled meanwhile).
             log.warning("key store unreachable; using the cached key")
             return hit[1]
+        self.store_ok = True
         if key is None:
             self._entries.pop(key_hash, None)
             return None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -57,6 +58,9 @@ from serving.store import Store
 
 log = logging.getLogger("gavel.gateway")
 
+FIGURES_TTL_S = 10.0
+"""The batch jobs' figures served on ``/metrics`` are re-read from the store this often."""
+
 _ERROR_TYPES = {400: "invalid_request_error", 404: "model_not_found"}
 _REQUEST_MODELS: dict[str, type[ChatCompletionRequest] | type[CompletionRequest]] = {
     "chat": ChatCompletionRequest,
@@ -85,9 +89,11 @@ class GavelIngress(OpenAiIngress):
         self._settings = GatewaySettings.model_validate(gateway)
         self._limiter = limiter
         self._metrics = GatewayMetrics()
-        self._metrics.know_models(sorted(self._settings.roles))
+        self._metrics.know_models(sorted(self._settings.roles), self._settings.slos)
         cfg = self._settings.config
         store = Store(self._settings.store_url)
+        self._store = store
+        self._figures_at = -FIGURES_TTL_S
         self._keys = KeyCache(
             store, ttl_s=cfg.auth.key_cache_ttl_s, max_entries=cfg.auth.key_cache_size
         )
@@ -121,7 +127,25 @@ class GavelIngress(OpenAiIngress):
         """Prometheus text exposition of the gateway's metrics."""
         from prometheus_client import CONTENT_TYPE_LATEST
 
+        await self._refresh_figures()
+        down = self._keys.store_ok is False or (
+            self._writer is not None and self._writer.store_down
+        )
+        self._metrics.store_up.set(0 if down else 1)
         return Response(self._metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    async def _refresh_figures(self) -> None:
+        """Re-read the batch jobs' figures from the store, at most every ``FIGURES_TTL_S``."""
+        now = time.monotonic()
+        if now - self._figures_at < FIGURES_TTL_S:
+            return
+        self._figures_at = now
+        try:
+            figures = await asyncio.to_thread(self._store.figures)
+        except Exception:  # store down: keep serving the last figures; store_up says why
+            log.warning("cannot read figures from the store", exc_info=True)
+            return
+        self._metrics.figures.update(figures)
 
     # --- OpenAI routes, wrapped -------------------------------------------------
 

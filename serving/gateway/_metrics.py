@@ -1,16 +1,34 @@
 """Prometheus metrics of the gateway (prometheus-client, one registry per ingress replica).
 
-Labels are model, status and source only (``source``: ``production``, ``judge`` or
-``eval``, so Gavel's own calls are priced apart): no prompt text, key or user id ever
-becomes a label.
+Labels are model, status, source, an output-length bucket and, on one cost counter, the
+key's *name* (admin-chosen, bounded): no prompt text, key secret or user id ever becomes
+a label. The batch jobs' latest figures (daily pass rates, load-test results, job status)
+are read from the store and served here too (:class:`FiguresCollector`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-_LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+from serving._config import LATENCY_BUCKETS, SloConfig
+from serving._figures import FiguresCollector
+
 _TOKEN_BUCKETS = (1, 4, 16, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+LENGTH_BUCKETS = (16, 64, 256, 1024)
+"""Upper bounds of the output-length buckets that split TTFT and end-to-end latency."""
+_LENGTH_LABELS = ("none", *(f"le{b}" for b in LENGTH_BUCKETS), f"gt{LENGTH_BUCKETS[-1]}")
+
+
+def length_bucket(completion_tokens: int | None) -> str:
+    """The ``output_len`` label of a request: ``le16`` ... ``le1024``, ``gt1024`` or ``none``."""
+    if completion_tokens is None:
+        return "none"
+    for b in LENGTH_BUCKETS:
+        if completion_tokens <= b:
+            return f"le{b}"
+    return f"gt{LENGTH_BUCKETS[-1]}"
 
 
 class GatewayMetrics:
@@ -34,23 +52,48 @@ class GatewayMetrics:
         self.cost = Counter(
             "gavel_cost_usd", "Cost of served requests", ["model", "source"], registry=r
         )
+        self.key_cost = Counter(
+            "gavel_key_cost_usd", "Cost of served requests by API key name",
+            ["key_name", "model"], registry=r,
+        )  # fmt: skip
         self.ttft = Histogram(
-            "gavel_ttft_seconds", "Time to first token", ["model"],
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "gavel_ttft_seconds", "Time to first token (successful requests)",
+            ["model", "output_len"], buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.tpot = Histogram(
+            "gavel_tpot_seconds", "Mean time per output token after the first",
+            ["model"], buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.e2e = Histogram(
-            "gavel_e2e_seconds", "End-to-end latency", ["model"],
-            buckets=_LATENCY_BUCKETS, registry=r,
+            "gavel_e2e_seconds", "End-to-end latency (successful requests)",
+            ["model", "output_len"], buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.output_len = Histogram(
             "gavel_output_length_tokens", "Completion length", ["model"],
             buckets=_TOKEN_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.slo_requests = Counter(
+            "gavel_slo_requests", "Successful requests checked against a latency objective",
+            ["model", "slo", "result"], registry=r,
+        )  # fmt: skip
+        self.slo_target = Gauge(
+            "gavel_slo_target_seconds", "Configured latency target", ["model", "slo"], registry=r
+        )
+        self.slo_objective = Gauge(
+            "gavel_slo_objective", "Share of requests that must meet the target",
+            ["model", "slo"], registry=r,
         )  # fmt: skip
         self.in_flight = Gauge("gavel_in_flight_requests", "Requests in flight", ["model"],
                                registry=r)  # fmt: skip
         self.rejected = Counter(
             "gavel_rejected_requests", "Requests refused by the gateway", ["reason"], registry=r
         )
+        self.store_up = Gauge(
+            "gavel_store_up",
+            "1 if the last key lookup and capture write reached the store, else 0",
+            registry=r,
+        )
+        self.store_up.set(1)
         self.queue_depth = Gauge(
             "gavel_capture_queue_depth", "Captured records waiting to be written", registry=r
         )
@@ -68,18 +111,42 @@ class GatewayMetrics:
         self.capture_written = Counter(
             "gavel_capture_written_records", "Captured records written to the store", registry=r
         )
+        self.figures = FiguresCollector()
+        r.register(self.figures)
+        self._slos: dict[str, SloConfig] = {}
 
-    def know_models(self, models: list[str]) -> None:
+    def know_models(self, models: list[str], slos: Mapping[str, SloConfig] | None = None) -> None:
         """Create every per-model series at zero, so each exists before its first request
-        (dashboards and alerts then see 0, not "no data")."""
+        (dashboards and alerts then see 0, not "no data"), and publish the objectives."""
+        self._slos = dict(slos or {})
         for m in models:
-            for h in (self.ttft, self.e2e, self.output_len):
-                h.labels(m)
+            for length in _LENGTH_LABELS:
+                self.ttft.labels(m, length)
+                self.e2e.labels(m, length)
+            self.tpot.labels(m)
+            self.output_len.labels(m)
             self.in_flight.labels(m)
             for src in ("production", "judge", "eval"):
                 self.input_tokens.labels(m, src)
                 self.output_tokens.labels(m, src)
                 self.cost.labels(m, src)
+            slo = self._slos.get(m)
+            if slo is None:
+                continue
+            for name, target in (("ttft", slo.ttft_s), ("tpot", slo.tpot_s)):
+                self.slo_target.labels(m, name).set(target)
+                self.slo_objective.labels(m, name).set(slo.objective)
+                for result in ("met", "missed"):
+                    self.slo_requests.labels(m, name, result)
+
+    def count_slo(self, model: str, *, ttft_s: float | None, tpot_s: float | None) -> None:
+        """Count one successful request as meeting or missing each of its model's targets."""
+        slo = self._slos.get(model)
+        if slo is None:
+            return
+        for name, value, target in (("ttft", ttft_s, slo.ttft_s), ("tpot", tpot_s, slo.tpot_s)):
+            if value is not None:
+                self.slo_requests.labels(model, name, "met" if value <= target else "missed").inc()
 
     def render(self) -> bytes:
         """The Prometheus text exposition of this registry."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from serving._config import GatewayConfig, GavelModel, PriceConfig
+from serving._config import GatewayConfig, GavelModel, PriceConfig, SloConfig
 from serving._wire import TrafficRecord
 from serving.gateway._call import Call
-from serving.gateway._metrics import GatewayMetrics
+from serving.gateway._metrics import GatewayMetrics, length_bucket
 from serving.gateway._redact import redact, redact_obj
 from serving.gateway._text import clean
 
@@ -22,6 +22,8 @@ class GatewaySettings(GavelModel):
     roles: dict[str, str]
     """Served model id -> role."""
     prices: dict[str, PriceConfig]
+    slos: dict[str, SloConfig] = {}
+    """Served model id -> latency objectives (the gateway counts attainment)."""
 
 
 def observe(call: Call, metrics: GatewayMetrics, cost: float | None, e2e_s: float) -> None:
@@ -36,9 +38,19 @@ def observe(call: Call, metrics: GatewayMetrics, cost: float | None, e2e_s: floa
         metrics.output_len.labels(model).observe(call.completion_tokens)
     if cost:
         metrics.cost.labels(model, src).inc(cost)
+        if call.key is not None:
+            metrics.key_cost.labels(call.key.name, model).inc(cost)
+    if call.status >= 400:
+        return  # latency of refusals and failures says nothing about the model's speed
+    length = length_bucket(call.completion_tokens)
+    tpot = None
     if call.ttft_s is not None:
-        metrics.ttft.labels(model).observe(call.ttft_s)
-    metrics.e2e.labels(model).observe(e2e_s)
+        metrics.ttft.labels(model, length).observe(call.ttft_s)
+        if call.completion_tokens is not None and call.completion_tokens > 1:
+            tpot = (e2e_s - call.ttft_s) / (call.completion_tokens - 1)
+            metrics.tpot.labels(model).observe(tpot)
+    metrics.e2e.labels(model, length).observe(e2e_s)
+    metrics.count_slo(model, ttft_s=call.ttft_s, tpot_s=tpot)
 
 
 METADATA_ONLY_FIELDS = frozenset(

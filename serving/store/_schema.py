@@ -147,3 +147,16 @@ eval_runs = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("result_json", Text, nullable=False),
 )
+
+# Figures batch jobs publish for Prometheus (the judge's daily pass rates, load-test
+# results, job status): each job replaces its whole set; the gateway serves the latest.
+figures = Table(
+    "gavel_figures",
+    metadata,
+    Column("job", String(32), primary_key=True),
+    Column("name", String(128), primary_key=True),
+    Column("labels", String(1024), primary_key=True),
+    Column("help", String(256), nullable=False),
+    Column("value", Float, nullable=False),
+    Column("written_at", DateTime(timezone=True), nullable=False),
+)

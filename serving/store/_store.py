@@ -11,11 +11,11 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 
-from serving._wire import ApiKey, TrafficRecord
+from serving._wire import ApiKey, Figure, FigureJob, TrafficRecord
 from serving.store._db import Database, Row
-from serving.store._schema import api_keys, traffic
+from serving.store._schema import api_keys, figures, traffic
 
 
 class Store(Database):
@@ -48,6 +48,28 @@ class Store(Database):
             .values(revoked_at=datetime.now(UTC))
         )
         return bool(n)
+
+    # --- figures for Prometheus ------------------------------------------------
+
+    def replace_figures(self, job: FigureJob, rows: Iterable[Figure]) -> int:
+        """Replace every figure ``job`` published before with ``rows``, in one transaction."""
+        now = datetime.now(UTC)
+        batch = [
+            {"job": job, "name": f.name, "labels": json.dumps(f.labels, sort_keys=True),
+             "help": f.help, "value": f.value, "written_at": now}
+            for f in rows
+        ]  # fmt: skip
+        with self.transaction() as conn:
+            conn.execute(delete(figures).where(figures.c.job == job))
+            return self.insert_ignore(figures, batch, conn=conn)
+
+    def figures(self) -> list[Figure]:
+        """Every job's latest figures, by name."""
+        rows = self.fetch(select(figures).order_by(figures.c.name, figures.c.labels))
+        return [
+            Figure(name=r["name"], help=r["help"], labels=json.loads(r["labels"]), value=r["value"])
+            for r in rows
+        ]
 
     # --- traffic --------------------------------------------------------------
 
