@@ -8,7 +8,7 @@ CONFIG ?= config/cpu.yaml
 SETUP_HASH := $(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
 STAMP := $(VENV)/.gavel-setup-$(SETUP_HASH)
 
-.PHONY: setup setup-gpu browser model serve test test-fast lint bench loadtest demo down clean
+.PHONY: setup setup-gpu browser prometheus model serve test test-fast lint bench loadtest demo down clean dashboards
 
 setup: $(STAMP)
 
@@ -38,6 +38,14 @@ browser:
 	  || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends chromium; }
 	@test -x $(CHROMIUM) && echo "browser: $$($(CHROMIUM) --version)"
 
+# Debian's Prometheus and promtool: the rules' unit tests and the dashboards' queries
+# run against a real Prometheus (tests/monitoring).
+PROMETHEUS ?= /usr/bin/prometheus
+prometheus:
+	@test -x $(PROMETHEUS) || $(SUDO) apt-get install -y -q --no-install-recommends prometheus \
+	  || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends prometheus; }
+	@test -x $(PROMETHEUS) && echo "prometheus: $$($(PROMETHEUS) --version 2>&1 | head -1)"
+
 model: setup
 	$(GAVEL) model prepare
 
@@ -53,17 +61,24 @@ lint: setup
 	$(VENV)/bin/mypy
 
 # The full suite (what CI runs): the real stack, PostgreSQL, Chromium.
-test: model lint browser
+test: model lint browser prometheus
+	$(GAVEL) monitoring check
 	$(VENV)/bin/pytest
 
 # Everything not marked `stack`: no Ray, no vLLM; a couple of minutes.
-test-fast: model lint browser
+test-fast: model lint browser prometheus
+	$(GAVEL) monitoring check
 	$(VENV)/bin/pytest -m "not stack"
 
 bench: model
 	$(PY) -m loadtest.bench.overhead
 	$(PY) -m loadtest.bench.crosscheck
 	$(PY) -m evals.bench.starter
+
+# A real Prometheus scraping the running stack (start it with `make serve`), with
+# Gavel's rules loaded, for a person to browse; prints the URL. Ctrl-C stops it.
+dashboards: setup prometheus
+	$(GAVEL) monitoring prometheus --config $(CONFIG)
 
 # Default sweep on the embedded default. Starts (and afterwards stops) the stack
 # unless one already answers on port 8000.

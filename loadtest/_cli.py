@@ -7,9 +7,13 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from serving import CliError
 from serving.cli import DEFAULT_CONFIG, EXIT_USAGE, CommandSet
+
+if TYPE_CHECKING:
+    from loadtest._models import SweepResult
 
 
 def _ints(text: str) -> list[int]:
@@ -112,6 +116,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             print(f"out={c.output_len} c={c.concurrency}: goodput "
                   f"{c.goodput_rps if c.goodput_rps is not None else '-'} req/s, "
                   f"cost {c.cost_per_mtok_usd or 0:.2f} USD per 1M output tokens")  # fmt: skip
+    _publish(args.config, result)
     if args.pushgateway:
         try:
             push_to_gateway(result, args.pushgateway)
@@ -120,6 +125,22 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     print(f"report: {out_dir / 'report.html'}")
     print(f"results: {out_dir / 'result.json'}")
     return 0
+
+
+def _publish(config_path: str, result: SweepResult) -> None:
+    """Store the sweep's figures, which the gateway's ``/metrics`` serves (the dashboards'
+    load-test panels). The report files are written either way."""
+    from loadtest._report import loadtest_figures
+    from serving.cli import open_store
+
+    try:
+        store = open_store(config_path)
+        try:
+            store.replace_figures("loadtest", loadtest_figures(result))
+        finally:
+            store.close()
+    except Exception as exc:
+        print(f"gavel: warning: could not store the figures for /metrics: {exc}", file=sys.stderr)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

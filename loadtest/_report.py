@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from loadtest._models import CellSummary, LatencyFit, RunInfo, SweepResult
-from serving import GavelModel
+from serving import Figure, GavelModel, figures_registry
 
 
 def run_info(stack_config: dict[str, object] | None) -> RunInfo:
@@ -180,29 +180,29 @@ def compare(old: SweepResult, new: SweepResult, *, threshold: float = 0.10) -> l
     return out
 
 
-def push_to_gateway(result: SweepResult, url: str, *, job: str = "gavel_loadtest") -> None:
-    """Push the cells' p50 latencies, throughput and cost to a Prometheus Pushgateway."""
-    from prometheus_client import CollectorRegistry, Gauge
-    from prometheus_client import push_to_gateway as push
-
-    reg = CollectorRegistry()
-    labels = ["model", "output_len", "concurrency", "mode"]
-    gauges = {
-        "ttft": Gauge("gavel_loadtest_ttft_p50_seconds", "TTFT p50", labels, registry=reg),
-        "tpot": Gauge("gavel_loadtest_tpot_p50_seconds", "TPOT p50", labels, registry=reg),
-        "e2e": Gauge("gavel_loadtest_e2e_p50_seconds", "E2E p50", labels, registry=reg),
-        "tps": Gauge(
-            "gavel_loadtest_output_tokens_per_second", "output tok/s", labels, registry=reg
-        ),
-        "cost": Gauge("gavel_loadtest_cost_per_mtok_usd", "USD per 1M output tokens", labels,
-                      registry=reg),
-    }  # fmt: skip
+def loadtest_figures(result: SweepResult) -> list[Figure]:
+    """The sweep's figures for Prometheus: per cell, p50 latencies, throughput and cost."""
+    out: list[Figure] = []
     for c in result.cells:
-        lv = [result.spec.model, str(c.output_len), str(c.concurrency), c.mode]
+        lv = {"model": result.spec.model, "output_len": str(c.output_len),
+              "concurrency": str(c.concurrency), "mode": c.mode}  # fmt: skip
         for name, v in (("ttft", c.ttft_ms.p50), ("tpot", c.tpot_ms.p50), ("e2e", c.e2e_ms.p50)):
             if v is not None:
-                gauges[name].labels(*lv).set(v / 1000)
-        gauges["tps"].labels(*lv).set(c.output_tok_s)
+                out.append(Figure(name=f"gavel_loadtest_{name}_p50_seconds",
+                                  help=f"{name.upper()} p50 of the last load test",
+                                  labels=lv, value=v / 1000))  # fmt: skip
+        out.append(Figure(name="gavel_loadtest_output_tokens_per_second",
+                          help="Output tokens per second of the last load test",
+                          labels=lv, value=c.output_tok_s))  # fmt: skip
         if c.cost_per_mtok_usd is not None:
-            gauges["cost"].labels(*lv).set(c.cost_per_mtok_usd)
-    push(url, job=job, registry=reg)
+            out.append(Figure(name="gavel_loadtest_cost_per_mtok_usd",
+                              help="USD per 1M output tokens of the last load test",
+                              labels=lv, value=c.cost_per_mtok_usd))  # fmt: skip
+    return out
+
+
+def push_to_gateway(result: SweepResult, url: str, *, job: str = "gavel_loadtest") -> None:
+    """Push the sweep's figures to a Prometheus Pushgateway."""
+    from prometheus_client import push_to_gateway as push
+
+    push(url, job=job, registry=figures_registry(loadtest_figures(result)))

@@ -67,7 +67,8 @@ def run_gavel(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[s
 
 def _serving() -> bool:
     try:
-        return httpx.get(f"{BASE_URL}/models", timeout=3).status_code == 200
+        # /health: open without a key (/v1/models needs one, so it never says 200 here).
+        return httpx.get(BASE_URL.removesuffix("/v1") + "/health", timeout=3).status_code == 200
     except httpx.HTTPError:
         return False
 

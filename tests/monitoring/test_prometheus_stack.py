@@ -1,0 +1,142 @@
+"""Every panel's every query, run by a real Prometheus scraping the real stack.
+
+A Prometheus (Debian's package) on a free port with its own storage scrapes the
+gateway's ``/metrics`` and Ray's metrics export port (vLLM's engine metrics) every
+second, with Gavel's rules loaded. A short load test and a small judging run go
+through the stack; then each query of each dashboard panel goes through Prometheus's
+HTTP API and must neither error nor come back empty.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from judges import Label, LabelStore, VerdictStore
+from serving import load_config
+from serving.monitoring import expand, panel_queries
+from serving.monitoring._prometheus import LocalPrometheus, find_prometheus, scrape_targets
+from serving.store import Store
+from tests.conftest import CONFIG, ROOT, SESSION_DIR, STORE_URL, run_gavel
+
+pytestmark = [
+    pytest.mark.stack,
+    pytest.mark.skipif(
+        find_prometheus() is None and os.environ.get("CI") != "true",
+        reason="no `prometheus` binary (Debian's package; `make prometheus` installs it)",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def prometheus(stack: str, tmp_path_factory: pytest.TempPathFactory) -> LocalPrometheus:
+    targets = scrape_targets(load_config(CONFIG))
+    prom = LocalPrometheus(
+        targets, workdir=tmp_path_factory.mktemp("prometheus"), interval_s=1,
+        rule_files=[ROOT / "k8s/monitoring/rules.yaml"],
+    )  # fmt: skip
+    prom.wait_ready()
+    yield prom  # type: ignore[misc]
+    prom.stop()
+
+
+def _judging_file(tmp: Path) -> Path:
+    shipped = yaml.safe_load((ROOT / "judges/criteria/general.yaml").read_text())["criteria"]
+    (tmp / "criteria").mkdir()
+    (tmp / "criteria/c.yaml").write_text(
+        yaml.safe_dump({"criteria": [c for c in shipped if c["name"] == "answers_question"]})
+    )
+    path = tmp / "judging.yaml"
+    path.write_text(yaml.safe_dump({
+        "criteria_dir": str(tmp / "criteria"), "sampling": {"rate": 1.0, "max_per_stratum": 3},
+        "concurrency": 3, "max_tokens": 120, "report_dir": str(tmp / "reports"),
+    }))  # fmt: skip
+    return path
+
+
+def _label_judged(day: date) -> None:
+    store = Store(STORE_URL)
+    verdicts = [v for v in VerdictStore(store).for_days(day, day) if v.verdict in ("pass", "fail")]
+    assert verdicts, "the judging run judged nothing"
+    LabelStore(store).upsert(
+        Label(item_id=v.item_id, criterion=v.criterion, criterion_version=v.criterion_version,
+              label="pass" if i % 2 == 0 else "fail", labeller="monitoring-test",
+              labelled_at=datetime.now(UTC))
+        for i, v in enumerate(verdicts)
+    )  # fmt: skip
+
+
+def _wait_for(prom: LocalPrometheus, expr: str, timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if prom.query(expr):
+            return
+        time.sleep(1)
+    raise AssertionError(f"{expr}: no series after {timeout_s:.0f} s")
+
+
+def test_every_panel_query_returns_series(
+    prometheus: LocalPrometheus, api_key: str, stack: str, tmp_path: Path
+) -> None:
+    assert prometheus.targets_up() == {"gavel-gateway": True, "ray": True} or _wait_up(prometheus)
+    # A refused request (no key), then a short load test: production traffic, cost, the
+    # load test's figures in the store.
+    assert httpx.get(f"{stack}/models", timeout=10).status_code == 401
+    sweep = run_gavel(
+        "loadtest", "sweep", "--output-lens", "4,32", "--concurrency", "1,2",
+        "--requests-per-cell", "3", "--prompt-tokens", "32", "--api-key", api_key,
+        "--out-dir", str(tmp_path / "lt"), timeout=600,
+    )  # fmt: skip
+    assert sweep.returncode == 0, sweep.stderr[-2000:]
+    # A small judging run of today's traffic: the judge's figures and status in the store.
+    today = datetime.now(UTC).date().isoformat()
+    daily = run_gavel(
+        "judge", "daily", "--date", today, "--judging", str(_judging_file(tmp_path)),
+        "--api-key", api_key, "--no-ray", timeout=600,
+    )  # fmt: skip
+    assert daily.returncode == 0, daily.stderr[-2000:]
+    # People label what was judged (mixed pass/fail), and the job runs again: nothing is
+    # judged twice, and the criterion's calibration (kappa) is published.
+    _label_judged(datetime.now(UTC).date())
+    again = run_gavel(*daily.args[1:], timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    # The gateway re-reads the figures every 10 s; Prometheus scrapes every second.
+    _wait_for(prometheus, "gavel_judge_pass_rate")
+    _wait_for(prometheus, "gavel_loadtest_output_tokens_per_second")
+    _wait_for(prometheus, "ray_vllm_kv_cache_usage_perc")
+    time.sleep(3)  # a few more scrapes, so every rate() has two samples after the load
+    counts: dict[str, int] = {}
+    failures = []
+    for uid, panel, q in panel_queries():
+        expr = expand(q.expr, rate_interval="5m")
+        try:
+            n = len(prometheus.query(expr))
+        except ValueError as exc:
+            failures.append(f"{uid} / {panel}: {expr}: {exc}")
+            continue
+        counts[f"{uid} / {panel} / {q.legend}"] = n
+        if n == 0:
+            failures.append(f"{uid} / {panel}: {expr}: no series")
+    (SESSION_DIR / "panel_series.json").write_text(json.dumps(counts, indent=2))
+    print(json.dumps(counts, indent=2))
+    assert not failures, "\n".join(failures)
+    # The rules load and evaluate against the real series.
+    rules = httpx.get(f"{prometheus.url}/api/v1/rules", timeout=10).json()["data"]["groups"]
+    assert {g["name"] for g in rules} == {"gavel.recording", "gavel.alerts"}
+    assert all(r["health"] == "ok" for g in rules for r in g["rules"]), rules
+
+
+def _wait_up(prom: LocalPrometheus, timeout_s: float = 30) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if prom.targets_up() == {"gavel-gateway": True, "ray": True}:
+            return True
+        time.sleep(1)
+    raise AssertionError(f"scrape targets not up: {prom.targets_up()}")
