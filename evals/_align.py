@@ -131,7 +131,7 @@ def align(
             Label(
                 item_id=i,
                 criterion=crit.name,
-                criterion_version=crit.version,
+                criterion_version=crit.label_version,
                 label=label_of[i],  # type: ignore[arg-type]
                 labeller="dataset",
                 labelled_at=now,

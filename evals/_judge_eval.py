@@ -83,7 +83,7 @@ def evaluate_judge(
                 Label(
                     item_id=uid,
                     criterion=crit.name,
-                    criterion_version=crit.version,
+                    criterion_version=crit.label_version,
                     label=value,
                     labeller="dataset",
                     labelled_at=now,

@@ -25,7 +25,8 @@ def promote(
         if v.day is not None and first.isoformat() <= v.day <= (last or date.max).isoformat()
     ]
     labels = LabelStore(store).for_items({v.item_id for v in verdicts})
-    labels = [lab for lab in labels if versions.get(lab.criterion) == lab.criterion_version]
+    label_versions = {c.name: c.label_version for c in criteria}
+    labels = [lab for lab in labels if label_versions.get(lab.criterion) == lab.criterion_version]
     agreed = {}
     for name in versions:
         mine, _ = consensus([lab for lab in labels if lab.criterion == name])

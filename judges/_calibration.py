@@ -151,7 +151,7 @@ def labeller_agreement(
     for crit in criteria:
         by_labeller: dict[str, dict[str, str]] = defaultdict(dict)
         for lab in labels:
-            if lab.criterion == crit.name and lab.criterion_version == crit.version:
+            if lab.criterion == crit.name and lab.criterion_version == crit.label_version:
                 by_labeller[lab.labeller][lab.item_id] = lab.label
         names = sorted(by_labeller)
         for i, a in enumerate(names):
@@ -164,7 +164,7 @@ def labeller_agreement(
                 out.append(
                     LabellerAgreement(
                         criterion=crit.name,
-                        criterion_version=crit.version,
+                        criterion_version=crit.label_version,
                         labeller_a=a,
                         labeller_b=b,
                         n=m.n,
@@ -206,7 +206,9 @@ def calibration_row(
     """Calibrate one criterion: its current version's labels against the judge's verdicts."""
     version = criterion.version
     mine = [lab for lab in labels if lab.criterion == criterion.name]
-    current, disputed = consensus([lab for lab in mine if lab.criterion_version == version])
+    current, disputed = consensus(
+        [lab for lab in mine if lab.criterion_version == criterion.label_version]
+    )
     judged = {
         v.item_id: v.verdict
         for v in verdicts
@@ -226,7 +228,7 @@ def calibration_row(
             criterion_version=lab.criterion_version,
             labeller=lab.labeller,
             note=lab.criterion_note,
-            current=lab.criterion_version == version,
+            current=lab.criterion_version == criterion.label_version,
         )
         for lab in mine
         if lab.criterion_note
@@ -245,7 +247,9 @@ def calibration_row(
         trusted=trusted,
         reason=reason,
         unjudged_labels=len(current) - len(pairs),
-        earlier_version_labels=sum(lab.criterion_version != version for lab in mine),
+        earlier_version_labels=sum(
+            lab.criterion_version != criterion.label_version for lab in mine
+        ),
         disputed_items=disputed,
         drift_notes=notes,
     )

@@ -18,6 +18,23 @@ class JudgeCallError(Exception):
     """The judge gave no valid answer within the retries; recorded as an error verdict."""
 
 
+CHOICE_TOP_LOGPROBS = 10
+
+
+def _first_token_logprobs(response: Any, choices: list[str]) -> dict[str, float]:
+    """Log-probabilities of each choice's first token at the answer's first position."""
+    lp = response.choices[0].logprobs
+    if lp is None or not lp.content:
+        return {}
+    top = {t.token.strip().lower(): t.logprob for t in lp.content[0].top_logprobs or []}
+    out: dict[str, float] = {}
+    for c in choices:
+        for token, value in top.items():
+            if token and c.startswith(token) and c not in out:
+                out[c] = value
+    return out
+
+
 class JudgeClientConfig(GavelModel):
     """How the judge model is called (picklable, so Ray tasks can rebuild the client)."""
 
@@ -57,6 +74,48 @@ class JudgeClient:
     async def close(self) -> None:
         """Close the HTTP client."""
         await self._client.close()
+
+    async def choose(
+        self, system: str, user: str, choices: list[str]
+    ) -> tuple[str, dict[str, float], Usage]:
+        """One of ``choices`` as the whole answer (vLLM structured outputs, ``choice``),
+        with the log-probabilities the judge gave each choice's first token (from its top
+        logprobs; a choice outside them is absent). Retries like :meth:`ask`."""
+        messages: Any = [
+            {"role": "system", "content": system},
+            {"role": "user", "content": user},
+        ]
+        last = "no attempt"
+        used = Usage()
+        for attempt in range(self.cfg.max_retries + 1):
+            try:
+                r = await self._client.chat.completions.create(
+                    model=self.cfg.model,
+                    messages=messages,
+                    max_tokens=4,
+                    temperature=self.cfg.temperature,
+                    logprobs=True,
+                    top_logprobs=CHOICE_TOP_LOGPROBS,
+                    extra_body={"structured_outputs": {"choice": choices}},
+                )
+                if r.usage is not None:
+                    used = Usage(
+                        used.prompt_tokens + r.usage.prompt_tokens,
+                        used.completion_tokens + r.usage.completion_tokens,
+                    )
+                content = (r.choices[0].message.content or "").strip()
+                if content not in choices:
+                    last = f"invalid answer: {content[:40]!r}"
+                    continue
+                return content, _first_token_logprobs(r, choices), used
+            except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+                last = f"{type(exc).__name__}"
+            except openai.APIStatusError as exc:
+                last = f"HTTP {exc.status_code}: {str(exc.message)[:200]}"
+                if exc.status_code < 500 and exc.status_code != 429:
+                    break
+            await asyncio.sleep(min(2.0, 0.25 * 2**attempt))
+        raise JudgeCallError(f"{last} (after {attempt + 1} attempt(s))") from None
 
     async def ask(self, system: str, user: str, answer: type[T]) -> tuple[T, Usage]:
         """One structured answer; retries timeouts and invalid answers, then raises."""

@@ -10,6 +10,10 @@ from pydantic import Field
 
 from serving import GavelModel
 
+VerdictFormat = Literal["reasoning_first", "verdict_only"]
+DEFAULT_VERDICT_FORMAT: VerdictFormat = "verdict_only"
+"""The format calibrated better against human labels on the CPU default (README, Judging)."""
+
 
 class AppliesTo(GavelModel):
     """Which captured traffic a criterion judges (every given filter must match)."""
@@ -37,11 +41,30 @@ class Criterion(GavelModel):
     applies_to: AppliesTo = AppliesTo()
     pair_key: str = "pair"
     """For ``pairwise``: the metadata key that groups the two responses to compare."""
+    verdict_format: VerdictFormat = DEFAULT_VERDICT_FORMAT
+    """Pass/fail kinds: ``reasoning_first`` (a sentence of reasoning, then the verdict) or
+    ``verdict_only`` (one constrained token; the probability of ``fail`` from its
+    logprobs is kept as a confidence). Recorded in each verdict's judge arguments; the
+    version (what *pass* means) does not change with it."""
+
+    @property
+    def label_version(self) -> str:
+        """Hash of what *pass* means (kind and rubric). Human labels carry it: a label
+        judges the response against the rubric, whatever format the judge answers in."""
+        blob = json.dumps({"kind": self.kind, "rubric": self.rubric.strip()}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     @property
     def version(self) -> str:
-        """Hash of what the judge sees (kind and rubric): a new rubric is a new version."""
-        blob = json.dumps({"kind": self.kind, "rubric": self.rubric.strip()}, sort_keys=True)
+        """Hash of what the judge does (kind, rubric and, unless ``reasoning_first``, the
+        verdict format): verdicts carry it, so two judges' verdicts never mix. For
+        ``reasoning_first`` it equals :attr:`label_version` (the versions of before)."""
+        if self.verdict_format == "reasoning_first":
+            return self.label_version
+        blob = json.dumps(
+            {"kind": self.kind, "rubric": self.rubric.strip(), "format": self.verdict_format},
+            sort_keys=True,
+        )
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

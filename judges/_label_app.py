@@ -117,18 +117,18 @@ def build_queue(
     """The records to label, in (day, item) order, after the filters. Pure.
 
     ``verdicts`` are those of the pass/fail criteria on the page; ``labels`` are the
-    labeller's own. Filtering by the judge's verdict keeps labelled records only, so the
+    labeller's own, at the criteria's current label versions. Filtering by the judge's verdict keeps labelled records only, so the
     queue never reveals a verdict before the labeller has labelled the record.
     """
     by_item: dict[str, dict[str, Verdict]] = defaultdict(dict)
     for v in verdicts:
         by_item[v.item_id][v.criterion] = v
-    human = {(lab.item_id, lab.criterion, lab.criterion_version): lab for lab in labels}
+    human = {(lab.item_id, lab.criterion): lab for lab in labels}
     out: list[QueueEntry] = []
     for item_id, crits in by_item.items():
         if filters.criterion is not None and filters.criterion not in crits:
             continue
-        mine = {c: human.get((item_id, c, v.criterion_version)) for c, v in crits.items()}
+        mine = {c: human.get((item_id, c)) for c in crits}
         labelled = all(lab is not None for lab in mine.values())
         if filters.verdict is not None:
             looked = [crits[filters.criterion]] if filters.criterion else list(crits.values())
@@ -162,6 +162,7 @@ def build_label_app(
     """The labelling app over ``store``, for the pass/fail ``criteria`` (current versions)."""
     crits = {c.name: c for c in (kinds or default_kinds()).pass_fail(criteria)}
     versions = {name: c.version for name, c in crits.items()}
+    label_versions = {name: c.label_version for name, c in crits.items()}
     store.ensure_schema()
     vstore, lstore = VerdictStore(store), LabelStore(store)
     app = FastAPI(title="Gavel labelling", docs_url=None, redoc_url=None, openapi_url=None)
@@ -228,7 +229,11 @@ def build_label_app(
         if filters.criterion is not None and filters.criterion not in crits:
             raise HTTPException(400, f"criterion: no pass/fail criterion {filters.criterion!r}")
         found = vstore.current(versions, day=filters.day, model=filters.model)
-        labels = lstore.for_items({v.item_id for v in found}, labeller=who.name)
+        labels = [
+            lab
+            for lab in lstore.for_items({v.item_id for v in found}, labeller=who.name)
+            if label_versions.get(lab.criterion) == lab.criterion_version
+        ]
         return build_queue(found, labels, filters)
 
     @app.get("/api/agreement")
@@ -245,7 +250,7 @@ def build_label_app(
         human = {
             lab.criterion: lab
             for lab in lstore.for_items([item_id], labeller=labeller)
-            if versions.get(lab.criterion) == lab.criterion_version
+            if label_versions.get(lab.criterion) == lab.criterion_version
         }
         revealed = all(v.criterion in human for v in found)
         views = []
@@ -297,7 +302,7 @@ def build_label_app(
             Label(
                 item_id=item_id,
                 criterion=i.criterion,
-                criterion_version=versions[i.criterion],
+                criterion_version=label_versions[i.criterion],
                 label=i.label,
                 note=i.note or None,
                 criterion_note=i.criterion_note or None,

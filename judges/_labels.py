@@ -170,7 +170,7 @@ def parse_label_file(
         if crit.name not in labelled:
             problems.append((no, f"criterion: {row.criterion!r} is {crit.kind}, not pass/fail"))
             continue
-        version = row.criterion_version or crit.version
+        version = row.criterion_version or crit.label_version
         who = row.labeller or labeller
         key = (row.item_id, row.criterion, version, who)
         if key in seen:

@@ -40,6 +40,8 @@ class JudgeOutcome:
     order_winners: list[str] | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    p_fail: float | None = None
+    """Verdict-only format: probability of ``fail`` from the judge's logprobs."""
 
 
 @dataclass(frozen=True)

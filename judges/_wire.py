@@ -94,6 +94,8 @@ class Verdict(GavelModel):
     error: str | None = None
     order_winners: list[str] | None = None
     """Pairwise: the winner (A/B/tie, by response) in order AB and in order BA."""
+    p_fail: float | None = None
+    """Verdict-only format: the judge's probability of ``fail`` (a confidence)."""
     judge_prompt_tokens: int = 0
     judge_completion_tokens: int = 0
     judge_cost_usd: float = 0.0

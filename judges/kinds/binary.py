@@ -7,7 +7,7 @@ from judges._client import JudgeClient
 from judges._criteria import Criterion
 from judges._registry import CriterionKind, JudgeFn, JudgeOutcome
 from judges._wire import JudgeItem, PassFailAnswer
-from judges.kinds._pass_fail import REPLY, ask_pass_fail
+from judges.kinds._pass_fail import ask_pass_fail, shared_prefix
 
 
 def binary_judge(criterion: Criterion, client: JudgeClient) -> JudgeFn:
@@ -17,8 +17,9 @@ def binary_judge(criterion: Criterion, client: JudgeClient) -> JudgeFn:
         ex = item.exchanges[0]
         return await ask_pass_fail(
             client,
-            f"Criterion: {criterion.name}\nRubric: {criterion.rubric}\n\n"
-            f"Conversation:\n{ex.render_request()}\n\nResponse:\n{ex.response}\n\n" + REPLY,
+            shared_prefix(criterion)
+            + f"Conversation:\n{ex.render_request()}\n\nResponse:\n{ex.response}",
+            criterion.verdict_format,
         )
 
     return score
@@ -27,7 +28,7 @@ def binary_judge(criterion: Criterion, client: JudgeClient) -> JudgeFn:
 KIND = CriterionKind(
     name="binary",
     judge_name="binary_rubric",
-    judge_version="1",
+    judge_version="2",
     factory=binary_judge,
     answer=PassFailAnswer,
     aggregate=pass_fail_rates,

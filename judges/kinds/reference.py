@@ -7,7 +7,7 @@ from judges._client import JudgeClient
 from judges._criteria import Criterion
 from judges._registry import CriterionKind, JudgeFn, JudgeOutcome
 from judges._wire import JudgeItem, PassFailAnswer
-from judges.kinds._pass_fail import REPLY, ask_pass_fail
+from judges.kinds._pass_fail import ask_pass_fail, shared_prefix
 
 
 def reference_judge(criterion: Criterion, client: JudgeClient) -> JudgeFn:
@@ -17,10 +17,10 @@ def reference_judge(criterion: Criterion, client: JudgeClient) -> JudgeFn:
         ex = item.exchanges[0]
         return await ask_pass_fail(
             client,
-            f"Criterion: {criterion.name}\nRubric: {criterion.rubric}\n\n"
-            f"Conversation:\n{ex.render_request()}\n\n"
+            shared_prefix(criterion) + f"Conversation:\n{ex.render_request()}\n\n"
             f"Expected answer: {ex.metadata.get('expected', '')}\n\n"
-            f"Response:\n{ex.response}\n\n" + REPLY,
+            f"Response:\n{ex.response}",
+            criterion.verdict_format,
         )
 
     return score
@@ -35,7 +35,7 @@ def _needs_expected(criterion: Criterion) -> str | None:
 KIND = CriterionKind(
     name="reference",
     judge_name="reference_match",
-    judge_version="1",
+    judge_version="2",
     factory=reference_judge,
     answer=PassFailAnswer,
     aggregate=pass_fail_rates,

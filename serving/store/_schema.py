@@ -87,6 +87,8 @@ verdicts = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     # The run a verdict belongs to: the day for the daily job, an eval run's id.
     Column("run_id", String(64), index=True),
+    # Verdict-only judging: the judge's probability of "fail" (from its logprobs).
+    Column("p_fail", Float),
 )
 
 # One label per item, criterion version and labeller: two people keep two labels.

@@ -20,7 +20,7 @@ def test_promote_writes_labelled_records_and_tags_judge_misses(seeded: Seeded, t
             Label(
                 item_id=a,
                 criterion="concise",
-                criterion_version=by["concise"].version,
+                criterion_version=by["concise"].label_version,
                 label=flipped,
                 labeller="alice",
                 labelled_at=now,
@@ -28,7 +28,7 @@ def test_promote_writes_labelled_records_and_tags_judge_misses(seeded: Seeded, t
             Label(
                 item_id=b,
                 criterion="concise",
-                criterion_version=by["concise"].version,
+                criterion_version=by["concise"].label_version,
                 label=seeded.judge[(b, "concise")],
                 labeller="alice",
                 labelled_at=now,

@@ -13,6 +13,8 @@ from judges._wire import Verdict
 
 CRIT = Criterion(name="answers_question", kind="binary", rubric="Does it answer the question?")
 V = CRIT.version
+LV = CRIT.label_version
+"""Labels carry the label version (what pass means); verdicts the judge's version."""
 CFG = CalibrationConfig(min_kappa=0.6, min_labels=3)
 T0 = datetime(2026, 11, 1, 12, tzinfo=UTC)
 
@@ -21,7 +23,7 @@ def label(
     i: int,
     value: str,
     *,
-    version: str = V,
+    version: str = LV,
     when: datetime = T0,
     drift: str | None = None,
     crit: str = CRIT.name,
@@ -186,7 +188,7 @@ def test_calibrate_filters_since_and_criterion_skips_pairwise() -> None:
     labels = [
         label(1, "fail", when=datetime(2026, 10, 1, tzinfo=UTC)),
         label(2, "fail", when=datetime(2026, 11, 5, tzinfo=UTC)),
-        label(3, "pass", crit="concise", version=other.version),
+        label(3, "pass", crit="concise", version=other.label_version),
     ]
     verdicts = [
         verdict(1, "fail"),

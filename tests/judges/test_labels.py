@@ -22,7 +22,7 @@ from tests.judges.conftest import LABELLED_CRITERIA, Seeded, secret, write_confi
 
 
 def _label(s: Seeded, item: str, crit: str, value: str, who: str = "alice") -> Label:
-    version = next(c.version for c in s.criteria if c.name == crit)
+    version = next(c.label_version for c in s.criteria if c.name == crit)
     return Label(
         item_id=item,
         criterion=crit,
