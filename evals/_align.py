@@ -105,7 +105,12 @@ def align(
                 for it in labelled
             }
             continue
-        crit = base.model_copy(update={"rubric": _rubric(base, cand, shots, label_of)})
+        crit = base.model_copy(
+            update={
+                "rubric": _rubric(base, cand, shots, label_of),
+                "verdict_format": cand.verdict_format or base.verdict_format,
+            }
+        )
         asks = [
             JudgeItem(
                 criterion=crit.name,

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from evals._checks import ASSERTIONS, AssertArgs
-from judges import Criterion, KindRegistry, default_kinds, load_criteria
+from judges import Criterion, KindRegistry, VerdictFormat, default_kinds, load_criteria
 from serving import CliError, ConfigError, GavelModel, Role, load_model
 from serving.cli import EXIT_USAGE
 
@@ -51,6 +51,8 @@ class Candidate(GavelModel):
     """Few-shot: this many labelled items of the selection part shown with the rubric."""
     assertion: str | None = Field(default=None, alias="assert")
     """A deterministic assertion instead of the judge."""
+    verdict_format: VerdictFormat | None = None
+    """The judge's verdict format for this candidate (default: the criterion's)."""
     args: AssertArgs = AssertArgs()
 
     model_config = {**GavelModel.model_config, "populate_by_name": True}

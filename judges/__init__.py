@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from judges._catalog import load_criteria
     from judges._client import JudgeCallError, JudgeClient, JudgeClientConfig
     from judges._config import JudgingConfig, load_judging
-    from judges._criteria import Criterion
+    from judges._criteria import Criterion, VerdictFormat
     from judges._daily import build_items, judge_items, run_daily, to_exchange
     from judges._label_app import build_label_app
     from judges._labels import Label, LabelRow, LabelStore
@@ -49,6 +49,7 @@ _WHERE = {
     "JudgingConfig": "_config",
     "load_judging": "_config",
     "Criterion": "_criteria",
+    "VerdictFormat": "_criteria",
     "load_criteria": "_catalog",
     "build_items": "_daily",
     "judge_items": "_daily",
@@ -91,6 +92,7 @@ __all__ = [
     "PassFailAnswer",
     "RateRow",
     "Verdict",
+    "VerdictFormat",
     "VerdictStore",
     "aggregate",
     "build_items",

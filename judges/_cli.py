@@ -42,6 +42,12 @@ def commands(cli: CommandSet) -> None:
     )
     daily.add_argument("--no-ray", action="store_true", help="judge in this process")
     daily.add_argument("--retry-errors", action="store_true", help="judge error verdicts again")
+    daily.add_argument(
+        "--batch",
+        action="store_true",
+        help="judge pass/fail criteria with Ray Data's LLM batch processor (an engine of its "
+        "own) instead of the online endpoint",
+    )
     daily.set_defaults(func=cmd_daily)
     _add_calibrate(js)
     _add_label(cli)
@@ -96,6 +102,7 @@ def cmd_daily(args: argparse.Namespace) -> int:
         api_key=args.api_key,
         use_ray=use_ray,
         retry_errors=args.retry_errors,
+        batch=args.batch,
     )
     judged = res.judged_now
     rate = judged / res.seconds if res.seconds > 0 else 0.0

@@ -235,6 +235,7 @@ def run_daily(
     retry_errors: bool = False,
     kinds: KindRegistry | None = None,
     write_report: bool = True,
+    batch: bool = False,
     log: Callable[[str], None] = print,
 ) -> DailyResult:
     """Run (or finish) the job for ``day``: sample, judge, aggregate, calibrate, report.
@@ -243,11 +244,14 @@ def run_daily(
     ``judging.report_dir/DAY`` unless ``write_report`` is false. The day's figures and
     the job's status (last run, last success, ok) are published to the store, where the
     gateway's ``/metrics`` serves them; a failed run publishes ``ok = 0`` and re-raises.
+    With ``batch``, pass/fail items go through Ray Data's LLM batch processor
+    (:mod:`judges._batch`) instead of the online endpoint.
     """
     try:
         res = _run_daily(
             stack, judging, criteria, store, day=day, api_key=api_key, use_ray=use_ray,
-            retry_errors=retry_errors, kinds=kinds, write_report=write_report, log=log,
+            retry_errors=retry_errors, kinds=kinds, write_report=write_report, batch=batch,
+            log=log,
         )  # fmt: skip
     except BaseException:
         _publish_status(store, ok=False, log=log)
@@ -313,6 +317,7 @@ def _run_daily(
     retry_errors: bool = False,
     kinds: KindRegistry | None = None,
     write_report: bool = True,
+    batch: bool = False,
     log: Callable[[str], None] = print,
 ) -> DailyResult:
     registry = kinds or default_kinds()
@@ -330,7 +335,16 @@ def _run_daily(
         f"{day}: {len(records)} captured, {len(items)} items sampled, "
         f"{len(items) - len(todo)} already judged, {len(todo)} to judge"
     )
-    written = judge_items(
+    written = 0
+    if batch:
+        from judges._batch import judge_batch
+
+        pass_fail = {c.name for c in registry.pass_fail(criteria)}
+        batched = [i for i in todo if i.criterion in pass_fail]
+        todo = [i for i in todo if i.criterion not in pass_fail]
+        written += judge_batch(batched, criteria, stack, judging, vstore, run_id=run_id,
+                               day=run_id, kinds=registry, log=log)  # fmt: skip
+    written += judge_items(
         todo,
         criteria,
         stack,

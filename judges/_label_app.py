@@ -117,8 +117,9 @@ def build_queue(
     """The records to label, in (day, item) order, after the filters. Pure.
 
     ``verdicts`` are those of the pass/fail criteria on the page; ``labels`` are the
-    labeller's own, at the criteria's current label versions. Filtering by the judge's verdict keeps labelled records only, so the
-    queue never reveals a verdict before the labeller has labelled the record.
+    labeller's own, at the criteria's current label versions. Filtering by the judge's
+    verdict keeps labelled records only, so the queue never reveals a verdict before the
+    labeller has labelled the record.
     """
     by_item: dict[str, dict[str, Verdict]] = defaultdict(dict)
     for v in verdicts:

@@ -63,6 +63,9 @@ class CriterionKind:
     """What a person can label on the labelling page; ``()`` if not labelled there."""
     check: Callable[[Criterion], str | None] | None = None
     """Extra validation of a criterion of this kind: a message, or ``None`` if fine."""
+    prompt: Callable[[Criterion, JudgeItem], str] | None = None
+    """Pass/fail kinds: the user message for one item; the online judge and the Ray Data
+    batch path (:mod:`judges._batch`) send the same prompt."""
 
     @property
     def pass_fail(self) -> bool:

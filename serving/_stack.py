@@ -121,7 +121,11 @@ def connect_ray(address: str | None) -> bool:
 
 
 def start_local_ray(
-    num_cpus: int | None, *, port: int = DEFAULT_HEAD_PORT, metrics_port: int | None = None
+    num_cpus: int | None,
+    *,
+    port: int = DEFAULT_HEAD_PORT,
+    metrics_port: int | None = None,
+    env: dict[str, str] | None = None,
 ) -> str:
     """Start a single-node Ray head with ``ray start`` (it outlives this process).
 
@@ -140,7 +144,9 @@ def start_local_ray(
         cmd.append(f"--num-cpus={num_cpus}")
     if metrics_port is not None:
         cmd.append(f"--metrics-export-port={metrics_port}")
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, check=False, env={**os.environ, **(env or {})}
+    )
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
         raise StackError(f"`ray start` failed: {tail[0]}")
@@ -195,7 +201,10 @@ def deploy(
                 "from the config to let Gavel start a local one"
             )
         log(f"starting a local Ray cluster ({config.ray.num_cpus or 'auto'} logical CPUs)")
-        address = start_local_ray(config.ray.num_cpus, metrics_port=config.ray.metrics_export_port)
+        ray_env = {"RAY_worker_niceness": str(config.ray.worker_niceness), **config.ray.env}
+        address = start_local_ray(
+            config.ray.num_cpus, metrics_port=config.ray.metrics_export_port, env=ray_env
+        )
         started = True
         if not connect_ray(address):
             raise StackError(f"started Ray at {address} but could not connect to it")

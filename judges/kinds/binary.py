@@ -10,17 +10,20 @@ from judges._wire import JudgeItem, PassFailAnswer
 from judges.kinds._pass_fail import ask_pass_fail, shared_prefix
 
 
+def binary_prompt(criterion: Criterion, item: JudgeItem) -> str:
+    """The user message: the criterion's shared prefix, then the conversation and response."""
+    ex = item.exchanges[0]
+    return (
+        shared_prefix(criterion)
+        + f"Conversation:\n{ex.render_request()}\n\nResponse:\n{ex.response}"
+    )
+
+
 def binary_judge(criterion: Criterion, client: JudgeClient) -> JudgeFn:
     """Pass/fail of one response against the rubric."""
 
     async def score(item: JudgeItem) -> JudgeOutcome:
-        ex = item.exchanges[0]
-        return await ask_pass_fail(
-            client,
-            shared_prefix(criterion)
-            + f"Conversation:\n{ex.render_request()}\n\nResponse:\n{ex.response}",
-            criterion.verdict_format,
-        )
+        return await ask_pass_fail(client, binary_prompt(criterion, item), criterion.verdict_format)
 
     return score
 
@@ -32,4 +35,5 @@ KIND = CriterionKind(
     factory=binary_judge,
     answer=PassFailAnswer,
     aggregate=pass_fail_rates,
+    prompt=binary_prompt,
 )

@@ -10,17 +10,23 @@ from judges._wire import JudgeItem, PassFailAnswer
 from judges.kinds._pass_fail import ask_pass_fail, shared_prefix
 
 
+def reference_prompt(criterion: Criterion, item: JudgeItem) -> str:
+    """The user message: the shared prefix, the conversation, the expected answer, the
+    response."""
+    ex = item.exchanges[0]
+    return (
+        shared_prefix(criterion) + f"Conversation:\n{ex.render_request()}\n\n"
+        f"Expected answer: {ex.metadata.get('expected', '')}\n\n"
+        f"Response:\n{ex.response}"
+    )
+
+
 def reference_judge(criterion: Criterion, client: JudgeClient) -> JudgeFn:
     """Pass/fail of one response against ``metadata['expected']``."""
 
     async def score(item: JudgeItem) -> JudgeOutcome:
-        ex = item.exchanges[0]
         return await ask_pass_fail(
-            client,
-            shared_prefix(criterion) + f"Conversation:\n{ex.render_request()}\n\n"
-            f"Expected answer: {ex.metadata.get('expected', '')}\n\n"
-            f"Response:\n{ex.response}",
-            criterion.verdict_format,
+            client, reference_prompt(criterion, item), criterion.verdict_format
         )
 
     return score
@@ -40,4 +46,5 @@ KIND = CriterionKind(
     answer=PassFailAnswer,
     aggregate=pass_fail_rates,
     check=_needs_expected,
+    prompt=reference_prompt,
 )

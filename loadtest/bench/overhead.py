@@ -128,10 +128,10 @@ def spread(values: list[float]) -> dict[str, float]:
 
 def pair_stats(bare: dict[str, Any], gavel: dict[str, Any]) -> dict[str, float]:
     """One pair of blocks: throughput ratio, TTFT difference (ms), TPOT ratio."""
-    return {
-        "throughput_ratio": gavel["output_throughput"] / bare["output_throughput"],
-        "median_ttft_diff_ms": gavel["median_ttft_ms"] - bare["median_ttft_ms"],
-        "median_tpot_ratio": gavel["median_tpot_ms"] / bare["median_tpot_ms"],
+    return {  # float(): vLLM's figures may be numpy scalars, which JSON refuses
+        "throughput_ratio": float(gavel["output_throughput"] / bare["output_throughput"]),
+        "median_ttft_diff_ms": float(gavel["median_ttft_ms"] - bare["median_ttft_ms"]),
+        "median_tpot_ratio": float(gavel["median_tpot_ms"] / bare["median_tpot_ms"]),
     }
 
 
@@ -148,6 +148,18 @@ def meets(summary: dict[str, dict[str, float]]) -> dict[str, bool]:
         "median_ttft_diff_ms": summary["median_ttft_diff_ms"]["median"]
         <= TARGETS["median_ttft_diff_ms_max"],
         "median_tpot_ratio": summary["median_tpot_ratio"]["median"] <= TARGETS["tpot_ratio_max"],
+    }
+
+
+def serving_cpu(cpu: dict[str, float]) -> dict[str, float]:
+    """The serving layer's CPU: its fixed cost (cores used while Gavel idles) and its
+    marginal cost per 1k output tokens (CPU under load minus that fixed cost)."""
+    idle_cores = cpu["idle_serving_s"] / cpu["idle_wall_s"] if cpu["idle_wall_s"] else 0.0
+    marginal = max(0.0, cpu["serving_s"] - idle_cores * cpu["wall_s"])
+    return {
+        "serving_cpu_s_per_1k_output_tokens": cpu["serving_s"] / cpu["tokens"] * 1000,
+        "serving_idle_cores": idle_cores,
+        "serving_marginal_cpu_s_per_1k_tokens": marginal / cpu["tokens"] * 1000,
     }
 
 
@@ -180,8 +192,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prompts-per-block", type=int, default=8,
                    help="prompts per block at concurrency 1 (x concurrency/2 above)")  # fmt: skip
     p.add_argument("--out", default="reports/bench/overhead.json")
+    p.add_argument("--ray-stock", action="store_true",
+                   help="run Gavel's Ray with Ray's defaults (worker niceness 15, no Serve "
+                        "env knobs): the 'before' of the performance levers")  # fmt: skip
     args = p.parse_args(argv)
     config, gpu = load_config(args.config), load_config(args.gpu_config)
+    if args.ray_stock:
+        stock = config.ray.model_copy(update={"worker_niceness": 15, "env": {}})
+        config = config.model_copy(update={"ray": stock})
     app = config.model("app")
     tokenizer = str(ROOT / str(app.source.path))
     levels = [int(c) for c in args.concurrency.split(",")]
@@ -197,43 +215,50 @@ def main(argv: list[str] | None = None) -> int:
             gavel_stack(config, work) as (gavel_url, key):  # fmt: skip
         for c in levels:
             prompts = max(args.prompts_per_block, args.prompts_per_block * c // 2)
-            pairs, blocks, cpu = [], [], {"serving_s": 0.0, "engine_s": 0.0, "tokens": 0}
-            idle_gavel_s = 0.0
+            pairs, blocks = [], []
+            cpu = {"serving_s": 0.0, "engine_s": 0.0, "tokens": 0.0, "wall_s": 0.0,
+                   "idle_serving_s": 0.0, "idle_wall_s": 0.0}  # fmt: skip
             for b in range(args.blocks):
-                s0 = snapshot()
+                s0, t0 = snapshot(), time.monotonic()
                 bare = _block(bare_url, app.model_id, tokenizer, c, prompts, None, f"bare-{b}")
-                s1 = snapshot()
-                idle_gavel_s += cpu_delta(s0, s1, classify(s1)["serving"] | classify(s1)["engine"])
+                s1, t1 = snapshot(), time.monotonic()
+                # Gavel is idle meanwhile: its serving layer's fixed cost (daemons, polls).
+                idle = classify(s1)["serving"] - tree_cpu(s1, bare_pid)
+                cpu["idle_serving_s"] += cpu_delta(s0, s1, idle)
+                cpu["idle_wall_s"] += t1 - t0
                 g = _block(gavel_url, app.model_id, tokenizer, c, prompts, key, f"gavel-{b}")
-                s2 = snapshot()
+                s2, t2 = snapshot(), time.monotonic()
                 groups = classify(s2)
                 groups["serving"] -= tree_cpu(s2, bare_pid)
                 cpu["serving_s"] += cpu_delta(s1, s2, groups["serving"])
                 cpu["engine_s"] += cpu_delta(s1, s2, groups["engine"])
-                cpu["tokens"] += int(g["total_output_tokens"])
+                cpu["tokens"] += float(g["total_output_tokens"])
+                cpu["wall_s"] += t2 - t1
                 pairs.append(pair_stats(bare, g))
-                blocks.append({"bare": {k: bare[k] for k in METRICS},
-                               "gavel": {k: g[k] for k in METRICS}})  # fmt: skip
-                print(f"c={c} block {b}: bare {bare['output_throughput']:.1f} tok/s, "
-                      f"Gavel {g['output_throughput']:.1f} tok/s, ratio "
+                blocks.append({"bare": {k: float(bare[k]) for k in METRICS},
+                               "gavel": {k: float(g[k]) for k in METRICS}})  # fmt: skip
+                print(f"c={c} block {b}: bare {bare['output_throughput']:.1f} tok/s, Gavel "
+                      f"{g['output_throughput']:.1f} tok/s, ratio "
                       f"{pairs[-1]['throughput_ratio']:.3f}, TTFT "
-                      f"{pairs[-1]['median_ttft_diff_ms']:+.1f} ms", flush=True)  # fmt: skip
-            per_ktok = cpu["serving_s"] / cpu["tokens"] * 1000
+                      f"{pairs[-1]['median_ttft_diff_ms']:+.1f} ms, TPOT ratio "
+                      f"{pairs[-1]['median_tpot_ratio']:.3f}", flush=True)  # fmt: skip
             per_level[str(c)] = {
                 "prompts_per_block": prompts,
                 "blocks": blocks,
                 "summary": summarize(pairs),
-                "serving_cpu_s_per_1k_output_tokens": per_ktok,
+                **serving_cpu(cpu),
                 "engine_cpu_s_per_1k_output_tokens": cpu["engine_s"] / cpu["tokens"] * 1000,
-                "idle_gavel_cpu_s_during_bare_blocks": idle_gavel_s,
             }
     gpu_app = gpu.model("app")
     tok_s = gpu_app.price.assumed_output_tok_s or 0.0
-    worst = max(v["serving_cpu_s_per_1k_output_tokens"] for v in per_level.values())
+    worst = max(v["serving_marginal_cpu_s_per_1k_tokens"] for v in per_level.values())
+    idle_cores = max(v["serving_idle_cores"] for v in per_level.values())
     projection = {
         "gpu_config": args.gpu_config,
         "assumed_output_tok_s": tok_s,
-        "serving_cores_per_replica": serving_cores(worst, tok_s),
+        "serving_idle_cores": idle_cores,
+        "serving_marginal_cpu_s_per_1k_tokens": worst,
+        "serving_cores_per_replica": idle_cores + serving_cores(worst, tok_s),
         "replica_cpus_in_config": gpu_app.resources.cpus,
     }
     report = {
@@ -261,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
+    out.write_text(json.dumps(report, indent=2, default=float))
 
     print(f"\n=== Gavel vs bare vLLM: median [min-max] over {args.blocks} pairs of blocks ===")
     met: dict[str, dict[str, bool]] = report["meets"]  # type: ignore[assignment]
@@ -271,10 +296,13 @@ def main(argv: list[str] | None = None) -> int:
               f"TTFT {_fmt(s['median_ttft_diff_ms'], '+.1f')} ms, "
               f"TPOT ratio {_fmt(s['median_tpot_ratio'], '.3f')}; serving layer "
               f"{v['serving_cpu_s_per_1k_output_tokens']:.2f} CPU-s per 1k output tokens "
-              f"(engine {v['engine_cpu_s_per_1k_output_tokens']:.2f})")  # fmt: skip
+              f"({v['serving_idle_cores']:.2f} cores idle + "
+              f"{v['serving_marginal_cpu_s_per_1k_tokens']:.2f} CPU-s per 1k tokens; engine "
+              f"{v['engine_cpu_s_per_1k_output_tokens']:.2f})")  # fmt: skip
         print(f"     targets (ratio >= 0.97, TTFT <= +10 ms, TPOT <= +3%): {met[level]}")
     print(f"projection: at {tok_s:.0f} output tok/s per replica ({args.gpu_config}), the serving "
           f"layer needs {projection['serving_cores_per_replica']:.1f} cores per replica "
+          f"({idle_cores:.2f} fixed + {worst:.2f} CPU-s per 1k tokens) "
           f"(the replica's bundle has {gpu_app.resources.cpus:g})")  # fmt: skip
     print(f"wrote {out}")
     return 0

@@ -1,0 +1,1 @@
+"""Benchmarks of the judging job (scripts that print figures and write JSON)."""
