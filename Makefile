@@ -70,10 +70,18 @@ test-fast: model lint browser prometheus
 	$(GAVEL) monitoring check
 	$(VENV)/bin/pytest -m "not stack"
 
+# Benchmarks print figures and write JSON under reports/bench/. The overhead benchmark
+# runs its own bare vLLM and Gavel stack (nothing may listen on 8000 or 8100); the judge
+# and evals benchmarks use a running stack, started here (and stopped) if none answers.
 bench: model
-	$(PY) -m loadtest.bench.overhead
+	$(PY) -m loadtest.bench.overhead --out reports/bench/overhead.json
 	$(PY) -m loadtest.bench.crosscheck
-	$(PY) -m evals.bench.starter
+	@started=0; \
+	if ! curl -sf http://127.0.0.1:8000/health >/dev/null; then \
+	  $(GAVEL) serve --detach --config $(CONFIG) || exit 1; started=1; fi; \
+	$(PY) -m judges.bench.daily --config $(CONFIG) --out reports/bench/judge.json; rc=$$?; \
+	$(PY) -m evals.bench.starter --config $(CONFIG) --out reports/bench/evals.json || rc=1; \
+	if [ $$started = 1 ]; then $(GAVEL) down; fi; exit $$rc
 
 # A real Prometheus scraping the running stack (start it with `make serve`), with
 # Gavel's rules loaded, for a person to browse; prints the URL. Ctrl-C stops it.

@@ -29,6 +29,7 @@ from judges.kinds._pass_fail import SYSTEM, SYSTEM_VERDICT_ONLY, p_fail
 from serving import StackConfig
 
 BATCH_PATH = "ray_data"
+LIGHT_STAGE_CPUS = 0.1
 
 
 def _sampling(criterion: Criterion, judging: JudgingConfig) -> dict[str, Any]:
@@ -123,6 +124,11 @@ def processor_config(stack: StackConfig, judging: JudgingConfig, *, base_dir: Pa
         accelerator_type=judge.resources.accelerator_type,
         batch_size=judging.chunk_size,
         concurrency=1,
+        # The light stages (chat template, tokenize, detokenize) take a fraction of a CPU
+        # each, so the batch path fits beside a running stack on a small node.
+        chat_template_stage={"enabled": True, "num_cpus": LIGHT_STAGE_CPUS, "concurrency": 1},
+        tokenize_stage={"enabled": True, "num_cpus": LIGHT_STAGE_CPUS, "concurrency": 1},
+        detokenize_stage={"enabled": True, "num_cpus": LIGHT_STAGE_CPUS, "concurrency": 1},
     )
 
 

@@ -333,10 +333,9 @@ class RayConfig(GavelModel):
     """Environment of a locally started Ray (every Ray process inherits it): Ray and Ray
     Serve knobs such as ``RAY_SERVE_THROUGHPUT_OPTIMIZED``. Ignored when joining a cluster
     (set them where that cluster starts)."""
-    worker_niceness: Annotated[int, Field(ge=0, le=19)] = 0
-    """Niceness of a locally started Ray's workers (the engines, proxy and ingress). Ray's
-    own default is 15, which lets any other process on the node preempt serving; a
-    node that runs Gavel only wants 0."""
+    worker_niceness: Annotated[int, Field(ge=0, le=19)] = 15
+    """Niceness of a locally started Ray's workers (the engines, proxy and ingress); 15 is
+    Ray's own default. 0 was measured (README, Benchmarks) and did not help here."""
     metrics_export_port: Annotated[int, Field(ge=1, le=65535)] = 8080
     """Where each Ray node serves Prometheus metrics (vLLM's engine metrics, ``ray_vllm_*``).
     ``gavel serve`` passes it to the Ray it starts; a cluster joined must use the same."""

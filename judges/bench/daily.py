@@ -9,8 +9,10 @@ judges it with three binary criteria, once per verdict format, in alternating ro
 each round in a fresh store so nothing is reused. Before that, the judge engine's bound
 is measured at the job's concurrency: prefill tokens/s (prompts of the judged items'
 mean length, 1 output token, unique so the prefix cache does not help) and decode
-tokens/s (64 tokens, ``ignore_eos``); from them and each format's tokens per item, the
-items/s the engine could sustain. Figures: items/s (median, min-max over rounds), the
+tokens/s (64 tokens, ``ignore_eos``); from them, each format's tokens per item and the
+share of prompt tokens the prefix cache served (from vLLM's metrics on Ray's metrics
+port), the items/s the engine could sustain. Each format is warmed up first (its
+grammar is compiled once per engine). Figures: items/s (median, min-max over rounds), the
 bound, and achieved/bound.
 """
 
@@ -30,6 +32,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 
 from judges._catalog import load_criteria
@@ -119,6 +122,21 @@ def measure_bound(
     return {"prefill_tok_s": prefill, "decode_tok_s": decode}
 
 
+def prefix_cache(stack: StackConfig) -> tuple[float, float]:
+    """(prompt tokens served from vLLM's prefix cache, prompt tokens queried) of the judge
+    engine so far, from Ray's metrics export port (``ray_vllm_prefix_cache_*``)."""
+    judge = stack.model("judge").model_id
+    text = httpx.get(f"http://127.0.0.1:{stack.ray.metrics_export_port}/metrics", timeout=10).text
+    totals = {"hits": 0.0, "queries": 0.0}
+    for line in text.splitlines():
+        for name in totals:
+            if line.startswith(f"ray_vllm_prefix_cache_{name}_total{{") and (
+                f'model_name="{judge}"' in line
+            ):
+                totals[name] += float(line.rsplit(" ", 1)[1])
+    return totals["hits"], totals["queries"]
+
+
 def _criteria(judging: JudgingConfig, fmt: VerdictFormat) -> list[Criterion]:
     shipped = {c.name: c for c in load_criteria(Path(judging.criteria_dir))}
     return [shipped[n].model_copy(update={"verdict_format": fmt}) for n in CRITERIA]
@@ -129,12 +147,16 @@ def judge_round(stack: StackConfig, judging: JudgingConfig, source: Store, day: 
     """Judge ``day`` from a fresh copy of its traffic; items/s and tokens per item."""
     store = Store(f"sqlite:///{work / f'judge-{fmt}-{uuid.uuid4().hex[:6]}.db'}")
     store.insert_traffic(source.traffic_for_day(day))
+    hits0, queries0 = prefix_cache(stack)
     t0 = time.perf_counter()
     res = run_daily(stack, judging, _criteria(judging, fmt), store, day=day, api_key=key,
                     use_ray=True, write_report=False, log=lambda _m: None)  # fmt: skip
     seconds = time.perf_counter() - t0
+    hits1, queries1 = prefix_cache(stack)
     n = max(res.judged_now, 1)
+    cached = (hits1 - hits0) / (queries1 - queries0) if queries1 > queries0 else 0.0
     return {
+        "prefix_cache_hit_rate": cached,
         "items": res.judged_now, "errors": res.errors, "seconds": seconds,
         "items_s": res.judged_now / seconds,
         "prompt_tok_per_item": res.judge_prompt_tokens / n,
@@ -148,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", default=DEFAULT_CONFIG)
     p.add_argument("--judging", default="config/judging.yaml")
     p.add_argument("--items", type=int, default=45, help="judged items per round")
-    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--out", default="reports/bench/judge.json")
     args = p.parse_args(argv)
     stack = load_config(args.config)
@@ -174,6 +196,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{judging.concurrency})", flush=True)  # fmt: skip
 
     work = Path(tempfile.mkdtemp(prefix="gavel-bench-judge-"))
+    # Warm-up: each format's grammar is compiled once per engine; not timed.
+    warm = judging.model_copy(update={
+        "sampling": judging.sampling.model_copy(update={"max_per_stratum": 2})})  # fmt: skip
+    for fmt in FORMATS:
+        judge_round(stack, warm, source, day, key, fmt, work)
     rounds: dict[str, list[dict[str, float]]] = {f: [] for f in FORMATS}
     for r in range(args.rounds):
         order = FORMATS if r % 2 == 0 else FORMATS[::-1]
@@ -182,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
             rounds[fmt].append(got)
             print(f"round {r} {fmt}: {got['items']:.0f} items in {got['seconds']:.1f} s = "
                   f"{got['items_s']:.2f} items/s ({got['prompt_tok_per_item']:.0f} prompt + "
-                  f"{got['completion_tok_per_item']:.1f} completion tokens per item)",
+                  f"{got['completion_tok_per_item']:.1f} completion tokens per item, "
+                  f"{got['prefix_cache_hit_rate']:.0%} of prompt tokens cached)",
                   flush=True)  # fmt: skip
     prompt_tok = statistics.mean(x["prompt_tok_per_item"] for v in rounds.values() for x in v)
     engine = measure_bound(stack, key, in_flight=in_flight, prompt_tok=prompt_tok)
@@ -192,10 +220,13 @@ def main(argv: list[str] | None = None) -> int:
     for name, rs in rounds.items():
         pt = statistics.mean(x["prompt_tok_per_item"] for x in rs)
         ct = statistics.mean(x["completion_tok_per_item"] for x in rs)
-        b = bound_items_s(pt, ct, engine["prefill_tok_s"], engine["decode_tok_s"])
+        hit = statistics.mean(x["prefix_cache_hit_rate"] for x in rs)
+        # The engine prefills only what its prefix cache does not hold.
+        b = bound_items_s(pt * (1 - hit), ct, engine["prefill_tok_s"], engine["decode_tok_s"])
         items_s = spread([x["items_s"] for x in rs])
         formats[name] = {"rounds": rs, "items_s": items_s, "prompt_tok_per_item": pt,
-                        "completion_tok_per_item": ct, "bound_items_s": b,
+                        "completion_tok_per_item": ct, "prefix_cache_hit_rate": hit,
+                        "bound_items_s": b,
                         "achieved_over_bound": items_s["median"] / b}  # fmt: skip
     report = {
         "schema": "gavel.bench_judge/1",
@@ -214,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         s = f["items_s"]
         print(f"{name:<16} {s['median']:.2f} [{s['min']:.2f}-{s['max']:.2f}] items/s; bound "
               f"{f['bound_items_s']:.2f} items/s; achieved {f['achieved_over_bound']:.0%} of it; "
-              f"{f['prompt_tok_per_item']:.0f}+{f['completion_tok_per_item']:.1f} tok/item",
+              f"{f['prompt_tok_per_item']:.0f}+{f['completion_tok_per_item']:.1f} tok/item, "
+              f"{f['prefix_cache_hit_rate']:.0%} of prompt tokens from the prefix cache",
               )  # fmt: skip
     print("targets: >= 1.9 items/s (3x 0.63) and >= 80% of the bound")
     print(f"wrote {out}")

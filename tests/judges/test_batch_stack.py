@@ -21,6 +21,7 @@ def test_batch_path_judges_once_into_the_verdict_store(stack: str, tmp_path: Pat
     crit = Criterion(
         name="answers_question", kind="binary",
         rubric="PASS if the response directly answers the user's question; FAIL otherwise.",
+        verdict_format="verdict_only",
     )  # fmt: skip
     qa = [("What is the capital of France?", "The capital of France is Paris."),
           ("What is 2 + 2?", "I like turtles."),
