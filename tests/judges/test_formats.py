@@ -11,6 +11,7 @@ import pytest
 from judges import Criterion, JudgingConfig
 from judges._batch import _choice_logprobs, batch_rows, to_verdict
 from judges._wire import Exchange, JudgeItem
+from judges.bench.daily import bound_items_s
 from judges.kinds import default_kinds
 from judges.kinds._pass_fail import p_fail, shared_prefix
 from serving import load_config
@@ -77,3 +78,8 @@ def test_batch_output_rows_become_verdicts_with_format_and_path() -> None:
 def test_choice_logprobs_reads_the_first_position() -> None:
     assert _choice_logprobs([{"1": {"logprob": -0.5, "decoded_token": " pass"}}]) == {"pass": -0.5}
     assert _choice_logprobs(None) == {}
+
+
+def test_judge_bound() -> None:
+    # 300 prompt tokens at 3,000 tok/s (0.1 s) + 1 token at 20 tok/s (0.05 s): 6.67 items/s.
+    assert bound_items_s(300, 1, 3000, 20) == pytest.approx(1 / 0.15)

@@ -1,10 +1,9 @@
-"""The benchmarks' pure figures: spreads over blocks, targets, CPU accounting, bounds."""
+"""The overhead benchmark's pure figures: spreads over blocks, targets, CPU accounting."""
 
 from __future__ import annotations
 
 import pytest
 
-from judges.bench.daily import bound_items_s
 from loadtest.bench._cpu import Proc, classify, cpu_delta
 from loadtest.bench.overhead import meets, pair_stats, serving_cores, spread, summarize
 
@@ -40,8 +39,3 @@ def test_cpu_is_charged_to_the_engine_or_the_serving_layer() -> None:
     assert groups == {"engine": {3, 4}, "serving": {1, 2}}
     later = {**procs, 2: Proc(2, 1, procs[2].cmdline, 2.5), 6: Proc(6, 1, "ray::IDLE", 0.2)}
     assert cpu_delta(procs, later, classify(later)["serving"]) == pytest.approx(0.7)
-
-
-def test_judge_bound() -> None:
-    # 300 prompt tokens at 3,000 tok/s (0.1 s) + 1 token at 20 tok/s (0.05 s): 6.67 items/s.
-    assert bound_items_s(300, 1, 3000, 20) == pytest.approx(1 / 0.15)
