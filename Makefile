@@ -116,6 +116,7 @@ demo: model
 	$(GAVEL) judge calibrate --config $(CONFIG) | head -20; \
 	echo "judging report: reports/judging/$$(date -u -d yesterday +%F)/report.html"; \
 	echo "label the sample: \`.venv/bin/gavel keys create YOU --scopes label\` then \`.venv/bin/gavel label\`"; \
+	echo "dashboards: \`make dashboards\` (a Prometheus on the running stack; import k8s/monitoring/dashboards/*.json into Grafana)"; \
 	echo "the stack is still running: \`.venv/bin/gavel down\` stops it"
 
 clean:
