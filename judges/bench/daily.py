@@ -34,6 +34,7 @@ from typing import Any
 
 import httpx
 import openai
+from prometheus_client.parser import text_string_to_metric_families
 
 from judges._catalog import load_criteria
 from judges._config import JudgingConfig, load_judging
@@ -127,14 +128,13 @@ def prefix_cache(stack: StackConfig) -> tuple[float, float]:
     engine so far, from Ray's metrics export port (``ray_vllm_prefix_cache_*``)."""
     judge = stack.model("judge").model_id
     text = httpx.get(f"http://127.0.0.1:{stack.ray.metrics_export_port}/metrics", timeout=10).text
-    totals = {"hits": 0.0, "queries": 0.0}
-    for line in text.splitlines():
-        for name in totals:
-            if line.startswith(f"ray_vllm_prefix_cache_{name}_total{{") and (
-                f'model_name="{judge}"' in line
-            ):
-                totals[name] += float(line.rsplit(" ", 1)[1])
-    return totals["hits"], totals["queries"]
+    hits, queries = "ray_vllm_prefix_cache_hits_total", "ray_vllm_prefix_cache_queries_total"
+    totals = {hits: 0.0, queries: 0.0}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in totals and sample.labels.get("model_name") == judge:
+                totals[sample.name] += sample.value
+    return totals[hits], totals[queries]
 
 
 def _criteria(judging: JudgingConfig, fmt: VerdictFormat) -> list[Criterion]:

@@ -49,10 +49,13 @@ def prometheus(stack: str, tmp_path_factory: pytest.TempPathFactory) -> LocalPro
 
 def _judging_file(tmp: Path) -> Path:
     shipped = yaml.safe_load((ROOT / "judges/criteria/general.yaml").read_text())["criteria"]
+    # One constrained token per item (``verdict_only``): SmolLM's reasoning can run past
+    # max_tokens and leave an "error" verdict, and a kappa needs two judged items.
+    crit = [
+        {**c, "verdict_format": "verdict_only"} for c in shipped if c["name"] == "answers_question"
+    ]
     (tmp / "criteria").mkdir()
-    (tmp / "criteria/c.yaml").write_text(
-        yaml.safe_dump({"criteria": [c for c in shipped if c["name"] == "answers_question"]})
-    )
+    (tmp / "criteria/c.yaml").write_text(yaml.safe_dump({"criteria": crit}))
     path = tmp / "judging.yaml"
     path.write_text(yaml.safe_dump({
         "criteria_dir": str(tmp / "criteria"), "sampling": {"rate": 1.0, "max_per_stratum": 3},
@@ -64,7 +67,8 @@ def _judging_file(tmp: Path) -> Path:
 def _label_judged(day: date) -> None:
     store = Store(STORE_URL)
     verdicts = [v for v in VerdictStore(store).for_days(day, day) if v.verdict in ("pass", "fail")]
-    assert verdicts, "the judging run judged nothing"
+    # Cohen's kappa is undefined unless people used both classes: that needs two items.
+    assert len(verdicts) >= 2, f"the judging run judged {len(verdicts)} item(s), a kappa needs 2"
     LabelStore(store).upsert(
         Label(item_id=v.item_id, criterion=v.criterion, criterion_version=v.criterion_version,
               label="pass" if i % 2 == 0 else "fail", labeller="monitoring-test",
