@@ -19,7 +19,7 @@ import httpx
 import pytest
 import yaml
 
-from judges import Label, LabelStore, VerdictStore
+from judges import Criterion, Label, LabelStore, VerdictStore
 from serving import load_config
 from serving.monitoring import expand, panel_queries
 from serving.monitoring._prometheus import LocalPrometheus, find_prometheus, scrape_targets
@@ -47,15 +47,19 @@ def prometheus(stack: str, tmp_path_factory: pytest.TempPathFactory) -> LocalPro
     prom.stop()
 
 
-def _judging_file(tmp: Path) -> Path:
+def _criterion() -> Criterion:
+    """The shipped ``answers_question``, judged with one constrained token
+    (``verdict_only``): SmolLM's reasoning can run past max_tokens and leave "error"."""
     shipped = yaml.safe_load((ROOT / "judges/criteria/general.yaml").read_text())["criteria"]
-    # One constrained token per item (``verdict_only``): SmolLM's reasoning can run past
-    # max_tokens and leave an "error" verdict, and a kappa needs two judged items.
-    crit = [
-        {**c, "verdict_format": "verdict_only"} for c in shipped if c["name"] == "answers_question"
-    ]
+    (spec,) = [c for c in shipped if c["name"] == "answers_question"]
+    return Criterion.model_validate({**spec, "verdict_format": "verdict_only"})
+
+
+def _judging_file(tmp: Path, criterion: Criterion) -> Path:
     (tmp / "criteria").mkdir()
-    (tmp / "criteria/c.yaml").write_text(yaml.safe_dump({"criteria": crit}))
+    (tmp / "criteria/c.yaml").write_text(
+        yaml.safe_dump({"criteria": [criterion.model_dump(mode="json", exclude_defaults=True)]})
+    )
     path = tmp / "judging.yaml"
     path.write_text(yaml.safe_dump({
         "criteria_dir": str(tmp / "criteria"), "sampling": {"rate": 1.0, "max_per_stratum": 3},
@@ -64,13 +68,26 @@ def _judging_file(tmp: Path) -> Path:
     return path
 
 
-def _label_judged(day: date) -> None:
+def _label_judged(day: date, criterion: Criterion) -> None:
+    """People label this run's verdicts of ``criterion``, alternating pass and fail.
+
+    Only this criterion's verdicts: other tests judge other criteria the same day, and
+    alternating over all of them could give this one a single class (kappa undefined).
+    Labels carry the rubric's version (``label_version``), which the verdict format does
+    not change.
+    """
     store = Store(STORE_URL)
-    verdicts = [v for v in VerdictStore(store).for_days(day, day) if v.verdict in ("pass", "fail")]
-    # Cohen's kappa is undefined unless people used both classes: that needs two items.
+    verdicts = [
+        v
+        for v in VerdictStore(store).for_days(day, day)
+        if v.criterion == criterion.name
+        and v.criterion_version == criterion.version
+        and v.verdict in ("pass", "fail")
+    ]
     assert len(verdicts) >= 2, f"the judging run judged {len(verdicts)} item(s), a kappa needs 2"
     LabelStore(store).upsert(
-        Label(item_id=v.item_id, criterion=v.criterion, criterion_version=v.criterion_version,
+        Label(item_id=v.item_id, criterion=criterion.name,
+              criterion_version=criterion.label_version,
               label="pass" if i % 2 == 0 else "fail", labeller="monitoring-test",
               labelled_at=datetime.now(UTC))
         for i, v in enumerate(verdicts)
@@ -101,14 +118,15 @@ def test_every_panel_query_returns_series(
     assert sweep.returncode == 0, sweep.stderr[-2000:]
     # A small judging run of today's traffic: the judge's figures and status in the store.
     today = datetime.now(UTC).date().isoformat()
+    criterion = _criterion()
     daily = run_gavel(
-        "judge", "daily", "--date", today, "--judging", str(_judging_file(tmp_path)),
+        "judge", "daily", "--date", today, "--judging", str(_judging_file(tmp_path, criterion)),
         "--api-key", api_key, "--no-ray", timeout=600,
     )  # fmt: skip
     assert daily.returncode == 0, daily.stderr[-2000:]
     # People label what was judged (mixed pass/fail), and the job runs again: nothing is
     # judged twice, and the criterion's calibration (kappa) is published.
-    _label_judged(datetime.now(UTC).date())
+    _label_judged(datetime.now(UTC).date(), criterion)
     again = run_gavel(*daily.args[1:], timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     # The gateway re-reads the figures every 10 s; Prometheus scrapes every second.
