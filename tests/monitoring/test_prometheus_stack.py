@@ -19,7 +19,7 @@ import httpx
 import pytest
 import yaml
 
-from judges import Criterion, Label, LabelStore, VerdictStore
+from judges import Criterion, Label, LabelStore, VerdictStore, load_criteria
 from serving import load_config
 from serving.monitoring import expand, panel_queries
 from serving.monitoring._prometheus import LocalPrometheus, find_prometheus, scrape_targets
@@ -50,9 +50,9 @@ def prometheus(stack: str, tmp_path_factory: pytest.TempPathFactory) -> LocalPro
 def _criterion() -> Criterion:
     """The shipped ``answers_question``, judged with one constrained token
     (``verdict_only``): SmolLM's reasoning can run past max_tokens and leave "error"."""
-    shipped = yaml.safe_load((ROOT / "judges/criteria/general.yaml").read_text())["criteria"]
-    (spec,) = [c for c in shipped if c["name"] == "answers_question"]
-    return Criterion.model_validate({**spec, "verdict_format": "verdict_only"})
+    shipped = load_criteria(ROOT / "judges/criteria")
+    (crit,) = [c for c in shipped if c.name == "answers_question"]
+    return crit.model_copy(update={"verdict_format": "verdict_only"})
 
 
 def _judging_file(tmp: Path, criterion: Criterion) -> Path:
