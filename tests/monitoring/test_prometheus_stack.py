@@ -129,8 +129,10 @@ def test_every_panel_query_returns_series(
     _label_judged(datetime.now(UTC).date(), criterion)
     again = run_gavel(*daily.args[1:], timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
-    # The gateway re-reads the figures every 10 s; Prometheus scrapes every second.
-    _wait_for(prometheus, "gavel_judge_pass_rate")
+    # The gateway re-reads the figures every 10 s; Prometheus scrapes every second. Wait
+    # for the kappa, which only the second run publishes: the pass rate is there already
+    # from the first run, so waiting for it would not wait for the re-read.
+    _wait_for(prometheus, "gavel_judge_kappa")
     _wait_for(prometheus, "gavel_loadtest_output_tokens_per_second")
     _wait_for(prometheus, "ray_vllm_kv_cache_usage_perc")
     time.sleep(3)  # a few more scrapes, so every rate() has two samples after the load
