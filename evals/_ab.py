@@ -18,8 +18,7 @@ from judges import (
     judge_items,
     load_criteria,
 )
-from serving import CliError, StackConfig
-from serving.cli import EXIT_USAGE
+from serving import EXIT_USAGE, CliError, StackConfig
 from serving.store import Store
 
 

@@ -26,8 +26,7 @@ from judges import (
     Label,
     calibrate,
 )
-from serving import CliError, GavelModel, StackConfig
-from serving.cli import EXIT_USAGE
+from serving import EXIT_USAGE, CliError, GavelModel, StackConfig
 from serving.store import Store
 
 

@@ -12,16 +12,13 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from serving import CliError
-from serving.cli import DEFAULT_CONFIG, EXIT_USAGE, CommandSet, day_arg, open_store
+from serving import EXIT_USAGE, CliError, CommandSet, day_arg, open_store
 
 if TYPE_CHECKING:
     from evals._run import Endpoint
     from evals._suite import LoadedSuite, Params
     from judges import JudgingConfig
     from serving import StackConfig
-
-DEFAULT_JUDGING = "config/judging.yaml"
 
 
 def _json_obj(text: str) -> dict[str, Any]:
@@ -35,8 +32,7 @@ def _json_obj(text: str) -> dict[str, Any]:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", default=DEFAULT_CONFIG, help="stack config (store, judge)")
-    p.add_argument("--judging", default=DEFAULT_JUDGING, help="judging config (criteria)")
+    p.add_argument("--judging")
     p.add_argument(
         "--api-key",
         default=os.environ.get("GAVEL_API_KEY"),
@@ -63,7 +59,6 @@ def commands(cli: CommandSet) -> None:
     run.set_defaults(func=cmd_run)
 
     ls = ev.add_parser("list", help="stored runs, newest first")
-    ls.add_argument("--config", default=DEFAULT_CONFIG)
     ls.set_defaults(func=cmd_list)
 
     cmp = ev.add_parser("compare", help="gate a candidate run against a baseline run")
@@ -71,7 +66,6 @@ def commands(cli: CommandSet) -> None:
     cmp.add_argument("candidate", help="run id or result.json")
     cmp.add_argument("--max-drop", type=float, default=0.02)
     cmp.add_argument("--json", type=Path, help="also write the comparison as JSON")
-    cmp.add_argument("--config", default=DEFAULT_CONFIG)
     cmp.set_defaults(func=cmd_compare)
 
     ab = ev.add_parser("ab", help="run a suite on two models (or settings) and judge pairwise")
@@ -106,8 +100,7 @@ def commands(cli: CommandSet) -> None:
     when.add_argument("--date", type=day_arg, help="records judged on this day")
     when.add_argument("--since", type=day_arg, help="records judged on or after this day")
     pr.add_argument("--out", type=Path, required=True, help="dataset JSONL to write")
-    pr.add_argument("--config", default=DEFAULT_CONFIG)
-    pr.add_argument("--judging", default=DEFAULT_JUDGING)
+    pr.add_argument("--judging")
     pr.set_defaults(func=cmd_promote)
 
 

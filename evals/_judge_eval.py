@@ -21,8 +21,7 @@ from judges import (
     load_criteria,
     wilson,
 )
-from serving import CliError, GavelModel, StackConfig
-from serving.cli import EXIT_USAGE
+from serving import EXIT_USAGE, CliError, GavelModel, StackConfig
 from serving.store import Store
 
 FIXED = "fixed-response"

@@ -29,8 +29,7 @@ from evals._judging import exchange_of, judge_once
 from evals._result import CheckSummary, EpochResult, ItemResult, Outcome, RunResult
 from evals._suite import Item, LoadedSuite, Params
 from judges import JudgeItem, JudgingConfig, wilson
-from serving import SOURCE_HEADER, CliError, StackConfig
-from serving.cli import EXIT_USAGE
+from serving import EXIT_USAGE, SOURCE_HEADER, CliError, StackConfig
 from serving.store import Store, tables
 
 _cache = tables.eval_cache

@@ -16,8 +16,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from evals._checks import ASSERTIONS, AssertArgs
 from judges import Criterion, KindRegistry, VerdictFormat, default_kinds, load_criteria
-from serving import CliError, ConfigError, GavelModel, Role, load_model
-from serving.cli import EXIT_USAGE
+from serving import EXIT_USAGE, CliError, ConfigError, GavelModel, Role, load_model
 
 
 class Params(GavelModel):

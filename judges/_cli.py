@@ -15,8 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from serving import CliError
-from serving.cli import DEFAULT_CONFIG, EXIT_USAGE, CommandSet, day_arg, open_store, yesterday
+from serving import EXIT_USAGE, CliError, CommandSet, day_arg, open_store, yesterday
 
 if TYPE_CHECKING:
     from judges._calibration import CalibrationRow
@@ -25,16 +24,13 @@ if TYPE_CHECKING:
     from judges._registry import KindRegistry
     from serving.store import Store
 
-DEFAULT_JUDGING = "config/judging.yaml"
-
 
 def commands(cli: CommandSet) -> None:
     """Register ``judge``, ``label`` and ``traffic replay`` on the ``gavel`` parser."""
     js = cli.group("judge", help="judge captured traffic with the judge model")
     daily = js.add_parser("daily", help="sample and judge one day's traffic")
     daily.add_argument("--date", type=day_arg, default=None, help="UTC day (default: yesterday)")
-    daily.add_argument("--config", default=DEFAULT_CONFIG)
-    daily.add_argument("--judging", default=DEFAULT_JUDGING)
+    daily.add_argument("--judging")
     daily.add_argument(
         "--api-key",
         default=os.environ.get("GAVEL_API_KEY"),
@@ -51,7 +47,27 @@ def commands(cli: CommandSet) -> None:
     daily.set_defaults(func=cmd_daily)
     _add_calibrate(js)
     _add_label(cli)
+    cli.config_checks.append(check_judging)
     _add_replay(cli.group("traffic", help="captured production traffic", config=True))
+
+
+def check_judging(args: argparse.Namespace) -> tuple[str, list[str]]:
+    """``gavel config check``'s judges part: the judging config and every criteria file."""
+    from judges._catalog import check_criteria
+    from judges._config import load_judging
+    from serving import ConfigError
+
+    try:
+        judging = load_judging(args.judging)
+    except ConfigError as exc:
+        return "", [str(exc)]
+    criteria, errors = check_criteria(Path(judging.criteria_dir))
+    summary = (
+        f"{args.judging}: ok ({len(criteria)} criteria in {judging.criteria_dir}: "
+        + ", ".join(c.name for c in criteria)
+        + ")"
+    )
+    return summary, [str(e) for e in errors]
 
 
 def _add_replay(traffic_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -173,11 +189,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _common(p: argparse.ArgumentParser, *, inherited: bool = False) -> None:
-    """--config/--judging; under ``gavel label ACTION`` they may come before or after ACTION."""
-    config: object = argparse.SUPPRESS if inherited else DEFAULT_CONFIG
-    judging: object = argparse.SUPPRESS if inherited else DEFAULT_JUDGING
-    p.add_argument("--config", default=config, help="stack config (for the store)")
-    p.add_argument("--judging", default=judging, help="judging config (criteria)")
+    """--judging; a global option (``gavel`` fills in its default), like --config."""
+    p.add_argument("--judging")
 
 
 def _add_label(cli: CommandSet) -> None:

@@ -9,13 +9,18 @@ from pydantic import Field
 
 from judges._calibration import CalibrationConfig
 from judges._sampling import SamplingConfig
-from serving import GavelModel, load_model
+from serving import GavelModel, load_model, rebase_path
+
+SHIPPED_CRITERIA = str(Path(__file__).resolve().parent / "criteria")
+"""The criteria that ship with Gavel (the default ``criteria_dir``)."""
 
 
 class JudgingConfig(GavelModel):
     """How the daily job samples, calls the judge, compares and reports."""
 
-    criteria_dir: str = "judges/criteria"
+    criteria_dir: str = SHIPPED_CRITERIA
+    """Folder of criterion YAML files; default: the criteria shipped with Gavel. Relative
+    paths here and in ``report_dir`` are relative to the judging file's folder."""
     sampling: SamplingConfig = SamplingConfig()
     concurrency: Annotated[int, Field(ge=1)] = 4
     """Judge calls in flight per Ray task."""
@@ -34,7 +39,17 @@ class JudgingConfig(GavelModel):
     report_dir: str = "reports/judging"
     pushgateway: str | None = None
 
+    def rebased(self, base_dir: Path) -> JudgingConfig:
+        """This config with its relative folders made absolute against ``base_dir``."""
+        return self.model_copy(
+            update={
+                "criteria_dir": rebase_path(self.criteria_dir, base_dir),
+                "report_dir": rebase_path(self.report_dir, base_dir),
+            }
+        )
+
 
 def load_judging(path: str | Path) -> JudgingConfig:
-    """Read and validate a judging config; errors name the file, field and value."""
-    return load_model(path, JudgingConfig)
+    """Read and validate a judging config; errors name the file, field and value. Its
+    relative folders become absolute against the file's folder."""
+    return load_model(path, JudgingConfig).rebased(Path(path).resolve().parent)

@@ -9,8 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from serving import CliError
-from serving.cli import DEFAULT_CONFIG, EXIT_USAGE, CommandSet
+from serving import EXIT_USAGE, CliError, CommandSet
 
 if TYPE_CHECKING:
     from loadtest._models import SweepResult
@@ -33,7 +32,6 @@ def commands(cli: CommandSet) -> None:
     lt_sub = cli.group("loadtest", help="latency and cost as output length and load change")
 
     sw = lt_sub.add_parser("sweep", help="run a Locust sweep over output lengths x concurrency")
-    sw.add_argument("--config", default=DEFAULT_CONFIG, help="stack config (URL, price)")
     sw.add_argument("--base-url", help="endpoint root (default: the config's http host/port)")
     sw.add_argument("--role", default="app", choices=["app", "judge"], help="model to load")
     sw.add_argument("--model", help="served model id (default: the role's model_id)")
@@ -131,7 +129,7 @@ def _publish(config_path: str, result: SweepResult) -> None:
     """Store the sweep's figures, which the gateway's ``/metrics`` serves (the dashboards'
     load-test panels). The report files are written either way."""
     from loadtest._report import loadtest_figures
-    from serving.cli import open_store
+    from serving import open_store
 
     try:
         store = open_store(config_path)

@@ -2,10 +2,19 @@
 
 Public surface: the config models and loaders, the app builder, the wire formats of
 keys and captured traffic, the one cost formula, and the user-facing error types.
-The storage layer is :mod:`serving.store`; the command line is :mod:`serving.cli`.
+The storage layer is :mod:`serving.store`; the command line is :mod:`serving.cli`,
+and what packages need to add commands to it is exported here (``CommandSet``, ``day_arg``, ...).
 """
 
 from serving._builder import app_builder, build_app, check_sources, to_llm_config
+from serving._commandline import (
+    EXIT_USAGE,
+    CommandSet,
+    day_arg,
+    default_config,
+    open_store,
+    yesterday,
+)
 from serving._config import (
     ConfigError,
     GavelModel,
@@ -18,6 +27,7 @@ from serving._config import (
     load_model,
     parse_config,
     parse_model,
+    rebase_path,
 )
 from serving._errors import CliError, openai_error
 from serving._figures import figures_registry
@@ -26,9 +36,11 @@ from serving._stack import connect_ray
 from serving._wire import SOURCE_HEADER, ApiKey, Figure, FigureJob, Scope, Source, TrafficRecord
 
 __all__ = [
+    "EXIT_USAGE",
     "SOURCE_HEADER",
     "ApiKey",
     "CliError",
+    "CommandSet",
     "ConfigError",
     "Figure",
     "FigureJob",
@@ -45,14 +57,19 @@ __all__ = [
     "build_app",
     "check_sources",
     "connect_ray",
+    "day_arg",
+    "default_config",
     "figures_registry",
     "hash_key",
     "hourly_per_mtok",
     "load_config",
     "load_model",
     "new_key",
+    "open_store",
     "openai_error",
     "parse_config",
     "parse_model",
+    "rebase_path",
     "to_llm_config",
+    "yesterday",
 ]

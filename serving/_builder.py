@@ -38,9 +38,47 @@ def check_sources(config: StackConfig, *, base_dir: Path, config_file: str) -> N
         folder = Path(resolve_source(m, base_dir=base_dir))
         if not (folder / "config.json").is_file():
             raise MissingModelError(
-                f"{config_file}: models[{i}].source.path = {m.source.path!r}: "
-                f"no model folder at {folder}; run `gavel model prepare`"
+                f"{config_file}: models[{i}].source.path: no model folder at {folder} "
+                "(a relative path is relative to the config file's folder); "
+                "run `gavel model prepare`"
             )
+
+
+def vllm_argument_names() -> frozenset[str] | None:
+    """The names vLLM's engine (``AsyncEngineArgs``) and OpenAI frontend (``FrontendArgs``)
+    take, read from the installed vLLM; ``None`` when vLLM is not installed here."""
+    import dataclasses
+    import importlib
+
+    names: set[str] = set()
+    for module, cls in (
+        ("vllm.engine.arg_utils", "AsyncEngineArgs"),
+        ("vllm.entrypoints.launchers.cli_args", "FrontendArgs"),
+        ("vllm.entrypoints.openai.cli_args", "FrontendArgs"),
+    ):
+        try:
+            found = getattr(importlib.import_module(module), cls)
+        except (ImportError, AttributeError):
+            continue
+        names |= {f.name for f in dataclasses.fields(found)}
+    return frozenset(names) if names else None
+
+
+def check_engine_args(config: StackConfig, *, config_file: str) -> list[str]:
+    """One line per ``engine.extra`` name that the installed vLLM does not take (empty
+    when all are known, or when vLLM is not installed to check against)."""
+    if not any(m.engine.extra for m in config.models):
+        return []
+    known = vllm_argument_names()
+    if known is None:
+        return []
+    return [
+        f"{config_file}: models[{i}].engine.extra.{name}: not an argument of the installed "
+        f"vLLM's EngineArgs"
+        for i, m in enumerate(config.models)
+        for name in m.engine.extra
+        if name not in known
+    ]
 
 
 def to_llm_config(model: ModelConfig, *, base_dir: Path) -> LLMConfig:

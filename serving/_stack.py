@@ -28,9 +28,10 @@ from serving._config import StackConfig
 STATE_DIR_ENV = "GAVEL_STATE_DIR"
 
 
-def state_file() -> Path:
-    """Where the running stack is recorded: ``$GAVEL_STATE_DIR/stack.json`` (default ``.gavel``)."""
-    return Path(os.environ.get(STATE_DIR_ENV, ".gavel")) / "stack.json"
+def state_file(state_dir: str | None = None) -> Path:
+    """Where the running stack is recorded: ``$GAVEL_STATE_DIR/stack.json``, else
+    ``STATE_DIR/stack.json`` (the config's ``state_dir``), else ``.gavel/stack.json``."""
+    return Path(os.environ.get(STATE_DIR_ENV) or state_dir or ".gavel") / "stack.json"
 
 
 RAY_CURRENT_CLUSTER = "/tmp/ray/ray_current_cluster"
@@ -208,7 +209,8 @@ def deploy(
         started = True
         if not connect_ray(address):
             raise StackError(f"started Ray at {address} but could not connect to it")
-    previous = read_state()
+    path = state_file(config.state_dir)
+    previous = read_state(path)
     if not started and previous is not None and previous.started_ray:
         started = True  # re-deploying onto the cluster an earlier `gavel serve` started
     state = StackState(
@@ -218,7 +220,7 @@ def deploy(
         started_ray=started,
         ray_address=address or "auto",
     )
-    write_state(state)
+    write_state(state, path)
     serve.start(http_options={"host": config.http.host, "port": config.http.port})
     log("deploying (a cold start on CPU takes 2-3 minutes)")
     try:
@@ -262,7 +264,9 @@ def app_status(app_name: str) -> tuple[str, list[DeploymentStatus]]:
     return str(getattr(app.status, "value", app.status)), deps
 
 
-def shutdown(state: StackState | None, *, log: Callable[[str], None] = print) -> None:
+def shutdown(
+    state: StackState | None, *, path: Path | None = None, log: Callable[[str], None] = print
+) -> None:
     """Delete the app, shut Serve down, and stop Ray if Gavel started it."""
     from ray import serve
 
@@ -275,4 +279,4 @@ def shutdown(state: StackState | None, *, log: Callable[[str], None] = print) ->
     if state is not None and state.started_ray:
         stop_local_ray()
         log("local Ray stopped")
-    state_file().unlink(missing_ok=True)
+    (path or state_file()).unlink(missing_ok=True)

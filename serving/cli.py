@@ -2,8 +2,9 @@
 
 Each package offers its subcommands through one function, ``commands(cli)``, named by
 an entry point in the ``gavel.commands`` group (``serving`` first, then the others by
-name). This module imports none of them: it only assembles what the entry points give
-and owns the one mapping of failures to exit codes:
+name). This module imports none of them: it only assembles what the entry points give,
+makes ``--config`` and ``--judging`` global options (:mod:`serving._commandline`), and
+owns the one mapping of failures to exit codes:
 
 - a :class:`CliError` (an expected failure): its message, its code;
 - a :class:`~serving.ConfigError`: the file, the field and the value, exit 2;
@@ -20,85 +21,22 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime, timedelta
 from importlib.metadata import entry_points
-from pathlib import Path
-from typing import TYPE_CHECKING
 
-from serving._errors import CliError
+from serving._commandline import (
+    EXIT_USAGE,
+    CliError,
+    CommandSet,
+    finish_parser,
+    missing_config_hint,
+    resolve_globals,
+)
 
-if TYPE_CHECKING:
-    from serving.store import Store
-
-DEFAULT_CONFIG = os.environ.get("GAVEL_CONFIG", "config/cpu.yaml")
-"""The stack config every ``--config`` defaults to (``$GAVEL_CONFIG`` overrides it)."""
-EXIT_USAGE = 2
 ENTRY_POINT_GROUP = "gavel.commands"
 
 Handler = Callable[[argparse.Namespace], int]
 
-__all__ = [
-    "DEFAULT_CONFIG",
-    "EXIT_USAGE",
-    "CliError",
-    "CommandSet",
-    "build_parser",
-    "day_arg",
-    "main",
-    "open_store",
-    "yesterday",
-]
-
-
-class CommandSet:
-    """The top-level subcommands, handed to each package's ``commands`` function.
-
-    :meth:`group` creates a command with actions (``gavel keys create``), or returns
-    the one another package created, so that packages can add actions to a shared group
-    (``gavel traffic export`` is serving's, ``gavel traffic replay`` the judges').
-    """
-
-    def __init__(self, sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-        self._sub = sub
-        self._groups: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
-
-    def command(self, name: str, **kwargs: object) -> argparse.ArgumentParser:
-        """A new top-level command without actions."""
-        return self._sub.add_parser(name, **kwargs)  # type: ignore[arg-type]
-
-    def group(
-        self, name: str, *, help: str, config: bool = False
-    ) -> argparse._SubParsersAction[argparse.ArgumentParser]:
-        """The actions of command ``name`` (created on first use, with ``--config`` if asked)."""
-        if name not in self._groups:
-            parser = self._sub.add_parser(name, help=help)
-            if config:
-                parser.add_argument("--config", default=DEFAULT_CONFIG)
-            actions = parser.add_subparsers(dest=f"{name}_command", required=True, metavar="ACTION")
-            self._groups[name] = actions
-        return self._groups[name]
-
-
-def day_arg(text: str) -> date:
-    """argparse type of a UTC day, ``YYYY-MM-DD`` (shared by every ``--date``/``--since``)."""
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}") from None
-
-
-def yesterday() -> date:
-    """Yesterday in UTC: the default day of daily commands."""
-    return (datetime.now(UTC) - timedelta(days=1)).date()
-
-
-def open_store(config_path: str) -> Store:
-    """The store that the stack config at ``config_path`` names (a ConfigError if invalid)."""
-    from serving._config import load_config
-    from serving.store import Store, resolve_url
-
-    config = load_config(config_path)
-    return Store(resolve_url(config.gateway.store.url, base_dir=Path.cwd()))
+__all__ = ["ENTRY_POINT_GROUP", "build_parser", "main"]
 
 
 def _package_commands() -> list[Callable[[CommandSet], None]]:
@@ -111,12 +49,15 @@ def _package_commands() -> list[Callable[[CommandSet], None]]:
 def build_parser() -> argparse.ArgumentParser:
     """The ``gavel`` argument parser with every package's subcommands."""
     parser = argparse.ArgumentParser(
-        prog="gavel", description="Gavel: self-hosted inference and judge-serving stack."
+        prog="gavel",
+        description="Gavel: self-hosted inference and judge-serving stack. --config FILE "
+        "(or $GAVEL_CONFIG) may come before or after any command.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     cli = CommandSet(sub)
     for add in _package_commands():
         add(cli)
+    finish_parser(parser)
     return parser
 
 
@@ -131,11 +72,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from serving._config import ConfigError
 
     try:
+        resolve_globals(args)
         return handler(args)
     except CliError as exc:
         message, code = str(exc), exc.code
     except ConfigError as exc:
         message, code = str(exc), EXIT_USAGE
+        if exc.message == "file not found" and exc.file == getattr(args, "config", None):
+            message += missing_config_hint(args)
     except SQLAlchemyError as exc:
         first = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         message = f"the store is unreachable ({first}); check gateway.store.url"

@@ -46,7 +46,13 @@ LOG = SESSION_DIR / "test-serve.log"
 
 
 def _write_session_config() -> None:
+    """config/cpu.yaml moved to the session folder: its paths into the checkout made
+    absolute (they are relative to the config file's folder), the store and spool apart."""
     data = yaml.safe_load((ROOT / "config/cpu.yaml").read_text())
+    for model in data["models"]:
+        model["source"]["path"] = str((ROOT / "config" / model["source"]["path"]).resolve())
+    data["judging"] = str(ROOT / "config" / data.get("judging", "judging.yaml"))
+    data["state_dir"] = str(SESSION_DIR / "state")
     gateway = data.setdefault("gateway", {})
     gateway["store"] = {"url": STORE_URL}
     gateway.setdefault("capture", {})["spool_dir"] = str(SESSION_DIR / "spool")

@@ -20,20 +20,20 @@ from pathlib import Path
 from evals._run import Endpoint, check_endpoint, run_suite
 from evals._suite import load_suite
 from judges import load_judging
-from serving import load_config, new_key
-from serving.cli import DEFAULT_CONFIG, open_store
+from serving import default_config, load_config, new_key, open_store
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print items/s, write JSON."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--suite", default="evals/suites/reference_qa.yaml")
-    p.add_argument("--config", default=DEFAULT_CONFIG)
-    p.add_argument("--judging", default="config/judging.yaml")
+    p.add_argument("--config", default=default_config())
+    p.add_argument("--judging", help="default: the stack config's judging field")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--out", default="reports/bench_evals.json")
     args = p.parse_args(argv)
-    stack, judging = load_config(args.config), load_judging(args.judging)
+    stack = load_config(args.config)
+    judging = load_judging(args.judging or stack.judging)
     store = open_store(args.config)
     plain, rec = new_key(f"bench-evals-{uuid.uuid4().hex[:8]}", ["infer", "judge"])
     store.add_key(rec)

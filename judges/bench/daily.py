@@ -41,8 +41,7 @@ from judges._config import JudgingConfig, load_judging
 from judges._criteria import Criterion, VerdictFormat
 from judges._daily import run_daily
 from judges._replay import replay
-from serving import StackConfig, connect_ray, load_config, new_key
-from serving.cli import DEFAULT_CONFIG, open_store
+from serving import StackConfig, connect_ray, default_config, load_config, new_key, open_store
 from serving.store import Store
 
 CRITERIA = ("answers_question", "concise", "follows_format")
@@ -167,15 +166,15 @@ def judge_round(stack: StackConfig, judging: JudgingConfig, source: Store, day: 
 def main(argv: list[str] | None = None) -> int:
     """Measure the bound, judge in alternating rounds per format, print, write JSON."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    p.add_argument("--config", default=DEFAULT_CONFIG)
-    p.add_argument("--judging", default="config/judging.yaml")
+    p.add_argument("--config", default=default_config())
+    p.add_argument("--judging", help="default: the stack config's judging field")
     p.add_argument("--items", type=int, default=45, help="judged items per round")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--out", default="reports/bench/judge.json")
     args = p.parse_args(argv)
     stack = load_config(args.config)
     per_day = max(1, args.items // len(CRITERIA))
-    base = load_judging(args.judging)
+    base = load_judging(args.judging or stack.judging)
     judging = base.model_copy(update={
         "sampling": base.sampling.model_copy(update={"rate": 1.0, "max_per_stratum": per_day}),
     })  # fmt: skip

@@ -8,8 +8,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from serving import Scope, new_key
-from serving.cli import open_store
+from serving import Scope, new_key, open_store
 
 ROOT = Path(__file__).resolve().parents[2]
 

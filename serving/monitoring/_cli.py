@@ -7,8 +7,8 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from serving._commandline import CommandSet
 from serving._errors import CliError
-from serving.cli import DEFAULT_CONFIG, CommandSet
 
 DASHBOARD_DIR = Path("k8s/monitoring/dashboards")
 RULES_FILE = Path("k8s/monitoring/rules.yaml")
@@ -27,7 +27,6 @@ def add_commands(cli: CommandSet) -> None:
     chk.add_argument("--root", default=".", help="the repository (default: here)")
     chk.set_defaults(func=_cmd_check)
     prom = mon.add_parser("prometheus", help="run Prometheus against the running stack")
-    prom.add_argument("--config", default=DEFAULT_CONFIG)
     prom.add_argument("--port", type=int, default=9090)
     prom.add_argument("--root", default=".", help="the repository (for the rules file)")
     prom.set_defaults(func=_cmd_prometheus)

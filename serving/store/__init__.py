@@ -7,8 +7,9 @@ rule. Other packages build their queries on :mod:`tables` and run them through t
 store's methods; nothing outside this package touches the engine.
 """
 
+from serving._base import resolve_url
 from serving.store import _schema as tables
-from serving.store._db import Database, Row, as_utc, resolve_url
+from serving.store._db import Database, Row, as_utc
 from serving.store._store import Store
 
 __all__ = ["Database", "Row", "Store", "as_utc", "resolve_url", "tables"]

@@ -40,15 +40,6 @@ def as_utc(value: Any) -> Any:
     return value
 
 
-def resolve_url(url: str, *, base_dir: Path) -> str:
-    """Make a relative SQLite path absolute (Ray workers do not share the CLI's cwd)."""
-    prefix = "sqlite:///"
-    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != "sqlite://":
-        path = (base_dir / url[len(prefix) :]).resolve()
-        return prefix + str(path)
-    return url
-
-
 def add_missing_columns(engine: Engine, md: MetaData) -> None:
     """Additive migration: add the nullable columns a newer Gavel defines to existing tables."""
     insp = inspect(engine)

@@ -25,7 +25,7 @@ models:
             "models/SmolLM2-135M-Instruct",
             "models[0].deployment.num_replicas = -2",
         ),
-        ("", "models/does-not-exist", "models[0].source.path = 'models/does-not-exist'"),
+        ("", "models/does-not-exist", "models[0].source.path: no model folder at {tmp}/models/"),
     ],
     ids=["unknown-field", "negative-replicas", "missing-model-folder"],
 )
@@ -38,6 +38,7 @@ def test_serve_config_errors_exit_2_in_one_line(
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
+    expect = expect.format(tmp=tmp_path)
     assert lines[0].startswith(f"gavel: error: {cfg}: {expect}"), lines[0]
     assert "Traceback" not in proc.stderr
 

@@ -1,0 +1,130 @@
+"""Config of what surrounds the models: the HTTP endpoint, the gateway (keys, limits,
+CORS, capture, the store) and Ray. Pure models: no I/O."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from serving._base import GavelModel
+
+
+class HttpConfig(GavelModel):
+    """Where the OpenAI-compatible endpoint listens."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    public_url: Annotated[str, Field(pattern=r"^https?://[^\s]+/v1$")] | None = None
+    """The OpenAI base URL Gavel's own jobs (judge, evals, load test) use when it is not
+    the listen address, e.g. ``http://gavel-serve-svc:8000/v1`` in Kubernetes."""
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI base URL clients use."""
+        if self.public_url is not None:
+            return self.public_url
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}/v1"
+
+
+class AuthConfig(GavelModel):
+    """API-key auth on every ``/v1/*`` route. Turning it off must be explicit."""
+
+    enabled: bool = True
+    key_cache_ttl_s: Annotated[float, Field(ge=0, le=60)] = 2.0
+    """A revoked key stops working within this long."""
+    key_cache_size: Annotated[int, Field(ge=1)] = 4096
+    """Valid keys cached per ingress replica (least recently used go first)."""
+
+
+class LimitsConfig(GavelModel):
+    """What one request may ask for, and how admission behaves when the limiter is away."""
+
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
+    """Larger request bodies get 413 before they are parsed."""
+    max_n: Annotated[int, Field(ge=1)] = 8
+    """Most choices (``n``) one request may ask for; more is 400."""
+    max_prompts: Annotated[int, Field(ge=1)] = 8
+    """Most prompts in one completions request; more is 400."""
+    default_completion_reserve: Annotated[int, Field(ge=1)] = 256
+    """Tokens reserved against a key's tpm for a request that sets no ``max_tokens``."""
+    limiter_timeout_s: Annotated[float, Field(gt=0, le=60)] = 2.0
+    """The shared limiter is never awaited longer than this."""
+    on_limiter_unavailable: Literal["reject", "allow"] = "reject"
+    """``reject`` (fail closed, 503) or ``allow`` (fail open) when the limiter does not answer."""
+
+
+class CorsConfig(GavelModel):
+    """Cross-origin access from browsers: off unless origins are listed."""
+
+    allow_origins: list[str] = Field(default_factory=list)
+    """Exact origins (``https://app.example.com``); ``*`` is refused (it would expose keys)."""
+
+    @model_validator(mode="after")
+    def _no_wildcard(self) -> CorsConfig:
+        if "*" in self.allow_origins:
+            raise ValueError("list exact origins; '*' with credentials is not allowed")
+        return self
+
+
+class CaptureConfig(GavelModel):
+    """Traffic capture: batched off the request path, spooled to disk when the store is down."""
+
+    enabled: bool = True
+    flush_interval_s: Annotated[float, Field(gt=0, le=60)] = 0.5
+    """A ``kill -9`` of an ingress replica can lose at most this much of captured traffic."""
+    batch_size: Annotated[int, Field(ge=1)] = 256
+    queue_max: Annotated[int, Field(ge=1)] = 2000
+    """Records held in memory; beyond this they go straight to the disk spool."""
+    spool_dir: str = ".gavel/spool"
+    """Relative to the config file's folder."""
+    redact: bool = False
+    """Mask emails, phone numbers, provider keys and PEM blocks before storage."""
+    redact_max_chars: Annotated[int, Field(ge=1000)] = 200_000
+    """With redaction on, text beyond this many characters is not stored (marked cut)."""
+    client_request_id_max: Annotated[int, Field(ge=8, le=256)] = 128
+    """A client's own request id (body ``request_id`` or ``X-Request-Id``) is kept, for
+    correlation only, cut to this length; the capture key is always Gavel's."""
+
+
+class StoreConfig(GavelModel):
+    """Where keys, traffic and verdicts live: SQLite (one node) or PostgreSQL (several)."""
+
+    url: Annotated[str, Field(pattern=r"^(sqlite|postgresql)(\+\w+)?://")] = (
+        "sqlite:///.gavel/gavel.db"
+    )
+    """SQLAlchemy URL, e.g. ``postgresql+psycopg://gavel@db:5432/gavel``. A relative SQLite
+    path is relative to the config file's folder."""
+
+
+class GatewayConfig(GavelModel):
+    """The gateway built into the ingress: keys, limits, capture, the store."""
+
+    auth: AuthConfig = AuthConfig()
+    limits: LimitsConfig = LimitsConfig()
+    cors: CorsConfig = CorsConfig()
+    capture: CaptureConfig = CaptureConfig()
+    store: StoreConfig = StoreConfig()
+    steering_metadata: tuple[str, ...] = ("expected", "pair")
+    """``X-Gavel-Metadata`` keys that steer judging (reference answers, pairing); only
+    ``admin`` keys may send them."""
+
+
+class RayConfig(GavelModel):
+    """How Gavel reaches Ray: an existing cluster, or a local one it starts."""
+
+    address: str | None = None
+    """Cluster address (``auto``, ``ray://...``); ``None`` joins a running one or starts one."""
+    num_cpus: Annotated[int, Field(ge=1)] | None = None
+    """Logical CPUs for a locally started Ray (the CPU stack needs more than it has cores)."""
+    env: dict[str, str] = Field(default_factory=dict)
+    """Environment of a locally started Ray (every Ray process inherits it): Ray and Ray
+    Serve knobs such as ``RAY_SERVE_THROUGHPUT_OPTIMIZED``. Ignored when joining a cluster
+    (set them where that cluster starts)."""
+    worker_niceness: Annotated[int, Field(ge=0, le=19)] = 15
+    """Niceness of a locally started Ray's workers (the engines, proxy and ingress); 15 is
+    Ray's own default. 0 was measured (README, Benchmarks) and did not help here."""
+    metrics_export_port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    """Where each Ray node serves Prometheus metrics (vLLM's engine metrics, ``ray_vllm_*``).
+    ``gavel serve`` passes it to the Ray it starts; a cluster joined must use the same."""
