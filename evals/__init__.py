@@ -8,9 +8,10 @@ assertions (``ASSERTIONS``) and the pure statistics.
 
 from evals._checks import ASSERTIONS
 from evals._compare import Comparison, PairwiseReport, compare, pairwise_report
+from evals._generate import Endpoint
 from evals._judge_eval import evaluate_judge
 from evals._result import RunResult
-from evals._run import Endpoint, run_suite
+from evals._run import run_suite
 from evals._stats import (
     length_controlled_win_rate,
     mcnemar_exact,

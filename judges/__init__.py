@@ -21,7 +21,9 @@ if TYPE_CHECKING:
     from judges._client import JudgeCallError, JudgeClient, JudgeClientConfig
     from judges._config import JudgingConfig, load_judging
     from judges._criteria import Criterion, VerdictFormat
-    from judges._daily import build_items, judge_items, run_daily, to_exchange
+    from judges._daily import run_daily
+    from judges._fanout import judge_items
+    from judges._items import build_items, to_exchange
     from judges._label_app import build_label_app
     from judges._labels import Label, LabelRow, LabelStore
     from judges._registry import CriterionKind, JudgeOutcome, KindRegistry
@@ -51,10 +53,10 @@ _WHERE = {
     "Criterion": "_criteria",
     "VerdictFormat": "_criteria",
     "load_criteria": "_catalog",
-    "build_items": "_daily",
-    "judge_items": "_daily",
+    "build_items": "_items",
+    "judge_items": "_fanout",
     "run_daily": "_daily",
-    "to_exchange": "_daily",
+    "to_exchange": "_items",
     "build_label_app": "_label_app",
     "Label": "_labels",
     "LabelRow": "_labels",

@@ -177,6 +177,7 @@ __all__ = [
     "CliError",
     "CommandSet",
     "ConfigCheck",
+    "SubParsers",
     "day_arg",
     "default_config",
     "finish_parser",

@@ -17,7 +17,8 @@ import sys
 import uuid
 from pathlib import Path
 
-from evals._run import Endpoint, check_endpoint, run_suite
+from evals._generate import Endpoint, check_endpoint
+from evals._run import run_suite
 from evals._suite import load_suite
 from judges import load_judging
 from serving import default_config, load_config, new_key, open_store
