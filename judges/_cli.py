@@ -29,7 +29,12 @@ def commands(cli: CommandSet) -> None:
     """Register ``judge``, ``label`` and ``traffic replay`` on the ``gavel`` parser."""
     js = cli.group("judge", help="judge captured traffic with the judge model")
     daily = js.add_parser("daily", help="sample and judge one day's traffic")
-    daily.add_argument("--date", type=day_arg, default=None, help="UTC day (default: yesterday)")
+    daily.add_argument(
+        "--date",
+        type=day_arg,
+        default=None,
+        help="UTC day: YYYY-MM-DD, today or yesterday (default: yesterday, for a nightly job)",
+    )
     daily.add_argument("--judging")
     daily.add_argument(
         "--api-key",
@@ -120,6 +125,12 @@ def cmd_daily(args: argparse.Namespace) -> int:
         retry_errors=args.retry_errors,
         batch=args.batch,
     )
+    if res.sampled == 0:
+        default = " (yesterday, the default)" if args.date is None else ""
+        print(
+            f"no production traffic captured on {day.isoformat()}{default}; nothing to judge. "
+            "Traffic sent today is judged with `gavel judge daily --date today`."
+        )
     judged = res.judged_now
     rate = judged / res.seconds if res.seconds > 0 else 0.0
     per_k = (

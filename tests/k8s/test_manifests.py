@@ -27,7 +27,7 @@ CRD_KINDS = {"RayService", "PodMonitor", "ServiceMonitor", "PrometheusRule"}
 def _docs() -> list[tuple[str, dict[str, Any]]]:
     out = []
     for path in sorted(ROOT.glob("k8s/**/*.yaml")):
-        if path.name == "rules_test.yaml" or path.name == "rules.yaml":
+        if path.name in ("rules_test.yaml", "rules.yaml", "kustomization.yaml"):
             continue
         out += [(path.name, d) for d in yaml.safe_load_all(path.read_text()) if d]
     return out
@@ -131,3 +131,28 @@ def test_scrape_objects_select_the_gateway_and_ray_ports() -> None:
     }
     assert ports["metrics"] == int(head["rayStartParams"]["metrics-export-port"]) == 8080
     assert ports["serve"] == 8000
+
+
+def _images(node: object) -> list[str]:
+    if isinstance(node, dict):
+        found = [v for k, v in node.items() if k == "image" and isinstance(v, str)]
+        return found + [i for v in node.values() for i in _images(v)]
+    if isinstance(node, list):
+        return [i for v in node for i in _images(v)]
+    return []
+
+
+def test_every_container_runs_the_one_image_kustomize_names() -> None:
+    kust = yaml.safe_load((ROOT / "k8s/kustomization.yaml").read_text())
+    (entry,) = kust["images"]
+    images = {i for _, d in DOCS for i in _images(d)}
+    assert images, "no container image found in k8s/"
+    assert images == {f"{entry['name']}:{entry['newTag']}"}, images
+    listed = {ROOT / "k8s" / r for r in kust["resources"]}
+    assert all(p.is_file() for p in listed), listed
+    for path in ROOT.glob("k8s/**/*.yaml"):
+        refs = [w for w in path.read_text().split() if w.endswith(".yaml") and "/" not in w]
+        for ref in refs:  # a manifest that names another file names one that exists
+            name = ref.strip("`'\",.()")
+            found = [p for d in ("k8s", "config") for p in (ROOT / d).glob(f"**/{name}")]
+            assert found, f"{path.name} refers to missing {name}"
