@@ -49,18 +49,28 @@ def vllm_argument_names() -> frozenset[str] | None:
     take, read from the installed vLLM; ``None`` when vLLM is not installed here."""
     import dataclasses
     import importlib
+    import os
 
     names: set[str] = set()
-    for module, cls in (
-        ("vllm.engine.arg_utils", "AsyncEngineArgs"),
-        ("vllm.entrypoints.launchers.cli_args", "FrontendArgs"),
-        ("vllm.entrypoints.openai.cli_args", "FrontendArgs"),
-    ):
-        try:
-            found = getattr(importlib.import_module(module), cls)
-        except (ImportError, AttributeError):
-            continue
-        names |= {f.name for f in dataclasses.fields(found)}
+    # vLLM's import chatter (a Triton warning on CPU) stays out of the CLI's one-line
+    # output: file descriptor 2 points at /dev/null during the import only.
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        for module, cls in (
+            ("vllm.engine.arg_utils", "AsyncEngineArgs"),
+            ("vllm.entrypoints.launchers.cli_args", "FrontendArgs"),
+            ("vllm.entrypoints.openai.cli_args", "FrontendArgs"),
+        ):
+            try:
+                found = getattr(importlib.import_module(module), cls)
+            except (ImportError, AttributeError):
+                continue
+            names |= {f.name for f in dataclasses.fields(found)}
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
     return frozenset(names) if names else None
 
 

@@ -192,14 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prompts-per-block", type=int, default=8,
                    help="prompts per block at concurrency 1 (x concurrency/2 above)")  # fmt: skip
     p.add_argument("--out", default="reports/bench/overhead.json")
-    p.add_argument("--ray-stock", action="store_true",
-                   help="run Gavel's Ray with Ray's defaults (worker niceness 15, no Serve "
-                        "env knobs): the 'before' of the performance levers")  # fmt: skip
     args = p.parse_args(argv)
     config, gpu = load_config(args.config), load_config(args.gpu_config)
-    if args.ray_stock:
-        stock = config.ray.model_copy(update={"worker_niceness": 15, "env": {}})
-        config = config.model_copy(update={"ray": stock})
     app = config.model("app")
     tokenizer = str(ROOT / str(app.source.path))
     levels = [int(c) for c in args.concurrency.split(",")]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
+from subprocess import CompletedProcess
 
 import pytest
 
-from tests.conftest import run_gavel
+from tests.conftest import GAVEL, ROOT, run_gavel
 
 BASE = """
 models:
@@ -61,3 +64,123 @@ def test_config_check_accepts_shipped_configs() -> None:
         proc = run_gavel("config", "check", name)
         assert proc.returncode == 0, proc.stderr
         assert "app=app-model, judge=judge-model" in proc.stdout
+
+
+# --- One CLI grammar: --config anywhere, paths relative to the config file -------------
+
+
+def _gavel_in(cwd: Path, *args: str, env: dict[str, str] | None = None) -> CompletedProcess[str]:
+    """``gavel`` run from ``cwd`` with ``$GAVEL_CONFIG`` unset unless ``env`` sets it."""
+    base = {k: v for k, v in os.environ.items() if k != "GAVEL_CONFIG"}
+    return subprocess.run(
+        [GAVEL, *args], cwd=cwd, env={**base, **(env or {})}, capture_output=True,
+        text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def _store_config(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = folder / "stack.yaml"
+    cfg.write_text(
+        'gateway: {store: {url: "sqlite:///data/gavel.db"}}\n'
+        "models: [{role: app, model_id: app-model, source: {path: m}}]\n"
+    )
+    return cfg
+
+
+def test_config_before_or_after_any_command_from_any_folder_uses_one_store(
+    tmp_path: Path,
+) -> None:
+    cfg = _store_config(tmp_path / "conf")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    calls = [
+        (ROOT, ["keys", "--config", str(cfg), "create", "k1"], None),
+        (ROOT, ["keys", "create", "k2", "--config", str(cfg)], None),
+        (elsewhere, ["--config", str(cfg), "keys", "create", "k3"], None),
+        (Path("/"), ["keys", "create", "k4", "--config", str(cfg)], None),
+        (elsewhere, ["keys", "create", "k5"], {"GAVEL_CONFIG": str(cfg)}),
+    ]
+    for cwd, argv, env in calls:
+        proc = _gavel_in(cwd, *argv, env=env)
+        assert proc.returncode == 0, (argv, proc.stderr)
+    listed = _gavel_in(elsewhere, "keys", "list", "--config", str(cfg))
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == [
+        "k1", "k2", "k3", "k4", "k5",
+    ]  # fmt: skip
+    # The relative SQLite path is relative to the config file, not to any working folder.
+    assert (tmp_path / "conf/data/gavel.db").is_file()
+    assert not (elsewhere / "data").exists() and not (ROOT / "data").exists()
+
+
+def test_default_config_is_found_from_a_subfolder_of_the_checkout() -> None:
+    proc = _gavel_in(ROOT / "serving" / "gateway", "config", "check")
+    assert proc.returncode == 0, proc.stderr
+    assert "app=app-model, judge=judge-model" in proc.stdout
+    assert f"{ROOT}/config/judging.yaml: ok" in proc.stdout
+
+
+def test_no_config_anywhere_says_what_to_pass(tmp_path: Path) -> None:
+    proc = _gavel_in(tmp_path, "keys", "list")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "gavel: error: config/cpu.yaml: file not found; pass --config FILE or set "
+        "GAVEL_CONFIG (no config/cpu.yaml in this folder or above it)"
+    )
+
+
+def test_config_check_names_every_bad_file_and_field(tmp_path: Path) -> None:
+    crit = tmp_path / "crit"
+    crit.mkdir()
+    (crit / "ok.yaml").write_text((ROOT / "judges/criteria/general.yaml").read_text())
+    (crit / "bad.yaml").write_text("criteria: [{name: x, kind: binary}]\n")
+    (tmp_path / "judging.yaml").write_text("criteria_dir: crit\nsampling: {rate: 2}\n")
+    cfg = tmp_path / "stack.yaml"
+    cfg.write_text(
+        "models:\n  - {role: app, model_id: a, source: {path: m},\n"
+        "     engine: {extra: {max_num_seq: 4, kv_cache_dtype: auto}}}\n"
+    )
+    proc = _gavel_in(tmp_path, "config", "check", "--config", "stack.yaml")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert lines == [
+        "gavel: error: stack.yaml: models[0].engine.extra.max_num_seq: not an argument of "
+        "the installed vLLM's EngineArgs",
+        f"gavel: error: {tmp_path}/judging.yaml: sampling.rate = 2: Input should be less "
+        "than or equal to 1",
+    ], lines
+    (tmp_path / "judging.yaml").write_text("criteria_dir: crit\n")
+    proc = _gavel_in(tmp_path, "config", "check", "--config", "stack.yaml")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[1:] == [
+        f"gavel: error: {tmp_path}/crit/bad.yaml: criteria.0.rubric: Field required"
+    ], proc.stderr
+
+
+def test_engine_extra_cannot_shadow_a_typed_field(tmp_path: Path) -> None:
+    cfg = tmp_path / "stack.yaml"
+    cfg.write_text(
+        "models: [{role: app, model_id: a, source: {path: m}, engine: {extra: {dtype: float16}}}]\n"
+    )
+    proc = _gavel_in(tmp_path, "config", "check", str(cfg))
+    assert proc.returncode == 2
+    assert "models[0].engine: set dtype as a field of engine, not under extra" in proc.stderr
+
+
+def test_keys_save_and_reuse(tmp_path: Path) -> None:
+    cfg = _store_config(tmp_path)
+    key_file = tmp_path / "keys/demo.key"
+    first = _gavel_in(tmp_path, "keys", "create", "demo", "--save", str(key_file), "--reuse",
+                      env={"GAVEL_CONFIG": str(cfg)})  # fmt: skip
+    again = _gavel_in(tmp_path, "keys", "create", "demo", "--save", str(key_file), "--reuse",
+                      env={"GAVEL_CONFIG": str(cfg)})  # fmt: skip
+    assert first.returncode == 0 and again.returncode == 0, first.stderr + again.stderr
+    key = first.stdout.strip().splitlines()[-1]
+    assert again.stdout.strip().splitlines()[-1] == key == key_file.read_text().strip()
+    assert "reusing key 'demo'" in again.stdout
+    assert key_file.stat().st_mode & 0o077 == 0
+    _gavel_in(tmp_path, "keys", "revoke", "demo", env={"GAVEL_CONFIG": str(cfg)})
+    after = _gavel_in(tmp_path, "keys", "create", "demo", "--save", str(key_file), "--reuse",
+                      env={"GAVEL_CONFIG": str(cfg)})  # fmt: skip
+    assert after.returncode == 2  # a revoked key is not reused, and its name stays taken
+    assert "a revoked key's name stays taken" in after.stderr
