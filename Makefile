@@ -139,7 +139,7 @@ demo: model
 	  --concurrency 1,4 --slo-ttft-ms 1000 --slo-tpot-ms 80 | tail -3; \
 	$(GAVEL) judge calibrate | head -20; \
 	echo "judging report: reports/judging/$$today/report.html"; \
-	echo "label five items: \`$(GAVEL) keys create $$USER-labels --scopes label\` then \`$(GAVEL) label\` (http://127.0.0.1:8100)"; \
+	echo "label five items: \`$(GAVEL) keys create $${USER:-you}-labels --scopes label\` then \`$(GAVEL) label\` (http://127.0.0.1:8100)"; \
 	echo "dashboards: \`make dashboards\` (a Prometheus on the running stack; import k8s/monitoring/dashboards/*.json into Grafana)"; \
 	echo "the stack is still running: \`make down\` stops it"
 
