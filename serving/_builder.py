@@ -141,6 +141,11 @@ def gateway_settings(config: StackConfig, *, base_dir: Path) -> dict[str, Any]:
         roles={m.model_id: m.role for m in config.models},
         prices=prices,
         slos={m.model_id: m.slo for m in config.models},
+        context_lens={
+            m.model_id: m.engine.max_model_len
+            for m in config.models
+            if m.engine.max_model_len is not None
+        },
     )
     return settings.model_dump(mode="json")
 

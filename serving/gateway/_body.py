@@ -117,6 +117,25 @@ def token_reserve(data: dict[str, Any], *, default_completion: int) -> tuple[int
     return prompt_est, prompt_est + completion * choices
 
 
+MAX_TOKENS_HEADER = "X-Gavel-Max-Tokens"
+"""Set on a response whose completion Gavel capped (the request set no ``max_tokens``)."""
+
+
+def completion_cap(
+    data: dict[str, Any], *, default: int, context_len: int | None, prompt_est: int
+) -> int | None:
+    """The ``max_tokens`` Gavel sets on a request of a tpm-limited key that set none, so
+    that it cannot generate more than was reserved; ``None`` when the request set one.
+
+    The cap is ``default`` (``limits.default_completion_reserve``), or less when the
+    context left after the (high) prompt estimate is smaller, and never below 1.
+    """
+    if data.get("max_tokens") is not None or data.get("max_completion_tokens") is not None:
+        return None
+    left = default if context_len is None else context_len - prompt_est
+    return max(1, min(default, left))
+
+
 def client_request_id(data: dict[str, Any], header: str | None, max_len: int) -> str | None:
     """The id a client sent (body ``request_id`` or ``X-Request-Id``), cut to ``max_len``."""
     value = data.get("request_id")

@@ -36,9 +36,11 @@ from serving._errors import openai_error
 from serving._wire import ApiKey
 from serving.gateway._auth import KeyCache, authenticate, check_scope
 from serving.gateway._body import (
+    MAX_TOKENS_HEADER,
     Refusal,
     check_request,
     client_request_id,
+    completion_cap,
     parse_body,
     read_body,
     token_reserve,
@@ -232,6 +234,7 @@ class GavelIngress(OpenAiIngress):
             return denied
         cfg = self._settings.config
         gavel_id = uuid.uuid4().hex
+        cap: int | None = None
         try:
             data = parse_body(await read_body(request, cfg.limits.max_body_bytes))
             model, role = check_request(
@@ -253,6 +256,15 @@ class GavelIngress(OpenAiIngress):
             )
             client_wants_usage = True
             engine_data = {**captured, "request_id": gavel_id}
+            if key is not None and key.tpm is not None:
+                cap = completion_cap(
+                    data,
+                    default=cfg.limits.default_completion_reserve,
+                    context_len=self._settings.context_lens.get(model),
+                    prompt_est=prompt_est,
+                )
+                if cap is not None:  # no max_tokens: generate no more than was reserved
+                    engine_data["max_tokens"] = cap
             if data.get("stream"):
                 opts = data.get("stream_options")
                 client_wants_usage = isinstance(opts, dict) and bool(opts.get("include_usage"))
@@ -302,6 +314,15 @@ class GavelIngress(OpenAiIngress):
             self._finish(call)
             log.exception("model call failed")
             return openai_error(500, _SERVER_ERROR, type_="server_error")
+        except asyncio.CancelledError:
+            # The client went away before the first token (a non-streaming request, or a
+            # stream before its first chunk): settle, capture with 499, count it out.
+            call.status, call.error = 499, "client disconnected"
+            call.settle_usage()
+            self._finish(call)
+            raise
+        if cap is not None:
+            resp.headers[MAX_TOKENS_HEADER] = str(cap)
         if isinstance(resp, StreamingResponse):
             resp.body_iterator = tap(
                 resp.body_iterator, call, pass_usage=client_wants_usage, finish=self._finish

@@ -24,6 +24,8 @@ class GatewaySettings(GavelModel):
     prices: dict[str, PriceConfig]
     slos: dict[str, SloConfig] = {}
     """Served model id -> latency objectives (the gateway counts attainment)."""
+    context_lens: dict[str, int] = {}
+    """Served model id -> its engine's ``max_model_len``, where the config sets it."""
 
 
 def observe(call: Call, metrics: GatewayMetrics, cost: float | None, e2e_s: float) -> None:

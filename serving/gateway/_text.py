@@ -14,13 +14,22 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 REPLACEMENT = "\ufffd"
 
 
+def shown_key(key: object, limit: int = 64) -> str:
+    """A JSON key as an error message may show it: NULs and lone surrogates escaped
+    (``\\ud800``), so the message itself can be encoded, and cut to ``limit`` characters."""
+    text = str(key)
+    escaped = _UNSTORABLE.sub(lambda m: m.group().encode("unicode_escape").decode(), text)
+    return escaped if len(escaped) <= limit else escaped[: limit - 1] + "…"
+
+
 def unstorable_path(value: Any, path: str = "") -> str | None:
-    """The JSON path of the first string (key or value) with a NUL or a lone surrogate."""
+    """The JSON path of the first string (key or value) with a NUL or a lone surrogate;
+    keys in it are shown escaped and cut (:func:`shown_key`), never as sent."""
     if isinstance(value, str):
         return path or "(body)" if _UNSTORABLE.search(value) else None
     if isinstance(value, dict):
         for k, v in value.items():
-            here = f"{path}.{k}" if path else str(k)
+            here = f"{path}.{shown_key(k)}" if path else shown_key(k)
             if isinstance(k, str) and _UNSTORABLE.search(k):
                 return here
             found = unstorable_path(v, here)

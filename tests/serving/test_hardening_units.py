@@ -126,6 +126,24 @@ def test_bodies_a_store_cannot_hold_are_refused(raw: bytes, status: int, says: s
     assert err.value.status == status and says in err.value.message
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"model": "app-model", "bad\ud800key": 1}',
+        b'{"model": "app-model", "metadata": {"\udfff": "x"}}',
+        b'{"model": "app-model", "k\u0000' + b"x" * 500 + b'": 1}',
+    ],
+    ids=["surrogate-key", "nested-surrogate-key", "long-nul-key"],
+)
+def test_a_bad_key_is_named_in_a_message_that_can_be_sent(raw: bytes) -> None:
+    with pytest.raises(Refusal) as err:
+        parse_body(raw)
+    message = err.value.message
+    assert err.value.status == 400 and "UTF-16" in message
+    message.encode("utf-8")  # a lone surrogate echoed here was the 500 (issue 19)
+    assert "\\" in message and len(message) < 200, message  # escaped and cut
+
+
 def test_only_exactly_configured_models_and_capped_requests_pass() -> None:
     limits = LimitsConfig()
     ok = {"model": "app-model", "messages": []}
@@ -315,3 +333,15 @@ def test_redaction_is_linear_on_adversarial_text(adversarial: str) -> None:
     t0 = time.perf_counter()
     redact(adversarial, max_chars=1_000_000)
     assert time.perf_counter() - t0 < 5
+
+
+def test_a_request_without_max_tokens_is_capped_at_what_was_reserved() -> None:
+    from serving.gateway._body import completion_cap
+
+    cap = completion_cap
+    assert cap({"messages": []}, default=256, context_len=None, prompt_est=40) == 256
+    assert cap({"messages": []}, default=256, context_len=2048, prompt_est=40) == 256
+    assert cap({"messages": []}, default=256, context_len=200, prompt_est=40) == 160
+    assert cap({"messages": []}, default=256, context_len=30, prompt_est=40) == 1
+    assert cap({"max_tokens": 9}, default=256, context_len=None, prompt_est=1) is None
+    assert cap({"max_completion_tokens": 9}, default=256, context_len=None, prompt_est=1) is None

@@ -10,6 +10,7 @@ import asyncio
 import json
 import time
 import uuid
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -79,8 +80,10 @@ def test_gavel_chooses_the_capture_key_and_keeps_the_clients_apart(
         b'"user": "\\ud800", "max_tokens": 2}',
         b'{"model": "app-model", "messages": [{"role": "user", "content": "a\\u0000b"}], '
         b'"max_tokens": 2}',
+        b'{"model": "app-model", "messages": [{"role": "user", "content": "hi"}], '
+        b'"\\ud800key": 1, "max_tokens": 2}',
     ],
-    ids=["lone-surrogate", "nul"],
+    ids=["lone-surrogate", "nul", "lone-surrogate-in-a-key"],
 )
 def test_text_a_store_cannot_hold_is_refused_and_capture_goes_on(
     stack: str, api_key: str, raw: bytes
@@ -143,6 +146,61 @@ def test_tpm_holds_under_concurrency(stack: str) -> None:
     assert ok and any(r.status_code == 429 for r in answers)
     used = sum(r.json()["usage"]["total_tokens"] for r in ok)
     assert used <= 250, f"{used} tokens used under a 250-token tpm"
+
+
+def test_tpm_holds_when_requests_set_no_max_tokens(stack: str) -> None:
+    """Found on the live stack (issue 19): 4 concurrent requests without max_tokens used
+    1,830 tokens of a 1,100 tpm. Gavel now caps such a request at what it reserved."""
+    key = _key("--scopes", "infer", "--tpm", "1100")
+    body = {"model": "app-model", "messages": HI, "ignore_eos": True}  # no max_tokens
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=300) as c:
+            h = {"Authorization": f"Bearer {key}"}
+            return list(await asyncio.gather(
+                *(c.post(f"{stack}/chat/completions", json=body, headers=h) for _ in range(4))
+            ))  # fmt: skip
+
+    answers = asyncio.run(burst())
+    ok = [r for r in answers if r.status_code == 200]
+    assert ok and all(r.status_code in (200, 429) for r in answers)
+    assert all(r.headers.get("x-gavel-max-tokens") == "256" for r in ok)
+    used = sum(r.json()["usage"]["total_tokens"] for r in ok)
+    assert used <= 1100, f"{used} tokens used under a 1,100-token tpm"
+
+
+def _in_flight(stack: str) -> float:
+    text = httpx.get(stack.removesuffix("/v1") + "/metrics", timeout=10).text
+    lines = [x for x in text.splitlines() if x.startswith("gavel_in_flight_requests{")]
+    return sum(float(x.rsplit(" ", 1)[1]) for x in lines)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["non-streaming", "stream"])
+def test_a_client_gone_before_the_first_token_is_settled_and_captured(
+    stack: str, stream: bool
+) -> None:
+    """Issue 19: a disconnect before the first token skipped capture and settlement, and
+    left the in-flight gauge up. Long prompt, long answer: the client leaves after 0.3 s."""
+    name = f"gone-{uuid.uuid4().hex[:8]}"
+    proc = run_gavel("keys", "create", name, "--scopes", "infer", "--tpm", "100000")
+    key = proc.stdout.strip().splitlines()[-1]
+    text = " ".join(f"word{i}" for i in range(300))  # ~900 tokens: seconds of prefill
+    body = {"model": "app-model", "messages": [{"role": "user", "content": text}],
+            "max_tokens": 400, "ignore_eos": True, "stream": stream}  # fmt: skip
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(f"{stack}/chat/completions", json=body, timeout=0.3,
+                   headers={"Authorization": f"Bearer {key}"})  # fmt: skip
+    store, deadline, mine = Store(STORE_URL), time.monotonic() + 60, []
+    while time.monotonic() < deadline and not mine:
+        records = store.traffic_for_day(datetime.now(UTC).date())
+        mine = [r for r in records if r.key_name == name]
+        time.sleep(0.5)
+    assert len(mine) == 1, f"the disconnected request was captured {len(mine)} times"
+    assert mine[0].status == 499
+    deadline = time.monotonic() + 30
+    while _in_flight(stack) != 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _in_flight(stack) == 0
 
 
 def test_an_aborted_stream_is_charged_for_what_it_generated(stack: str) -> None:
