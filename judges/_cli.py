@@ -52,27 +52,10 @@ def commands(cli: CommandSet) -> None:
     daily.set_defaults(func=cmd_daily)
     _add_calibrate(js)
     _add_label(cli)
+    from judges._config_check import check_judging
+
     cli.config_checks.append(check_judging)
     _add_replay(cli.group("traffic", help="captured production traffic", config=True))
-
-
-def check_judging(args: argparse.Namespace) -> tuple[str, list[str]]:
-    """``gavel config check``'s judges part: the judging config and every criteria file."""
-    from judges._catalog import check_criteria
-    from judges._config import load_judging
-    from serving import ConfigError
-
-    try:
-        judging = load_judging(args.judging)
-    except ConfigError as exc:
-        return "", [str(exc)]
-    criteria, errors = check_criteria(Path(judging.criteria_dir))
-    summary = (
-        f"{args.judging}: ok ({len(criteria)} criteria in {judging.criteria_dir}: "
-        + ", ".join(c.name for c in criteria)
-        + ")"
-    )
-    return summary, [str(e) for e in errors]
 
 
 def _add_replay(traffic_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
