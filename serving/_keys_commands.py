@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 from serving._commandline import EXIT_USAGE, CliError, CommandSet, day_arg, open_store, yesterday
 from serving._wire import Scope
@@ -146,25 +147,43 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def _flat_row(record: Any) -> dict[str, Any]:
+    """A record as one parquet row: nested objects as JSON strings (one stable schema)."""
+    row: dict[str, Any] = record.model_dump(mode="json")
+    row["request"] = json.dumps(row["request"], sort_keys=True)
+    row["metadata"] = json.dumps(row["metadata"], sort_keys=True)
+    return row
+
+
 def cmd_traffic_export(args: argparse.Namespace) -> int:
-    """Export one day."""
+    """Export one day. A record that cannot be written (a body nested deeper than the
+    serializer goes, say) is skipped, counted and named; the rest are exported."""
 
     records = _store(args).traffic_for_day(args.date)
     out = Path(args.out or f"reports/traffic-{args.date.isoformat()}.{args.format}")
     out.parent.mkdir(parents=True, exist_ok=True)
+    written: list[Any] = []
+    skipped: list[str] = []
+    for r in records:
+        try:
+            written.append(r.model_dump_json() if args.format == "jsonl" else _flat_row(r))
+        except (ValueError, RecursionError) as exc:  # pydantic's errors are ValueErrors
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+            skipped.append(f"{r.request_id} ({reason[:80]})")
     if args.format == "jsonl":
-        out.write_text("".join(r.model_dump_json() + "\n" for r in records))
+        out.write_text("".join(line + "\n" for line in written))
     else:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        rows = [r.model_dump(mode="json") for r in records]
-        for row in rows:  # nested objects as JSON strings: one flat, stable schema
-            row["request"] = json.dumps(row["request"], sort_keys=True)
-            row["metadata"] = json.dumps(row["metadata"], sort_keys=True)
         try:
-            pq.write_table(pa.Table.from_pylist(rows), out)
+            pq.write_table(pa.Table.from_pylist(written), out)
         except (pa.ArrowException, OSError) as exc:
             raise CliError(f"cannot write {out}: {exc}; try --format jsonl") from None
-    print(f"wrote {len(records)} records of {args.date.isoformat()} to {out}")
+    print(f"wrote {len(written)} records of {args.date.isoformat()} to {out}")
+    if skipped:
+        print(
+            f"skipped {len(skipped)} record(s) that cannot be exported: " + ", ".join(skipped),
+            file=sys.stderr,
+        )
     return 0

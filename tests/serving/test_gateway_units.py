@@ -141,3 +141,43 @@ def test_redaction() -> None:
     assert "example.com" not in out and "555" not in out and "sk-abc" not in out
     assert "[EMAIL]" in out and "[PHONE]" in out and "[SECRET]" in out
     assert redact("The answer is 42.") == "The answer is 42."
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_one_hostile_record_does_not_break_a_days_export(
+    store_url: str, tmp_path: Path, fmt: str
+) -> None:
+    """Found on the live stack (issue 21): a body nested deeper than pydantic serializes
+    was served and captured, then `traffic export` died with a traceback, exporting
+    nothing. Now that record is skipped, counted and named; the rest are exported."""
+    from tests.conftest import run_gavel
+
+    tag = uuid.uuid4().hex
+    deep: dict[str, object] = {}
+    cur = deep
+    for _ in range(400):
+        cur["x"] = {}
+        cur = cur["x"]  # type: ignore[assignment]
+    bad = record(1, tag).model_copy(update={"request": {"messages": [], "extra": deep}})
+    Store(store_url).insert_traffic([record(0, tag), bad, record(2, tag)])
+    cfg = tmp_path / "stack.yaml"
+    cfg.write_text(
+        f'gateway: {{store: {{url: "{store_url}"}}}}\n'
+        "models: [{role: app, model_id: app-model, source: {path: m}}]\n"
+    )
+    out = tmp_path / f"day.{fmt}"
+    proc = run_gavel("traffic", "export", "--config", str(cfg), "--date", "today",
+                     "--format", fmt, "--out", str(out))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("skipped")]
+    assert f"req-{tag}-1" in line and "depth" in line
+    if fmt == "jsonl":
+        text_out = out.read_text()
+        assert f"req-{tag}-0" in text_out and f"req-{tag}-2" in text_out
+        assert f"req-{tag}-1" not in text_out
+    else:
+        import pyarrow.parquet as pq
+
+        ids = set(pq.read_table(out).column("request_id").to_pylist())
+        assert {f"req-{tag}-0", f"req-{tag}-2"} <= ids and f"req-{tag}-1" not in ids
