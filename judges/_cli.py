@@ -55,7 +55,7 @@ def commands(cli: CommandSet) -> None:
     from judges._config_check import check_judging
 
     cli.config_checks.append(check_judging)
-    _add_replay(cli.group("traffic", help="captured production traffic", config=True))
+    _add_replay(cli.group("traffic", help="captured production traffic"))
 
 
 def _add_replay(traffic_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -182,7 +182,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _common(p: argparse.ArgumentParser, *, inherited: bool = False) -> None:
+def _common(p: argparse.ArgumentParser) -> None:
     """--judging; a global option (``gavel`` fills in its default), like --config."""
     p.add_argument("--judging")
 
@@ -200,12 +200,12 @@ def _add_label(cli: CommandSet) -> None:
     label.set_defaults(func=cmd_serve)
     ls = label.add_subparsers(dest="label_command", required=False, metavar="ACTION")
     imp = ls.add_parser("import", help="import a JSONL file of labels (all rows or none)")
-    _common(imp, inherited=True)
+    _common(imp)
     imp.add_argument("file", type=Path)
     imp.add_argument("--labeller", default=None, help="for rows without one (default: import)")
     imp.set_defaults(func=cmd_import)
     exp = ls.add_parser("export", help="write the labels as JSONL (atomically)")
-    _common(exp, inherited=True)
+    _common(exp)
     exp.add_argument("file", type=Path)
     exp.add_argument("--criterion", default=None)
     exp.add_argument("--since", type=day_arg, default=None, help="labelled on or after this day")

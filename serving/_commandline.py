@@ -82,11 +82,8 @@ class CommandSet:
         """A new top-level command without actions."""
         return self._sub.add_parser(name, **kwargs)  # type: ignore[arg-type]
 
-    def group(
-        self, name: str, *, help: str, config: bool = False
-    ) -> SubParsers[argparse.ArgumentParser]:
-        """The actions of command ``name`` (created on first use). ``config`` is kept for
-        compatibility: every command takes ``--config`` now."""
+    def group(self, name: str, *, help: str) -> SubParsers[argparse.ArgumentParser]:
+        """The actions of command ``name`` (created on first use)."""
         if name not in self._groups:
             parser = self._sub.add_parser(name, help=help)
             actions = parser.add_subparsers(dest=f"{name}_command", required=True, metavar="ACTION")

@@ -147,7 +147,7 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from serving._builder import MissingModelError, check_engine_args, check_sources
-    from serving._stack import StackError, deploy, read_state, shutdown
+    from serving._stack import StackError, deploy, read_state, shutdown, state_file
 
     config, base = _load(args.config)
     try:
@@ -164,7 +164,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    path = _state_path(args.config)
+    path = state_file(config.state_dir)
     config_file = str(Path(args.config).resolve())
     try:
         state = deploy(config, config_file=config_file, base_dir=base, timeout_s=args.timeout)

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 def add_keys_commands(cli: CommandSet) -> None:
     """Register ``gavel keys ...`` and ``gavel traffic export``."""
-    ks = cli.group("keys", help="API keys of the gateway", config=True)
+    ks = cli.group("keys", help="API keys of the gateway")
     create = ks.add_parser("create", help="create a key; prints it once, as the last line")
     create.add_argument("name")
     create.add_argument("--scopes", type=_scopes, default=["infer"], help="infer,judge,label,admin")
@@ -43,7 +43,7 @@ def add_keys_commands(cli: CommandSet) -> None:
     revoke.add_argument("name")
     revoke.set_defaults(func=cmd_keys_revoke)
 
-    ts = cli.group("traffic", help="captured production traffic", config=True)
+    ts = cli.group("traffic", help="captured production traffic")
     export = ts.add_parser("export", help="write one day's captured traffic")
     export.add_argument(
         "--date", type=day_arg, default=yesterday(), help="UTC day (default: yesterday)"

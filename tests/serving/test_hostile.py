@@ -130,18 +130,24 @@ def test_no_api_docs_and_no_cors_for_strangers(stack: str, api_key: str) -> None
     assert "access-control-allow-origin" not in r.headers
 
 
+def _burst(stack: str, key: str, body: object, n: int = 4) -> list[httpx.Response]:
+    """``n`` identical chat requests at once, as one client with one key."""
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=300) as c:
+            h = {"Authorization": f"Bearer {key}"}
+            return list(await asyncio.gather(
+                *(c.post(f"{stack}/chat/completions", json=body, headers=h) for _ in range(n))
+            ))  # fmt: skip
+
+    return asyncio.run(burst())
+
+
 def test_tpm_holds_under_concurrency(stack: str) -> None:
     key = _key("--scopes", "infer", "--tpm", "250")
     body = {"model": "app-model", "messages": HI, "max_tokens": 60, "ignore_eos": True}
 
-    async def burst() -> list[httpx.Response]:
-        async with httpx.AsyncClient(timeout=120) as c:
-            h = {"Authorization": f"Bearer {key}"}
-            return list(await asyncio.gather(
-                *(c.post(f"{stack}/chat/completions", json=body, headers=h) for _ in range(4))
-            ))  # fmt: skip
-
-    answers = asyncio.run(burst())
+    answers = _burst(stack, key, body)
     ok = [r for r in answers if r.status_code == 200]
     assert ok and any(r.status_code == 429 for r in answers)
     used = sum(r.json()["usage"]["total_tokens"] for r in ok)
@@ -154,14 +160,7 @@ def test_tpm_holds_when_requests_set_no_max_tokens(stack: str) -> None:
     key = _key("--scopes", "infer", "--tpm", "1100")
     body = {"model": "app-model", "messages": HI, "ignore_eos": True}  # no max_tokens
 
-    async def burst() -> list[httpx.Response]:
-        async with httpx.AsyncClient(timeout=300) as c:
-            h = {"Authorization": f"Bearer {key}"}
-            return list(await asyncio.gather(
-                *(c.post(f"{stack}/chat/completions", json=body, headers=h) for _ in range(4))
-            ))  # fmt: skip
-
-    answers = asyncio.run(burst())
+    answers = _burst(stack, key, body)
     ok = [r for r in answers if r.status_code == 200]
     assert ok and all(r.status_code in (200, 429) for r in answers)
     assert all(r.headers.get("x-gavel-max-tokens") == "256" for r in ok)
