@@ -10,7 +10,9 @@ The grammar is the same for every command:
   nearest parent folder that has one (so ``gavel`` works from anywhere in a checkout);
 - ``--judging FILE`` (where a command takes it) defaults to the stack config's
   ``judging`` field, relative to the stack config's folder;
-- ``--date`` and ``--since`` take ``YYYY-MM-DD``, ``today`` or ``yesterday`` (UTC).
+- ``--date`` and ``--since`` take ``YYYY-MM-DD``, ``today`` or ``yesterday`` (UTC);
+  durations are ``90s``, ``30m``, ``24h`` or ``7d``; instants (``--expires``) a duration
+  from now or a day or time.
 
 Packages register through :class:`CommandSet`; :func:`finish_parser` then makes the
 global options uniform; :func:`resolve_globals` fills them in before a handler runs.
@@ -153,6 +155,38 @@ def day_arg(text: str) -> date:
         raise argparse.ArgumentTypeError(
             f"expected YYYY-MM-DD, today or yesterday; got {text!r}"
         ) from None
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_arg(text: str) -> timedelta:
+    """argparse type of a duration: ``0``, or a whole number and a unit (``90s``, ``30m``,
+    ``24h``, ``7d``)."""
+    number, unit = text[:-1], text[-1:]
+    if text == "0":
+        return timedelta(0)
+    if unit in _UNITS and number.isdigit():
+        return timedelta(seconds=int(number) * _UNITS[unit])
+    raise argparse.ArgumentTypeError(
+        f"expected a duration such as 90s, 30m, 24h or 7d; got {text!r}"
+    )
+
+
+def instant_arg(text: str) -> datetime:
+    """argparse type of an instant: a duration from now (``30d``), a UTC day
+    (``YYYY-MM-DD``, its start) or an ISO 8601 time (UTC unless it names a zone)."""
+    try:
+        return datetime.now(UTC) + duration_arg(text)
+    except argparse.ArgumentTypeError:
+        pass
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a duration from now (30d), YYYY-MM-DD or an ISO time; got {text!r}"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def yesterday() -> date:

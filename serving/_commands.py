@@ -1,5 +1,6 @@
 """Serving's commands: ``gavel model|config|serve|status|down`` (and, from
-:mod:`serving._keys_commands`, ``keys`` and ``traffic export``).
+:mod:`serving._keys_commands`, ``keys`` and ``traffic export``; from
+:mod:`serving._store_commands`, ``store``).
 
 Every handler returns an exit code. Expected failures raise :class:`CliError` (or a
 :class:`ConfigError`), which ``gavel``'s main prints as one line.
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from serving._commandline import EXIT_USAGE, CliError, CommandSet, missing_config_hint
 from serving._keys_commands import add_keys_commands
+from serving._store_commands import add_store_commands
 
 if TYPE_CHECKING:
     from serving._config import StackConfig
@@ -55,6 +57,7 @@ def commands(cli: CommandSet) -> None:
     down.set_defaults(func=_cmd_down)
 
     add_keys_commands(cli)
+    add_store_commands(cli)
 
     from serving.monitoring._cli import add_commands
 
@@ -163,6 +166,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             "accepts requests without an API key",
             file=sys.stderr,
         )
+    _ready_store(config)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     path = state_file(config.state_dir)
     config_file = str(Path(args.config).resolve())
@@ -188,6 +192,26 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print("\nshutting down", flush=True)
         shutdown(state, path=path)
     return 0
+
+
+def _ready_store(config: StackConfig) -> None:
+    """Refuse to serve on an out-of-date PostgreSQL schema; create a new store, and
+    upgrade the embedded SQLite one by itself (saying so)."""
+    from serving.store import Store
+
+    store = Store(config.gateway.store.url)
+    state = store.schema()
+    if state.up_to_date:
+        return
+    if not (state.empty or store.dialect == "sqlite"):
+        raise CliError(f"the store's schema is at {state.describe()}; run `gavel store upgrade`")
+    before, after = store.upgrade()
+    if not before.empty:
+        print(
+            f"upgraded the embedded store from revision {before.current or 'none'} "
+            f"to {after.current}",
+            flush=True,
+        )
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

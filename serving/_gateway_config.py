@@ -88,6 +88,40 @@ class CaptureConfig(GavelModel):
     correlation only, cut to this length; the capture key is always Gavel's."""
 
 
+Days = Annotated[int, Field(ge=1, le=36500)]
+
+
+class KeepFor(GavelModel):
+    """How long one source's captured traffic is kept; ``null`` keeps it for ever."""
+
+    text_days: Days | None = None
+    """Days after which a record's text (request and response bodies) is blanked."""
+    row_days: Days | None = None
+    """Days after which the whole record is deleted (its numbers with it)."""
+
+    @model_validator(mode="after")
+    def _text_goes_first(self) -> KeepFor:
+        if self.text_days and self.row_days and self.text_days > self.row_days:
+            raise ValueError(
+                f"text_days ({self.text_days}) is longer than row_days ({self.row_days}): "
+                "a record's text cannot outlive the record"
+            )
+        return self
+
+
+class RetentionConfig(GavelModel):
+    """Retention per traffic source (``gavel store purge``). Labelled records and records
+    promoted to a golden set keep their text and rows; verdicts and daily figures are
+    never purged."""
+
+    production: KeepFor = KeepFor()
+    judge: KeepFor = KeepFor()
+    eval: KeepFor = KeepFor()
+    shadow: KeepFor = KeepFor()
+    batch_size: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    """Records per purge transaction: capture's writes never wait on more than one batch."""
+
+
 class StoreConfig(GavelModel):
     """Where keys, traffic and verdicts live: SQLite (one node) or PostgreSQL (several)."""
 
@@ -96,6 +130,8 @@ class StoreConfig(GavelModel):
     )
     """SQLAlchemy URL, e.g. ``postgresql+psycopg://gavel@db:5432/gavel``. A relative SQLite
     path is relative to the config file's folder."""
+    retention: RetentionConfig = RetentionConfig()
+    """How long captured traffic is kept (default: for ever)."""
 
 
 class GatewayConfig(GavelModel):

@@ -16,6 +16,11 @@ def hash_key(plaintext: str) -> str:
     return hashlib.sha256(plaintext.encode()).hexdigest()
 
 
+def new_secret() -> str:
+    """A fresh plaintext key: the prefix and 32 random bytes (base64url)."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
 def new_key(
     name: str,
     scopes: list[Scope],
@@ -25,7 +30,7 @@ def new_key(
     metadata_only: bool = False,
 ) -> tuple[str, ApiKey]:
     """A fresh key: (plaintext to show once, record to store)."""
-    plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
+    plaintext = new_secret()
     record = ApiKey(
         name=name,
         key_hash=hash_key(plaintext),

@@ -1,4 +1,5 @@
-"""Serving's data commands: ``gavel keys create|list|revoke`` and ``gavel traffic export``.
+"""Serving's data commands: ``gavel keys create|list|rotate|revoke`` and
+``gavel traffic export``.
 
 Every handler returns an exit code; expected failures raise :class:`CliError`.
 """
@@ -11,7 +12,16 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
-from serving._commandline import EXIT_USAGE, CliError, CommandSet, day_arg, open_store, yesterday
+from serving._commandline import (
+    EXIT_USAGE,
+    CliError,
+    CommandSet,
+    day_arg,
+    duration_arg,
+    instant_arg,
+    open_store,
+    yesterday,
+)
 from serving._wire import Scope
 
 if TYPE_CHECKING:
@@ -29,6 +39,9 @@ def add_keys_commands(cli: CommandSet) -> None:
     create.add_argument(
         "--metadata-only", action="store_true", help="capture no prompt or response text"
     )
+    create.add_argument(
+        "--expires", type=instant_arg, help="when it stops working: 30d, YYYY-MM-DD or ISO time"
+    )
     create.add_argument("--save", type=Path, help="also write the key to this file (mode 0600)")
     create.add_argument(
         "--reuse",
@@ -36,9 +49,18 @@ def add_keys_commands(cli: CommandSet) -> None:
         help="with --save: if that file holds an active key of this store, print it instead",
     )
     create.set_defaults(func=cmd_keys_create)
-    ks.add_parser("list", help="list keys (never the keys themselves)").set_defaults(
-        func=cmd_keys_list
+    ls = ks.add_parser("list", help="list keys (never the keys themselves)")
+    ls.add_argument("--json", action="store_true", help="one JSON array, for scripts")
+    ls.set_defaults(func=cmd_keys_list)
+    rotate = ks.add_parser(
+        "rotate", help="give a key a new secret; the old one works until --grace ends"
     )
+    rotate.add_argument("name")
+    rotate.add_argument(
+        "--grace", type=duration_arg, default=duration_arg("24h"), help="default 24h; 0 ends it now"
+    )
+    rotate.add_argument("--save", type=Path, help="also write the new key to this file (0600)")
+    rotate.set_defaults(func=cmd_keys_rotate)
     revoke = ks.add_parser("revoke", help="revoke a key by name")
     revoke.add_argument("name")
     revoke.set_defaults(func=cmd_keys_revoke)
@@ -85,28 +107,39 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
         plaintext, record = new_key(
             args.name, args.scopes, rpm=args.rpm, tpm=args.tpm, metadata_only=args.metadata_only
         )
+        record = record.model_copy(update={"expires_at": args.expires})
     except ValidationError as exc:
         e = exc.errors()[0]
         raise CliError(f"{e['loc'][0]}: {e['msg']}", EXIT_USAGE) from None
+    if args.expires is not None and args.expires <= record.created_at:
+        raise CliError(f"--expires {args.expires:%Y-%m-%d %H:%M} is in the past", EXIT_USAGE)
     try:
-        store.add_key(record)
+        replaced = store.add_key(record)
     except ValueError as exc:
         raise CliError(
-            f"{exc}; pick another name (a revoked key's name stays taken)", EXIT_USAGE
+            f"{exc}; pick another name, or `gavel keys rotate {args.name}` for a new secret",
+            EXIT_USAGE,
         ) from None
+    if replaced:
+        print(f"the revoked key {args.name!r} is replaced by a new one")
     if args.save is not None:
-        args.save.parent.mkdir(parents=True, exist_ok=True)
-        args.save.touch(mode=0o600)
-        args.save.chmod(0o600)
-        args.save.write_text(plaintext + "\n")
+        _save(args.save, plaintext)
     limits = ", ".join(f"{k}={v}" for k, v in (("rpm", args.rpm), ("tpm", args.tpm)) if v) or "none"
+    expiry = f"; expires {args.expires:%Y-%m-%d %H:%M} UTC" if args.expires else ""
     print(
         f"created key {args.name!r}: scopes {','.join(args.scopes)}; limits {limits}"
-        f"{'; metadata only' if args.metadata_only else ''}"
+        f"{'; metadata only' if args.metadata_only else ''}{expiry}"
     )
     print(f"saved to {args.save}" if args.save else "store it now, it is not shown again:")
     print(plaintext)
     return 0
+
+
+def _save(path: Path, plaintext: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(plaintext + "\n")
 
 
 def _saved_key(path: Path, store: Store, name: str) -> str | None:
@@ -118,23 +151,74 @@ def _saved_key(path: Path, store: Store, name: str) -> str | None:
     except OSError:
         return None
     key = store.key_by_hash(hash_key(plaintext)) if plaintext else None
-    if key is None or key.name != name or key.revoked_at is not None:
+    if key is None or key.name != name or key.refusal(key.key_hash, _now()) is not None:
         return None
+    if key.key_hash != hash_key(plaintext):
+        return None  # the secret before a rotation: not reused
     return plaintext
 
 
+def _now() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+def _state(k: Any) -> str:
+    """active, revoked, expired or rotating (the old secret still in its grace)."""
+    now = _now()
+    if k.revoked_at is not None:
+        return "revoked"
+    if k.expires_at is not None and now >= k.expires_at:
+        return "expired"
+    if k.previous_valid_until is not None and now < k.previous_valid_until:
+        return "rotating"
+    return "active"
+
+
 def cmd_keys_list(args: argparse.Namespace) -> int:
-    """List keys."""
+    """List keys (as a table, or JSON without any hash)."""
 
     keys = _store(args).list_keys()
+    if args.json:
+        rows = [
+            {
+                "state": _state(k),
+                **k.model_dump(mode="json", exclude={"key_hash", "previous_key_hash"}),
+            }
+            for k in keys
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
     if not keys:
         print("no keys; create one with `gavel keys create NAME`")
     for k in keys:
-        state = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
+        when = k.revoked_at or k.expires_at or k.previous_valid_until
+        state = _state(k) + (f" {when:%Y-%m-%d %H:%M}" if when else "")
+        used = f"used {k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "never used"
         print(
             f"{k.name:<24} {','.join(k.scopes):<18} rpm={k.rpm or '-':<6} "
-            f"tpm={k.tpm or '-':<8} {state}{' metadata-only' if k.metadata_only else ''}"
+            f"tpm={k.tpm or '-':<8} {state:<22} {used}"
+            f"{' metadata-only' if k.metadata_only else ''}"
         )
+    return 0
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    """Give a key a new secret; print it once."""
+    import secrets
+
+    from serving._keys import KEY_PREFIX, hash_key
+
+    plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
+    until = _now() + args.grace
+    if not _store(args).rotate_key(args.name, hash_key(plaintext), previous_valid_until=until):
+        raise CliError(f"no active key named {args.name!r}; see `gavel keys list`")
+    if args.save is not None:
+        _save(args.save, plaintext)
+    print(f"rotated {args.name!r}: the old secret works until {until:%Y-%m-%d %H:%M:%S} UTC")
+    print(f"saved to {args.save}" if args.save else "store it now, it is not shown again:")
+    print(plaintext)
     return 0
 
 

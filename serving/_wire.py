@@ -35,10 +35,36 @@ class ApiKey(GavelModel):
     """Store request metadata (tokens, timings, cost) but not prompt or response text."""
     created_at: datetime
     revoked_at: datetime | None = None
+    expires_at: datetime | None = None
+    """After this instant the key gets 401 (``keys create --expires``)."""
+    last_used_at: datetime | None = None
+    """The last authenticated request (written at most once a minute per gateway replica)."""
+    previous_key_hash: Annotated[str, Field(min_length=64, max_length=64)] | None = None
+    """The secret before the last ``keys rotate``; it works until ``previous_valid_until``."""
+    previous_valid_until: datetime | None = None
+    budget_usd_day: Annotated[float, Field(gt=0)] | None = None
+    """Reserved for per-key budgets (not enforced by this version; ``None``)."""
+    budget_usd_month: Annotated[float, Field(gt=0)] | None = None
+    """Reserved for per-key budgets (not enforced by this version; ``None``)."""
 
     def allows(self, scope: Scope) -> bool:
         """True if the key carries ``scope`` (or ``admin``)."""
         return scope in self.scopes or "admin" in self.scopes
+
+    def refusal(self, key_hash: str, now: datetime) -> str | None:
+        """Why a request that presented ``key_hash`` is refused (``revoked``, ``expired``,
+        ``rotated``), or ``None`` if the secret is valid at ``now``."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and now >= self.expires_at:
+            return "expired"
+        if key_hash != self.key_hash and (
+            key_hash != self.previous_key_hash
+            or self.previous_valid_until is None
+            or now >= self.previous_valid_until
+        ):
+            return "rotated"
+        return None
 
 
 class TrafficRecord(GavelModel):
@@ -69,9 +95,13 @@ class TrafficRecord(GavelModel):
     """``judge`` or ``eval`` for Gavel's own calls (``X-Gavel-Source``), else ``production``."""
     client_request_id: Annotated[str, Field(max_length=256)] | None = None
     """The client's own id (body ``request_id`` or ``X-Request-Id``), for correlation only."""
+    text_removed: Literal["retention", "erased"] | None = None
+    """Why the text is gone: ``gavel store purge`` (``retention``) or ``gavel store erase``."""
+    kept: Literal["golden"] | None = None
+    """Why retention keeps the text: the record was promoted to a golden set."""
 
 
-FigureJob = Literal["judge", "judge_status", "loadtest"]
+FigureJob = Literal["judge", "judge_status", "loadtest", "store"]
 """Which job published a set of figures; each job's set replaces its previous one."""
 
 

@@ -70,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     from serving._config import ConfigError
+    from serving.store import SchemaOutOfDate
 
     try:
         resolve_globals(args)
@@ -80,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         message, code = str(exc), EXIT_USAGE
         if exc.message == "file not found" and exc.file == getattr(args, "config", None):
             message += missing_config_hint(args)
+    except SchemaOutOfDate as exc:
+        message, code = str(exc), 1
     except SQLAlchemyError as exc:
         first = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         message = f"the store is unreachable ({first}); check gateway.store.url"

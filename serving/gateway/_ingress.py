@@ -34,7 +34,7 @@ from ray.serve.llm.ingress import OpenAiIngress
 
 from serving._errors import openai_error
 from serving._wire import ApiKey
-from serving.gateway._auth import KeyCache, authenticate, check_scope
+from serving.gateway._auth import KeyCache, WrongTokenGuard, authenticate, check_scope
 from serving.gateway._body import (
     MAX_TOKENS_HEADER,
     Refusal,
@@ -99,6 +99,7 @@ class GavelIngress(OpenAiIngress):
         self._keys = KeyCache(
             store, ttl_s=cfg.auth.key_cache_ttl_s, max_entries=cfg.auth.key_cache_size
         )
+        self._guard = WrongTokenGuard()
         self._writer: CaptureWriter | None = None
         if cfg.capture.enabled:
             cap = cfg.capture
@@ -190,7 +191,14 @@ class GavelIngress(OpenAiIngress):
     async def _authenticate(self, request: Request) -> tuple[JSONResponse | None, ApiKey | None]:
         if not self._settings.config.auth.enabled:
             return None, None
-        return await authenticate(request.headers.get("authorization"), self._keys, self._metrics)
+        client = request.client.host if request.client is not None else ""
+        return await authenticate(
+            request.headers.get("authorization"),
+            self._keys,
+            self._metrics,
+            guard=self._guard,
+            client=client,
+        )
 
     async def _admit(self, key: ApiKey, reserve: int, reservation: str) -> None:
         """Reserve the request's tokens; raise a :class:`Refusal` (429, 400 or 503)."""

@@ -2,14 +2,45 @@
 
 Every table (keys, traffic, verdicts, labels, eval runs) is in :mod:`tables`; the
 :class:`Store` runs statements over them with one insert-or-ignore and one upsert
-helper for both dialects, one schema creation with additive migration, and one UTC
-rule. Other packages build their queries on :mod:`tables` and run them through the
-store's methods; nothing outside this package touches the engine.
+helper for both dialects, one UTC rule, and the schema's revision kept by Alembic
+(:meth:`Store.schema`, :meth:`Store.upgrade`). The data's lifecycle is here too:
+retention (:func:`purge`), erasure (:func:`erase`), and :func:`backup`/:func:`restore`.
+Other packages build their queries on :mod:`tables` and run them through the store's
+methods; nothing outside this package touches the engine.
 """
 
 from serving._base import resolve_url
 from serving.store import _schema as tables
-from serving.store._db import Database, Row, as_utc
+from serving.store._backup import BackupError, backup, describe, restore
+from serving.store._db import Database, Row, SchemaOutOfDate, as_utc
+from serving.store._lifecycle import (
+    PurgeLine,
+    PurgeReport,
+    erase,
+    erasure_log,
+    keep_golden,
+    purge,
+)
+from serving.store._revisions import SchemaState
 from serving.store._store import Store
 
-__all__ = ["Database", "Row", "Store", "as_utc", "resolve_url", "tables"]
+__all__ = [
+    "BackupError",
+    "Database",
+    "PurgeLine",
+    "PurgeReport",
+    "Row",
+    "SchemaOutOfDate",
+    "SchemaState",
+    "Store",
+    "as_utc",
+    "backup",
+    "describe",
+    "erase",
+    "erasure_log",
+    "keep_golden",
+    "purge",
+    "resolve_url",
+    "restore",
+    "tables",
+]

@@ -6,6 +6,7 @@ SQLAlchemy Core keeps one schema for SQLite (the embedded default) and PostgreSQ
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -17,20 +18,18 @@ from sqlalchemy import (
     Connection,
     Engine,
     Executable,
-    MetaData,
     Table,
     create_engine,
     event,
-    inspect,
-    text,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from serving.store._schema import LEGACY_LABELS, labels
-from serving.store._schema import metadata as gavel_metadata
+from serving.store._revisions import SchemaOutOfDate, SchemaState, schema_state, upgrade
 
 Row = dict[str, Any]
+log = logging.getLogger("gavel.store")
+__all__ = ["Database", "Row", "SchemaOutOfDate", "as_utc"]
 
 
 def as_utc(value: Any) -> Any:
@@ -38,43 +37,6 @@ def as_utc(value: Any) -> Any:
     if isinstance(value, datetime) and value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value
-
-
-def add_missing_columns(engine: Engine, md: MetaData) -> None:
-    """Additive migration: add the nullable columns a newer Gavel defines to existing tables."""
-    insp = inspect(engine)
-    with engine.begin() as conn:
-        for table in md.sorted_tables:
-            if not insp.has_table(table.name):
-                continue
-            have = {c["name"] for c in insp.get_columns(table.name)}
-            for col in table.columns:
-                if col.name not in have and col.nullable:
-                    ddl = col.type.compile(dialect=engine.dialect)
-                    conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {ddl}'))
-
-
-def migrate(engine: Engine) -> None:
-    """Data migrations between schema versions (idempotent).
-
-    Labels of earlier versions (``gavel_labels``, one per item and criterion version)
-    are copied once into ``gavel_human_labels`` (one per labeller).
-    """
-    insp = inspect(engine)
-    if not insp.has_table(LEGACY_LABELS):
-        return
-    cols = (
-        "item_id, criterion, criterion_version, labeller, label, note, criterion_note, labelled_at"
-    )
-    with engine.begin() as conn:
-        if conn.execute(text(f"SELECT 1 FROM {labels.name} LIMIT 1")).first() is not None:
-            return
-        conn.execute(
-            text(
-                f"INSERT INTO {labels.name} ({cols}) SELECT {cols} FROM {LEGACY_LABELS} "
-                "ON CONFLICT DO NOTHING"
-            )
-        )
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -117,12 +79,44 @@ class Database:
         return self._engine.dialect.name
 
     def ensure_schema(self) -> None:
-        """Create every table that does not exist and add new columns (idempotent)."""
-        if not self._schema_ready:
-            gavel_metadata.create_all(self._engine)
-            add_missing_columns(self._engine, gavel_metadata)
-            migrate(self._engine)
-            self._schema_ready = True
+        """Make sure the schema is the one this code needs (checked once per instance).
+
+        A new (empty) store is created at the newest revision; an embedded SQLite store
+        that is behind is upgraded in place (and a warning says so). A PostgreSQL store
+        that is behind raises :class:`SchemaOutOfDate`, whose message names the command
+        to run: several nodes share it, and its upgrade is an operator's decision.
+        """
+        if self._schema_ready:
+            return
+        state = schema_state(self._engine)
+        if not state.up_to_date:
+            if state.current is not None and state.current > state.head:
+                raise SchemaOutOfDate(
+                    f"the store is at revision {state.current}, newer than this Gavel "
+                    f"({state.head}); upgrade Gavel"
+                )
+            if not (state.empty or self.dialect == "sqlite"):
+                raise SchemaOutOfDate(
+                    f"the store's schema is at {state.describe()}; run `gavel store upgrade`"
+                )
+            before, after = upgrade(self._engine)
+            if not before.empty and before.current != after.current:
+                log.warning(
+                    "upgraded the store's schema from revision %s to %s",
+                    before.current or "none",
+                    after.current,
+                )
+        self._schema_ready = True
+
+    def schema(self) -> SchemaState:
+        """Where the store's schema is (reads only)."""
+        return schema_state(self._engine)
+
+    def upgrade(self) -> tuple[SchemaState, SchemaState]:
+        """Upgrade the schema to the newest revision: (before, after)."""
+        before, after = upgrade(self._engine)
+        self._schema_ready = True
+        return before, after
 
     def close(self) -> None:
         """Release pooled connections."""

@@ -1,8 +1,9 @@
 """The one schema of Gavel's store: every table, in one ``MetaData``.
 
 Traffic and keys belong to the gateway; verdicts and labels to the judges; eval runs
-to the evals. They live in one database (SQLite or PostgreSQL) and one schema, so that
-one ``create_all`` and one additive migration cover them all.
+to the evals. They live in one database (SQLite or PostgreSQL) and one schema. Every change to
+these tables is also an Alembic revision in ``_migrations/versions`` (a test checks
+that the two agree).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Float,
+    Index,
     Integer,
     MetaData,
     String,
@@ -32,6 +34,13 @@ api_keys = Table(
     Column("metadata_only", Boolean, nullable=False, default=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True)),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("last_used_at", DateTime(timezone=True)),
+    # Rotation: the secret before the last rotation works until ``previous_valid_until``.
+    Column("previous_key_hash", String(64), index=True),
+    Column("previous_valid_until", DateTime(timezone=True)),
+    Column("budget_usd_day", Float),
+    Column("budget_usd_month", Float),
 )
 
 traffic = Table(
@@ -61,6 +70,23 @@ traffic = Table(
     Column("source", String(16), index=True),
     # The client's own request id, for correlation; never the key.
     Column("client_request_id", String(256)),
+    # Why the text is gone: ``retention`` (``gavel store purge``) or ``erased``.
+    Column("text_removed", String(16)),
+    # Why the text is kept past retention: ``golden`` (promoted to a golden set).
+    Column("kept", String(16)),
+    Index("ix_gavel_traffic_key_day", "key_name", "day"),
+)
+
+# Every ``gavel store erase``: whose text, from when, how many records, who asked.
+erasures = Table(
+    "gavel_erasures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key_name", String(128), nullable=False),
+    Column("since", String(10)),
+    Column("records", Integer, nullable=False),
+    Column("erased_by", String(128), nullable=False),
+    Column("erased_at", DateTime(timezone=True), nullable=False),
 )
 
 verdicts = Table(
@@ -92,8 +118,7 @@ verdicts = Table(
 )
 
 # One label per item, criterion version and labeller: two people keep two labels.
-# (``gavel_labels``, one label per item and criterion version whoever made it, is the
-# table of earlier versions; its rows are copied here once, see ``_db.migrate``.)
+# (``gavel_labels`` of early versions is copied here once by the baseline revision.)
 labels = Table(
     "gavel_human_labels",
     metadata,
@@ -121,8 +146,6 @@ label_history = Table(
     Column("criterion_note", Text),
     Column("labelled_at", DateTime(timezone=True), nullable=False),
 )
-
-LEGACY_LABELS = "gavel_labels"
 
 # Offline evals: model answers cached by what was asked (so a re-run generates nothing),
 # and every finished run with its result document (so runs can be listed and compared).

@@ -23,18 +23,59 @@ class Store(Database):
 
     # --- keys -----------------------------------------------------------------
 
-    def add_key(self, key: ApiKey) -> None:
-        """Insert a key; raises ``ValueError`` if the name is taken."""
+    def add_key(self, key: ApiKey) -> bool:
+        """Insert a key; a revoked key of the same name is replaced (True when one was).
+        Raises ``ValueError`` if an active key has the name."""
         with self.transaction() as conn:
-            exists = conn.execute(select(api_keys.c.name).where(api_keys.c.name == key.name))
-            if exists.first() is not None:
-                raise ValueError(f"a key named {key.name!r} already exists")
+            found = conn.execute(
+                select(api_keys.c.revoked_at).where(api_keys.c.name == key.name)
+            ).first()
+            if found is not None and found.revoked_at is None:
+                raise ValueError(f"an active key named {key.name!r} already exists")
+            if found is not None:
+                conn.execute(delete(api_keys).where(api_keys.c.name == key.name))
             conn.execute(api_keys.insert().values(**_key_row(key)))
+        return found is not None
 
     def key_by_hash(self, key_hash: str) -> ApiKey | None:
-        """The key with this hash, revoked or not."""
-        rows = self.fetch(select(api_keys).where(api_keys.c.key_hash == key_hash))
+        """The key whose current (or, within a rotation's grace, previous) secret has this
+        hash, revoked or not; :meth:`ApiKey.refusal` says whether it is valid."""
+        rows = self.fetch(
+            select(api_keys).where(
+                or_(api_keys.c.key_hash == key_hash, api_keys.c.previous_key_hash == key_hash)
+            )
+        )
         return _key_from_row(rows[0]) if rows else None
+
+    def key(self, name: str) -> ApiKey | None:
+        """The key named ``name``, if any."""
+        rows = self.fetch(select(api_keys).where(api_keys.c.name == name))
+        return _key_from_row(rows[0]) if rows else None
+
+    def rotate_key(self, name: str, new_hash: str, *, previous_valid_until: datetime) -> bool:
+        """Give an active key a new secret; the current one stays valid until
+        ``previous_valid_until``. False if there is no such active key."""
+        n = self.execute(
+            update(api_keys)
+            .where(api_keys.c.name == name, api_keys.c.revoked_at.is_(None))
+            .values(
+                previous_key_hash=api_keys.c.key_hash,
+                previous_valid_until=previous_valid_until,
+                key_hash=new_hash,
+            )
+        )
+        return bool(n)
+
+    def touch_key(self, name: str, when: datetime) -> None:
+        """Record a key's use (``last_used_at``), never moving it back."""
+        self.execute(
+            update(api_keys)
+            .where(
+                api_keys.c.name == name,
+                or_(api_keys.c.last_used_at.is_(None), api_keys.c.last_used_at < when),
+            )
+            .values(last_used_at=when)
+        )
 
     def list_keys(self) -> list[ApiKey]:
         """Every key, by name."""

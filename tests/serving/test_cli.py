@@ -182,5 +182,11 @@ def test_keys_save_and_reuse(tmp_path: Path) -> None:
     _gavel_in(tmp_path, "keys", "revoke", "demo", env={"GAVEL_CONFIG": str(cfg)})
     after = _gavel_in(tmp_path, "keys", "create", "demo", "--save", str(key_file), "--reuse",
                       env={"GAVEL_CONFIG": str(cfg)})  # fmt: skip
-    assert after.returncode == 2  # a revoked key is not reused, and its name stays taken
-    assert "a revoked key's name stays taken" in after.stderr
+    # The revoked secret is not reused; its name is, with a new secret.
+    assert after.returncode == 0, after.stderr
+    assert "the revoked key 'demo' is replaced by a new one" in after.stdout
+    fresh = after.stdout.strip().splitlines()[-1]
+    assert fresh != key and fresh == key_file.read_text().strip()
+    taken = _gavel_in(tmp_path, "keys", "create", "demo", env={"GAVEL_CONFIG": str(cfg)})
+    assert taken.returncode == 2
+    assert "pick another name, or `gavel keys rotate demo` for a new secret" in taken.stderr

@@ -138,7 +138,6 @@ def baseline() -> MetaData:
         Column("labelled_at", DateTime(timezone=True), nullable=False),
     )
 
-
     # Offline evals: model answers cached by what was asked (so a re-run generates nothing),
     # and every finished run with its result document (so runs can be listed and compared).
     Table(
@@ -193,7 +192,10 @@ def upgrade() -> None:
                 ddl = col.type.compile(dialect=bind.dialect)
                 op.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {ddl}'))
     if insp.has_table(LEGACY_LABELS):
-        cols = "item_id, criterion, criterion_version, labeller, label, note, criterion_note, labelled_at"
+        cols = (
+            "item_id, criterion, criterion_version, labeller, label, note, criterion_note, "
+            "labelled_at"
+        )
         if bind.execute(text("SELECT 1 FROM gavel_human_labels LIMIT 1")).first() is None:
             op.execute(
                 text(

@@ -1,0 +1,108 @@
+"""Backups of the store: SQLite's online backup API, ``pg_dump``/``pg_restore`` for
+PostgreSQL (Gavel's tables and the schema revision only, in the custom format).
+
+A backup is a consistent snapshot taken while capture goes on writing: every record
+committed before it starts is in it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+from serving.store._db import Database
+
+GAVEL_TABLES = ("gavel_*", "alembic_version")
+
+
+class BackupError(RuntimeError):
+    """A backup or restore could not be done; the message says why and what to do."""
+
+
+def _sqlite_path(db: Database) -> Path:
+    name = make_url(db.url).database
+    if not name or name == ":memory:":
+        raise BackupError("an in-memory SQLite store has nothing to back up")
+    return Path(name)
+
+
+def _libpq_url(db: Database) -> str:
+    return make_url(db.url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _pg_tool(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        raise BackupError(
+            f"{name} is not installed; install PostgreSQL's client tools "
+            "(Debian: apt-get install postgresql-client)"
+        )
+    return found
+
+
+def _run(argv: list[str]) -> str:
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+        raise BackupError(f"{Path(argv[0]).name}: {last}")
+    return proc.stdout
+
+
+def backup(db: Database, path: Path) -> None:
+    """Write a snapshot of the store to ``path`` (which must not exist)."""
+    if path.exists():
+        raise BackupError(f"{path} exists; choose a new file (a backup never overwrites one)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if db.dialect == "sqlite":
+        src = sqlite3.connect(_sqlite_path(db))
+        dst = sqlite3.connect(path)
+        try:
+            src.backup(dst)
+        finally:
+            dst.close()
+            src.close()
+        path.chmod(0o600)
+        return
+    tables = [arg for t in GAVEL_TABLES for arg in ("-t", t)]
+    _run([_pg_tool("pg_dump"), "-Fc", "--no-owner", "--no-privileges", *tables,
+          "-f", str(path), _libpq_url(db)])  # fmt: skip
+    path.chmod(0o600)
+
+
+def describe(db: Database, path: Path) -> str:
+    """What a backup holds, in one line (for ``restore --dry-run``)."""
+    if not path.is_file():
+        raise BackupError(f"{path}: no such backup file")
+    if db.dialect == "sqlite":
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            n = con.execute("SELECT count(*) FROM gavel_traffic").fetchone()[0]
+            rev = con.execute("SELECT version_num FROM alembic_version").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise BackupError(f"{path} is not a Gavel SQLite backup ({exc})") from None
+        finally:
+            con.close()
+        return f"{n} traffic records, schema revision {rev[0] if rev else 'none'}"
+    listing = _run([_pg_tool("pg_restore"), "-l", str(path)])
+    tables = sorted({ln.split()[-2] for ln in listing.splitlines() if " TABLE DATA " in ln})
+    return f"{len(tables)} tables ({', '.join(tables)})"
+
+
+def restore(db: Database, path: Path) -> None:
+    """Replace the store's Gavel tables with the backup at ``path``."""
+    describe(db, path)  # refuses a missing or foreign file before anything changes
+    if db.dialect == "sqlite":
+        src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        dst = sqlite3.connect(_sqlite_path(db))
+        try:
+            src.backup(dst)
+        finally:
+            dst.close()
+            src.close()
+        return
+    _run([_pg_tool("pg_restore"), "--clean", "--if-exists", "--no-owner", "--no-privileges",
+          "--single-transaction", "-d", _libpq_url(db), str(path)])  # fmt: skip

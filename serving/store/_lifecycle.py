@@ -1,0 +1,191 @@
+"""The data's lifecycle: retention (``gavel store purge``) and erasure on request
+(``gavel store erase``).
+
+Both work in batches of request ids, one short transaction each, so capture's inserts
+never wait on more than one batch. Labelled records and records promoted to a golden
+set are kept (text and row) by retention; an erasure removes a key's text whatever it
+is kept for, and is itself recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, and_, delete, exists, func, not_, or_, select, update
+
+from serving._gateway_config import KeepFor, RetentionConfig
+from serving._wire import Figure
+from serving.store._schema import erasures, labels, traffic, verdicts
+from serving.store._store import Store
+
+What = Literal["text", "rows"]
+BLANK_REQUEST = "{}"
+
+
+@dataclass
+class PurgeLine:
+    """What the purge did (or would do) to one source's text or rows."""
+
+    source: str
+    what: What
+    before: date
+    """Records of days before this one were due."""
+    removed: int = 0
+    kept_labelled: int = 0
+    kept_golden: int = 0
+
+
+@dataclass
+class PurgeReport:
+    """Every source's lines, and whether anything was changed."""
+
+    dry_run: bool
+    lines: list[PurgeLine] = field(default_factory=list)
+
+    def figures(self, now: datetime) -> list[Figure]:
+        """The report as gauges for Prometheus (job ``store``)."""
+        out = [
+            Figure(
+                name="gavel_store_last_purge_timestamp_seconds",
+                help="When gavel store purge last finished (Unix time).",
+                value=now.timestamp(),
+            )
+        ]
+        for ln in self.lines:
+            labels_ = {"source": ln.source, "what": ln.what}
+            out.append(Figure(name="gavel_store_purged_records", labels=labels_,
+                              help="Records whose text or row the last purge removed.",
+                              value=ln.removed))  # fmt: skip
+            for reason, n in (("labelled", ln.kept_labelled), ("golden", ln.kept_golden)):
+                out.append(Figure(name="gavel_store_kept_records",
+                                  labels={**labels_, "reason": reason},
+                                  help="Records past retention that the last purge kept.",
+                                  value=n))  # fmt: skip
+        return out
+
+
+def _of_source(source: str) -> ColumnElement[bool]:
+    if source == "production":
+        return or_(traffic.c.source.is_(None), traffic.c.source == "production")
+    return traffic.c.source == source
+
+
+_labelled = exists().where(labels.c.item_id == traffic.c.request_id)
+
+
+def _batches(store: Store, where: ColumnElement[bool], size: int) -> Iterator[list[str]]:
+    """Request ids matching ``where``, a batch at a time (the caller changes each batch so
+    that it no longer matches)."""
+    while True:
+        rows = store.fetch(select(traffic.c.request_id).where(where).limit(size))
+        if not rows:
+            return
+        yield [r["request_id"] for r in rows]
+
+
+def _count(store: Store, where: ColumnElement[bool]) -> int:
+    return int(store.scalar(select(func.count()).select_from(traffic).where(where)))
+
+
+def _purge_one(store: Store, line: PurgeLine, *, batch_size: int, dry_run: bool) -> None:
+    due = and_(_of_source(line.source), traffic.c.day < line.before.isoformat())
+    if line.what == "text":
+        due = and_(due, traffic.c.text_removed.is_(None))
+    line.kept_labelled = _count(store, and_(due, _labelled))
+    line.kept_golden = _count(store, and_(due, not_(_labelled), traffic.c.kept.is_not(None)))
+    purgeable = and_(due, not_(_labelled), traffic.c.kept.is_(None))
+    if dry_run:
+        line.removed = _count(store, purgeable)
+        return
+    for ids in _batches(store, purgeable, batch_size):
+        line.removed += store.execute(_removal(line.what, ids, "retention"))
+
+
+def _removal(what: What, ids: list[str], reason: str) -> Any:
+    chosen = traffic.c.request_id.in_(ids)
+    if what == "rows":
+        return delete(traffic).where(chosen)
+    return (
+        update(traffic)
+        .where(chosen)
+        .values(request_json=BLANK_REQUEST, response_text=None, text_removed=reason)
+    )
+
+
+def purge(store: Store, retention: RetentionConfig, *, today: date, dry_run: bool) -> PurgeReport:
+    """Apply ``retention`` as of ``today`` (UTC): blank text, then delete rows, per source."""
+    report = PurgeReport(dry_run=dry_run)
+    for source in ("production", "judge", "eval", "shadow"):
+        keep: KeepFor = getattr(retention, source)
+        due: tuple[tuple[What, int | None], ...] = (
+            ("text", keep.text_days),
+            ("rows", keep.row_days),
+        )
+        for what, days in due:
+            if days is None:
+                continue
+            line = PurgeLine(source=source, what=what, before=today - timedelta(days=days))
+            _purge_one(store, line, batch_size=retention.batch_size, dry_run=dry_run)
+            report.lines.append(line)
+    if not dry_run:
+        store.replace_figures("store", report.figures(datetime.now(UTC)))
+    return report
+
+
+def erase(
+    store: Store,
+    key_name: str,
+    *,
+    since: date | None,
+    by: str,
+    dry_run: bool,
+    batch_size: int = 1000,
+) -> int:
+    """Remove the captured text of ``key_name``'s records (from ``since``, else all),
+    labelled or golden alike, and the judges' reasoning about them; record the erasure.
+    Returns the number of records whose text was (or would be) removed."""
+    where = and_(
+        traffic.c.key_name == key_name,
+        or_(traffic.c.text_removed.is_(None), traffic.c.text_removed != "erased"),
+    )
+    if since is not None:
+        where = and_(where, traffic.c.day >= since.isoformat())
+    if dry_run:
+        return _count(store, where)
+    n = 0
+    for ids in _batches(store, where, batch_size):
+        with store.transaction() as conn:
+            conn.execute(_removal("text", ids, "erased").values(kept=None))
+            conn.execute(update(verdicts).where(verdicts.c.item_id.in_(ids)).values(reasoning=None))
+        n += len(ids)
+    store.execute(
+        erasures.insert().values(
+            key_name=key_name,
+            since=since.isoformat() if since else None,
+            records=n,
+            erased_by=by,
+            erased_at=datetime.now(UTC),
+        )
+    )
+    return n
+
+
+def erasure_log(store: Store) -> list[dict[str, Any]]:
+    """Every recorded erasure, oldest first."""
+    return store.fetch(select(erasures).order_by(erasures.c.id))
+
+
+def keep_golden(store: Store, request_ids: list[str]) -> int:
+    """Mark records promoted to a golden set: retention keeps their text and rows."""
+    n = 0
+    for i in range(0, len(request_ids), 1000):
+        chunk = request_ids[i : i + 1000]
+        n += store.execute(
+            update(traffic)
+            .where(traffic.c.request_id.in_(chunk), traffic.c.text_removed.is_(None))
+            .values(kept="golden")
+        )
+    return n
