@@ -88,9 +88,12 @@ def cmd_promote(args: argparse.Namespace) -> int:
     """Write labelled production records as a golden dataset."""
     from evals._promote import promote
 
+    from serving.store import keep_golden
+
     _, judging = configs(args)
+    store = open_store(args.config)
     lines, misses = promote(
-        open_store(args.config),
+        store,
         judging,
         first=args.date or args.since,
         last=args.date,
@@ -99,7 +102,11 @@ def cmd_promote(args: argparse.Namespace) -> int:
         raise CliError("no labelled records in that range; label some with `gavel label`", 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    print(f"wrote {len(lines)} items to {args.out} ({misses} tagged judge_miss)")
+    kept = keep_golden(store, [line["id"] for line in lines])
+    print(
+        f"wrote {len(lines)} items to {args.out} ({misses} tagged judge_miss); "
+        f"retention keeps their {kept} record(s)"
+    )
     return 0
 
 

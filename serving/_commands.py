@@ -153,6 +153,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from serving._stack import StackError, deploy, read_state, shutdown, state_file
 
     config, base = _load(args.config)
+    _ready_store(config)
     try:
         check_sources(config, base_dir=base, config_file=args.config)
     except MissingModelError as exc:
@@ -166,7 +167,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             "accepts requests without an API key",
             file=sys.stderr,
         )
-    _ready_store(config)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     path = state_file(config.state_dir)
     config_file = str(Path(args.config).resolve())

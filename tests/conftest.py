@@ -146,6 +146,30 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return PG_URL
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def scratch_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A store of each kind that no other test touches: a SQLite file, or a PostgreSQL
+    database of its own (created here, dropped after)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'scratch.db'}"
+        return
+    require_postgres()
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    name = f"gavel_scratch_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_URL.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f"CREATE DATABASE {name}"))
+    try:
+        yield PG_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
+
+
 @pytest.fixture(scope="session")
 def api_key(stack: str) -> str:
     """An admin key in the stack's store (created through the CLI, shown once)."""

@@ -1,0 +1,154 @@
+"""The data's lifecycle on real stores (SQLite and PostgreSQL): retention keeps what is
+labelled or golden and removes the rest, in batches; erasure removes one key's text and
+is recorded; a backup taken while capture writes holds every record written before it."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+
+from sqlalchemy import select
+
+from serving._gateway_config import RetentionConfig
+from serving._wire import TrafficRecord
+from serving.store import Store, backup, describe, erase, erasure_log, keep_golden, purge, restore
+from serving.store import tables as t
+
+TODAY = date(2026, 11, 29)
+
+
+def _record(day: date, *, key: str = "app", source: str = "production") -> TrafficRecord:
+    return TrafficRecord(
+        request_id=f"r-{uuid.uuid4().hex[:12]}", ts=datetime(day.year, day.month, day.day, 9, tzinfo=UTC),
+        key_name=key, model="app-model", endpoint="chat", stream=False,
+        request={"messages": [{"role": "user", "content": "secret text ✓"}]},
+        response_text="secret answer", status=200, prompt_tokens=5, completion_tokens=3,
+        source=source,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def _label(store: Store, request_id: str) -> None:
+    store.insert_ignore(t.labels, [{
+        "item_id": request_id, "criterion": "helpful", "criterion_version": "1",
+        "labeller": "ana", "label": "pass", "labelled_at": datetime.now(UTC),
+    }])  # fmt: skip
+
+
+def _by_id(store: Store) -> dict[str, dict[str, object]]:
+    return {r["request_id"]: r for r in store.fetch(select(t.traffic))}
+
+
+def test_purge_keeps_labelled_and_golden_records_and_removes_the_rest(
+    scratch_store_url: str,
+) -> None:
+    store = Store(scratch_store_url)
+    old = [_record(TODAY - timedelta(days=40)) for _ in range(7)]
+    middle = [_record(TODAY - timedelta(days=10)) for _ in range(3)]
+    fresh = [_record(TODAY - timedelta(days=1)) for _ in range(2)]
+    judge_old = [_record(TODAY - timedelta(days=40), source="judge") for _ in range(2)]
+    store.insert_traffic(old + middle + fresh + judge_old)
+    _label(store, old[0].request_id)
+    _label(store, middle[0].request_id)
+    keep_golden(store, [old[1].request_id])
+    retention = RetentionConfig.model_validate(
+        {"production": {"text_days": 7, "row_days": 30}, "batch_size": 2}
+    )
+
+    dry = purge(store, retention, today=TODAY, dry_run=True)
+    assert [(ln.what, ln.removed, ln.kept_labelled, ln.kept_golden) for ln in dry.lines] == [
+        ("text", 7, 2, 1), ("rows", 5, 1, 1),
+    ]  # fmt: skip
+    assert len(_by_id(store)) == 14  # the dry run changed nothing
+    assert store.figures() == []
+
+    report = purge(store, retention, today=TODAY, dry_run=False)
+    assert [(ln.what, ln.removed) for ln in report.lines] == [("text", 7), ("rows", 5)]
+    rows = _by_id(store)
+    kept = {old[0].request_id, old[1].request_id}
+    assert set(rows) == kept | {r.request_id for r in middle + fresh + judge_old}
+    for rid in kept:  # labelled and golden: text and row kept
+        assert rows[rid]["response_text"] == "secret answer" and rows[rid]["text_removed"] is None
+    assert rows[middle[0].request_id]["response_text"] == "secret answer"  # labelled
+    for r in middle[1:]:
+        assert rows[r.request_id]["response_text"] is None
+        assert rows[r.request_id]["request_json"] == "{}"
+        assert rows[r.request_id]["text_removed"] == "retention"
+        assert rows[r.request_id]["completion_tokens"] == 3  # the numbers stay
+    for r in fresh + judge_old:  # not due, or a source without retention
+        assert rows[r.request_id]["response_text"] == "secret answer"
+    figures = {(f.name, tuple(sorted(f.labels.items()))): f.value for f in store.figures()}
+    assert (
+        figures[("gavel_store_purged_records", (("source", "production"), ("what", "rows")))] == 5
+    )
+    assert any(name == "gavel_store_last_purge_timestamp_seconds" for name, _ in figures)
+    assert [ln.removed for ln in purge(store, retention, today=TODAY, dry_run=False).lines] == [
+        0,
+        0,
+    ]
+    # Readers survive a blanked record.
+    assert store.traffic_by_ids([middle[1].request_id])[0].request == {}
+
+
+def test_erase_removes_one_key_s_text_and_is_recorded(scratch_store_url: str) -> None:
+    store = Store(scratch_store_url)
+    theirs = [_record(TODAY - timedelta(days=d), key="leaver") for d in (0, 3, 9)]
+    others = [_record(TODAY, key="stayer")]
+    store.insert_traffic(theirs + others)
+    _label(store, theirs[0].request_id)
+    keep_golden(store, [theirs[1].request_id])
+    assert erase(store, "leaver", since=TODAY - timedelta(days=5), by="dpo", dry_run=True) == 2
+    assert erasure_log(store) == []
+    n = erase(store, "leaver", since=TODAY - timedelta(days=5), by="dpo", dry_run=False)
+    assert n == 2
+    rows = _by_id(store)
+    for r in theirs[:2]:  # labelled and golden alike
+        assert rows[r.request_id]["response_text"] is None
+        assert rows[r.request_id]["text_removed"] == "erased" and rows[r.request_id]["kept"] is None
+    assert rows[theirs[2].request_id]["response_text"] == "secret answer"  # before --since
+    assert rows[others[0].request_id]["response_text"] == "secret answer"
+    (logged,) = erasure_log(store)
+    assert (logged["key_name"], logged["since"], logged["records"], logged["erased_by"]) == (
+        "leaver", (TODAY - timedelta(days=5)).isoformat(), 2, "dpo",
+    )  # fmt: skip
+    assert erase(store, "leaver", since=None, by="dpo", dry_run=False) == 1
+
+
+def test_backup_and_restore_round_trip_while_capture_writes(
+    scratch_store_url: str, tmp_path
+) -> None:
+    store = Store(scratch_store_url)
+    written: list[tuple[float, str]] = []  # (when the insert returned, request id)
+    stop = threading.Event()
+
+    def capture() -> None:
+        writer = Store(scratch_store_url)
+        while not stop.is_set():
+            batch = [_record(TODAY) for _ in range(5)]
+            writer.insert_traffic(batch)
+            done = time.monotonic()
+            written.extend((done, r.request_id) for r in batch)
+        writer.close()
+
+    thread = threading.Thread(target=capture)
+    thread.start()
+    try:
+        time.sleep(1.0)
+        started = time.monotonic()
+        backup(store, tmp_path / "gavel.backup")
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        thread.join()
+    before = {rid for when, rid in written if when < started}
+    after = {rid for when, rid in written if when >= started}
+    assert len(before) >= 10 and after, "capture did not overlap the backup"
+    assert "traffic records" in describe(store, tmp_path / "gavel.backup") or "tables" in describe(
+        store, tmp_path / "gavel.backup"
+    )
+    restore(store, tmp_path / "gavel.backup")
+    restored = set(_by_id(store))
+    assert before <= restored  # every record written before the snapshot began
+    assert restored <= before | after
+    assert store.schema().up_to_date
