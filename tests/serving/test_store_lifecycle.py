@@ -21,7 +21,8 @@ TODAY = date(2026, 11, 29)
 
 def _record(day: date, *, key: str = "app", source: str = "production") -> TrafficRecord:
     return TrafficRecord(
-        request_id=f"r-{uuid.uuid4().hex[:12]}", ts=datetime(day.year, day.month, day.day, 9, tzinfo=UTC),
+        request_id=f"r-{uuid.uuid4().hex[:12]}",
+        ts=datetime(day.year, day.month, day.day, 9, tzinfo=UTC),
         key_name=key, model="app-model", endpoint="chat", stream=False,
         request={"messages": [{"role": "user", "content": "secret text ✓"}]},
         response_text="secret answer", status=200, prompt_tokens=5, completion_tokens=3,

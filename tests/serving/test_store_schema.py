@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import date
 import subprocess
 from pathlib import Path
 
@@ -38,9 +39,10 @@ def _load_previous(url: str) -> None:
 def _rows(store: Store) -> dict[str, list[dict[str, object]]]:
     """Every row of every table the previous commit had, by table, in a stable order."""
     out = {}
-    for t in (tables.api_keys, tables.traffic, tables.verdicts, tables.labels,
-              tables.label_history, tables.eval_cache, tables.eval_runs, tables.figures):  # fmt: skip
-        keys = [c for c in t.primary_key.columns]
+    previous = (tables.api_keys, tables.traffic, tables.verdicts, tables.labels,
+                tables.label_history, tables.eval_cache, tables.eval_runs, tables.figures)  # fmt: skip
+    for t in previous:
+        keys = list(t.primary_key.columns)
         out[t.name] = store.fetch(select(t).order_by(*keys))
     return out
 
@@ -69,7 +71,7 @@ def test_a_database_of_the_previous_commit_upgrades_and_every_row_survives(
     old = rows["gavel_api_keys"][1]
     assert old["name"] == "old" and old["revoked_at"] is not None and old["metadata_only"]
     assert rows["gavel_verdicts"][0]["p_fail"] == pytest.approx(0.1)
-    assert store.traffic_for_day(__import__("datetime").date(2026, 11, 27))[0].request_id == "req-1"
+    assert store.traffic_for_day(date(2026, 11, 27))[0].request_id == "req-1"
     assert pending_changes(store._engine) == []
 
 
