@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import date
 import subprocess
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -39,8 +39,10 @@ def _load_previous(url: str) -> None:
 def _rows(store: Store) -> dict[str, list[dict[str, object]]]:
     """Every row of every table the previous commit had, by table, in a stable order."""
     out = {}
-    previous = (tables.api_keys, tables.traffic, tables.verdicts, tables.labels,
-                tables.label_history, tables.eval_cache, tables.eval_runs, tables.figures)  # fmt: skip
+    previous = (
+        tables.api_keys, tables.traffic, tables.verdicts, tables.labels,
+        tables.label_history, tables.eval_cache, tables.eval_runs, tables.figures,
+    )  # fmt: skip
     for t in previous:
         keys = list(t.primary_key.columns)
         out[t.name] = store.fetch(select(t).order_by(*keys))
