@@ -183,11 +183,13 @@ def build_app(
         GavelIngress, endpoint_map=GAVEL_ENDPOINTS, app=make_app(config.gateway.cors)
     )
     options = GavelIngress.get_deployment_options(llm_configs)  # type: ignore[arg-type]
+    settings = gateway_settings(config, base_dir=base)
+    limiter = RateLimiter.bind(store_url=settings["store_url"])  # type: ignore[attr-defined]
     return serve.deployment(ingress_cls, **options).bind(  # type: ignore[attr-defined]
         llm_deployments=deployments,
         model_cards=cards,
-        gateway=gateway_settings(config, base_dir=base),
-        limiter=RateLimiter.bind(),  # type: ignore[attr-defined]
+        gateway=settings,
+        limiter=limiter,
     )
 
 

@@ -39,6 +39,7 @@ def add_keys_commands(cli: CommandSet) -> None:
     create.add_argument(
         "--metadata-only", action="store_true", help="capture no prompt or response text"
     )
+    _budget_options(create)
     create.add_argument(
         "--expires", type=instant_arg, help="when it stops working: 30d, YYYY-MM-DD or ISO time"
     )
@@ -52,6 +53,12 @@ def add_keys_commands(cli: CommandSet) -> None:
     ls = ks.add_parser("list", help="list keys (never the keys themselves)")
     ls.add_argument("--json", action="store_true", help="one JSON array, for scripts")
     ls.set_defaults(func=cmd_keys_list)
+    upd = ks.add_parser("update", help="change a key's limits or budgets (0 removes one)")
+    upd.add_argument("name")
+    upd.add_argument("--rpm", type=_limit, help="requests per minute (0: none)")
+    upd.add_argument("--tpm", type=_limit, help="tokens per minute (0: none)")
+    _budget_options(upd, removable=True)
+    upd.set_defaults(func=cmd_keys_update)
     rotate = ks.add_parser(
         "rotate", help="give a key a new secret; the old one works until --grace ends"
     )
@@ -75,6 +82,30 @@ def add_keys_commands(cli: CommandSet) -> None:
     export.set_defaults(func=cmd_traffic_export)
 
 
+def _usd(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (value >= 0 and value < 1e9):
+        raise argparse.ArgumentTypeError(
+            f"expected an amount of USD such as 5 or 0.50; got {text!r}"
+        )
+    return value
+
+
+def _limit(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number (0: no limit); got {text!r}")
+    return int(text)
+
+
+def _budget_options(parser: argparse.ArgumentParser, *, removable: bool = False) -> None:
+    tail = " (0: none)" if removable else ""
+    parser.add_argument("--budget-usd-day", type=_usd, help=f"USD per UTC day{tail}")
+    parser.add_argument("--budget-usd-month", type=_usd, help=f"USD per UTC month{tail}")
+
+
 def _scopes(text: str) -> list[str]:
     scopes = [s.strip() for s in text.split(",") if s.strip()]
     bad = [s for s in scopes if s not in get_args(Scope)]
@@ -95,6 +126,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from serving._keys import new_key
+    from serving._wire import ApiKey
 
     store = _store(args)
     if args.reuse and args.save is None:
@@ -107,7 +139,10 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
         plaintext, record = new_key(
             args.name, args.scopes, rpm=args.rpm, tpm=args.tpm, metadata_only=args.metadata_only
         )
-        record = record.model_copy(update={"expires_at": args.expires})
+        record = ApiKey.model_validate(
+            {**record.model_dump(), "expires_at": args.expires,
+             "budget_usd_day": args.budget_usd_day, "budget_usd_month": args.budget_usd_month}
+        )  # fmt: skip
     except ValidationError as exc:
         e = exc.errors()[0]
         raise CliError(f"{e['loc'][0]}: {e['msg']}", EXIT_USAGE) from None
@@ -124,7 +159,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
         print(f"the revoked key {args.name!r} is replaced by a new one")
     if args.save is not None:
         _save(args.save, plaintext)
-    limits = ", ".join(f"{k}={v}" for k, v in (("rpm", args.rpm), ("tpm", args.tpm)) if v) or "none"
+    limits = _limits_text(record)
     expiry = f"; expires {args.expires:%Y-%m-%d %H:%M} UTC" if args.expires else ""
     print(
         f"created key {args.name!r}: scopes {','.join(args.scopes)}; limits {limits}"
@@ -132,6 +167,32 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     )
     print(f"saved to {args.save}" if args.save else "store it now, it is not shown again:")
     print(plaintext)
+    return 0
+
+
+def _limits_text(k: Any) -> str:
+    named = (("rpm", k.rpm), ("tpm", k.tpm), ("USD/day", k.budget_usd_day),
+             ("USD/month", k.budget_usd_month))  # fmt: skip
+    return ", ".join(f"{n}={v:g}" for n, v in named if v) or "none"
+
+
+def cmd_keys_update(args: argparse.Namespace) -> int:
+    """Change a key's limits and budgets (0 removes one; an omitted option is kept)."""
+    changes = {
+        field: (None if value == 0 else value)
+        for field, value in (("rpm", args.rpm), ("tpm", args.tpm),
+                             ("budget_usd_day", args.budget_usd_day),
+                             ("budget_usd_month", args.budget_usd_month))
+        if value is not None
+    }  # fmt: skip
+    if not changes:
+        raise CliError("nothing to change: pass --rpm, --tpm, --budget-usd-day or "
+                       "--budget-usd-month", EXIT_USAGE)  # fmt: skip
+    store = _store(args)
+    updated = store.update_key(args.name, changes)
+    if updated is None:
+        raise CliError(f"no active key named {args.name!r}; see `gavel keys list`")
+    print(f"updated {args.name!r}: limits {_limits_text(updated)} (within the key cache's TTL)")
     return 0
 
 

@@ -43,13 +43,23 @@ class ApiKey(GavelModel):
     """The secret before the last ``keys rotate``; it works until ``previous_valid_until``."""
     previous_valid_until: datetime | None = None
     budget_usd_day: Annotated[float, Field(gt=0)] | None = None
-    """Reserved for per-key budgets (not enforced by this version; ``None``)."""
+    """USD this key may spend per UTC day (reserved at admission, settled at the end)."""
     budget_usd_month: Annotated[float, Field(gt=0)] | None = None
-    """Reserved for per-key budgets (not enforced by this version; ``None``)."""
+    """USD this key may spend per UTC month."""
 
     def allows(self, scope: Scope) -> bool:
         """True if the key carries ``scope`` (or ``admin``)."""
         return scope in self.scopes or "admin" in self.scopes
+
+    @property
+    def budgeted(self) -> bool:
+        """True if the key has a day or month budget."""
+        return self.budget_usd_day is not None or self.budget_usd_month is not None
+
+    @property
+    def metered(self) -> bool:
+        """True if the limiter counts this key's tokens (a tpm or a budget)."""
+        return self.tpm is not None or self.budgeted
 
     def refusal(self, key_hash: str, now: datetime) -> str | None:
         """Why a request that presented ``key_hash`` is refused (``revoked``, ``expired``,

@@ -45,9 +45,11 @@ from serving.gateway._body import (
     read_body,
     token_reserve,
 )
+from serving.gateway._budget import OverBudget, budget_ask
 from serving.gateway._call import Call, absorb_json, tap
 from serving.gateway._capture import CaptureWriter
 from serving.gateway._headers import parse_extras
+from serving.gateway._limits import Admission, BudgetAsk
 from serving.gateway._metrics import GatewayMetrics
 from serving.gateway._record import (
     GatewaySettings,
@@ -200,9 +202,11 @@ class GavelIngress(OpenAiIngress):
             client=client,
         )
 
-    async def _admit(self, key: ApiKey, reserve: int, reservation: str) -> None:
-        """Reserve the request's tokens; raise a :class:`Refusal` (429, 400 or 503)."""
-        if self._limiter is None or (key.rpm is None and key.tpm is None):
+    async def _admit(
+        self, key: ApiKey, reserve: int, reservation: str, budget: BudgetAsk | None
+    ) -> None:
+        """Reserve the request's tokens and USD; raise a :class:`Refusal` (429, 400 or 503)."""
+        if self._limiter is None or (key.rpm is None and not key.metered):
             return
         limits = self._settings.config.limits
         if key.tpm is not None and reserve > key.tpm:
@@ -213,8 +217,10 @@ class GavelIngress(OpenAiIngress):
                 "lower max_tokens.",
             )
         try:
-            wait = await asyncio.wait_for(
-                self._limiter.admit.remote(key.name, key.rpm, key.tpm, reserve, reservation),
+            answer: Admission = await asyncio.wait_for(
+                self._limiter.admit.remote(
+                    key.name, key.rpm, key.tpm, reserve, reservation, budget
+                ),
                 timeout=limits.limiter_timeout_s,
             )
         except Exception:
@@ -225,10 +231,15 @@ class GavelIngress(OpenAiIngress):
             raise Refusal(
                 503, "Rate limits cannot be checked right now; retry shortly.", "server_error"
             ) from None
-        if wait is None:
+        for period, share in answer.used.items():
+            self._metrics.budget_used.labels(key.name, period).set(share)
+        if answer.over_budget is not None:
+            self._metrics.rejected.labels("budget").inc()
+            raise OverBudget(key, answer)
+        if answer.wait_s is None:
             return
         self._metrics.rejected.labels("rate_limit").inc()
-        secs = max(1, math.ceil(wait))
+        secs = max(1, math.ceil(answer.wait_s))
         raise _RateLimited(secs, key)
 
     async def _serve(
@@ -264,7 +275,7 @@ class GavelIngress(OpenAiIngress):
             )
             client_wants_usage = True
             engine_data = {**captured, "request_id": gavel_id}
-            if key is not None and key.tpm is not None:
+            if key is not None and key.metered:
                 cap = completion_cap(
                     data,
                     default=cfg.limits.default_completion_reserve,
@@ -287,8 +298,9 @@ class GavelIngress(OpenAiIngress):
                 where = ".".join(str(p) for p in e.get("loc", ())) or "body"
                 raise Refusal(400, f"{where}: {e.get('msg')}") from None
             if key is not None:
-                await self._admit(key, reserve, gavel_id)
-        except _RateLimited as r:
+                ask = budget_ask(key, self._settings.prices.get(model), prompt_est, reserve)
+                await self._admit(key, reserve, gavel_id, ask)
+        except (_RateLimited, OverBudget) as r:
             return r.response()
         except Refusal as r:
             return _refused(r)
@@ -349,8 +361,8 @@ class GavelIngress(OpenAiIngress):
         observe(call, self._metrics, cost, e2e)
         key = call.key
         used = (call.prompt_tokens or 0) + (call.completion_tokens or 0)
-        if key is not None and key.tpm is not None and self._limiter is not None:
-            self._limiter.settle.remote(call.reservation, key.name, used)
+        if key is not None and key.metered and self._limiter is not None:
+            self._limiter.settle.remote(call.reservation, key.name, used, cost)
         if self._writer is None:
             return
         self._writer.start()

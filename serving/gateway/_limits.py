@@ -1,20 +1,29 @@
-"""Per-key limits shared by every ingress replica: a sliding one-minute window.
+"""Per-key limits shared by every ingress replica: a sliding one-minute window for rpm
+and tpm, and USD budgets per UTC day and month.
 
-:class:`SlidingWindows` is the pure logic; :class:`RateLimiter` is the single Serve
-deployment that holds it, so that limits hold across ingress replicas.
+:class:`SlidingWindows` and :class:`Budgets` are the pure logic; :class:`RateLimiter` is
+the single Serve deployment that holds them, so that limits hold across ingress replicas.
 
-Tokens are *reserved* at admission (an estimate of the prompt plus the most the request
-may generate) and *settled* with the real usage when it ends, so neither concurrent
-requests nor aborted streams can spend more than a key's tokens per minute.
+Tokens (and their price) are *reserved* at admission (an estimate of the prompt plus the
+most the request may generate) and *settled* with the real usage when it ends, so
+neither concurrent requests nor aborted streams can spend more than a key's tokens per
+minute or its budget. Budgets outlive a restart of the limiter: what a key spent in the
+current day and month is read back from the captured traffic the first time the key is
+seen.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Literal
 
 from ray import serve
+
+from serving.store import Store
 
 WINDOW_S = 60.0
 
@@ -104,12 +113,113 @@ class SlidingWindows:
         self.settle(None, key, now, tokens)
 
 
+Period = Literal["day", "month"]
+
+
+@dataclass(frozen=True)
+class BudgetAsk:
+    """A budgeted key's request: its budgets and the USD its worst case may cost."""
+
+    day_usd: float | None
+    month_usd: float | None
+    reserve_usd: float
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The limiter's answer: admitted (both fields ``None``), wait (rate), or over budget."""
+
+    wait_s: float | None = None
+    over_budget: Period | None = None
+    resets_at: datetime | None = None
+    used: dict[str, float] = field(default_factory=dict)
+    """Per budget period, the share spent or reserved (this request included)."""
+
+
+def period_ids(now: datetime) -> tuple[str, str]:
+    """The UTC day (``YYYY-MM-DD``) and month (``YYYY-MM``) of ``now``."""
+    day = now.astimezone(UTC).date().isoformat()
+    return day, day[:7]
+
+
+def resets_at(period: Period, now: datetime) -> datetime:
+    """When a budget period that contains ``now`` ends (UTC midnight, or the 1st)."""
+    d = now.astimezone(UTC).date()
+    if period == "day":
+        nxt = d + timedelta(days=1)
+    else:
+        nxt = date(d.year + (d.month == 12), d.month % 12 + 1, 1)
+    return datetime(nxt.year, nxt.month, nxt.day, tzinfo=UTC)
+
+
+@dataclass
+class Budgets:
+    """USD spent or reserved per key and period (day and month, UTC)."""
+
+    spent: dict[tuple[str, str], float] = field(default_factory=dict)
+    _open: dict[str, tuple[str, str, str, float]] = field(default_factory=dict)
+
+    def known(self, key: str, now: datetime) -> bool:
+        """True once the key's spend for ``now``'s day and month is loaded."""
+        day, month = period_ids(now)
+        return (key, day) in self.spent and (key, month) in self.spent
+
+    def load(self, key: str, now: datetime, *, day_usd: float, month_usd: float) -> None:
+        """Start from what the store says the key spent (after a restart, a new day)."""
+        day, month = period_ids(now)
+        self.spent.setdefault((key, day), day_usd)
+        self.spent.setdefault((key, month), month_usd)
+
+    def check(self, key: str, now: datetime, ask: BudgetAsk) -> Admission:
+        """Whether ``ask.reserve_usd`` fits every budget of the key (nothing is reserved)."""
+        day, month = period_ids(now)
+        used: dict[str, float] = {}
+        periods: tuple[tuple[Period, str, float | None], ...] = (
+            ("day", day, ask.day_usd),
+            ("month", month, ask.month_usd),
+        )
+        for period, pid, budget in periods:
+            if budget is None:
+                continue
+            spent = self.spent.get((key, pid), 0.0)
+            if spent + ask.reserve_usd > budget:
+                return Admission(
+                    over_budget=period,
+                    resets_at=resets_at(period, now),
+                    used={period: spent / budget},
+                )
+            used[period] = (spent + ask.reserve_usd) / budget
+        return Admission(used=used)
+
+    def reserve(self, key: str, now: datetime, ask: BudgetAsk, reservation: str) -> Admission:
+        """Reserve ``ask.reserve_usd`` under ``reservation``, or refuse (nothing reserved)."""
+        answer = self.check(key, now, ask)
+        if answer.over_budget is not None:
+            return answer
+        day, month = period_ids(now)
+        for pid in (day, month):
+            self.spent[(key, pid)] = self.spent.get((key, pid), 0.0) + ask.reserve_usd
+        self._open[reservation] = (key, day, month, ask.reserve_usd)
+        return answer
+
+    def settle(self, reservation: str | None, cost_usd: float) -> None:
+        """Replace a reservation by the request's real cost."""
+        opened = self._open.pop(reservation, None) if reservation is not None else None
+        if opened is None:
+            return
+        key, day, month, reserved = opened
+        for pid in (day, month):
+            self.spent[(key, pid)] = self.spent.get((key, pid), 0.0) + cost_usd - reserved
+
+
 @serve.deployment(num_replicas=1, ray_actor_options={"num_cpus": 0}, max_ongoing_requests=100_000)
 class RateLimiter:
-    """The one place limits are counted (a Serve deployment the ingress calls)."""
+    """The one place limits and budgets are counted (a Serve deployment the ingress calls)."""
 
-    def __init__(self) -> None:
+    def __init__(self, store_url: str | None = None) -> None:
         self._windows = SlidingWindows()
+        self._budgets = Budgets()
+        self._store = Store(store_url) if store_url else None
 
     async def admit(
         self,
@@ -118,12 +228,32 @@ class RateLimiter:
         tpm: int | None,
         reserve: int = 0,
         reservation: str | None = None,
-    ) -> float | None:
-        """See :meth:`SlidingWindows.admit`."""
-        return self._windows.admit(
+        budget: BudgetAsk | None = None,
+    ) -> Admission:
+        """Check the budget (without reserving), then the rate (see
+        :meth:`SlidingWindows.admit`), then reserve the budget."""
+        wall = datetime.now(UTC)
+        if budget is not None:
+            if not self._budgets.known(key, wall):
+                spent = (0.0, 0.0)
+                if self._store is not None:
+                    spent = await asyncio.to_thread(self._store.key_spend, key, wall.date())
+                self._budgets.load(key, wall, day_usd=spent[0], month_usd=spent[1])
+            refused = self._budgets.check(key, wall, budget)
+            if refused.over_budget is not None:
+                return refused
+        wait = self._windows.admit(
             key, time.monotonic(), rpm=rpm, tpm=tpm, reserve=reserve, reservation=reservation
         )
+        if wait is not None:
+            return Admission(wait_s=wait)
+        if budget is None:
+            return Admission()
+        return self._budgets.reserve(key, wall, budget, reservation or "")
 
-    async def settle(self, reservation: str | None, key: str, used: int) -> None:
-        """See :meth:`SlidingWindows.settle`."""
+    async def settle(
+        self, reservation: str | None, key: str, used: int, cost_usd: float | None = None
+    ) -> None:
+        """Settle tokens (see :meth:`SlidingWindows.settle`) and the budget's reservation."""
         self._windows.settle(reservation, key, time.monotonic(), used)
+        self._budgets.settle(reservation, cost_usd or 0.0)

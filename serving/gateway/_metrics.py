@@ -56,6 +56,11 @@ class GatewayMetrics:
             "gavel_key_cost_usd", "Cost of served requests by API key name",
             ["key_name", "model"], registry=r,
         )  # fmt: skip
+        self.budget_used = Gauge(
+            "gavel_key_budget_used_ratio",
+            "Share of a key's USD budget spent or reserved (period: day or month, UTC)",
+            ["key_name", "period"], registry=r,
+        )  # fmt: skip
         self.ttft = Histogram(
             "gavel_ttft_seconds", "Time to first token (successful requests)",
             ["model", "output_len"], buckets=LATENCY_BUCKETS, registry=r,

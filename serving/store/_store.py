@@ -66,6 +66,34 @@ class Store(Database):
         )
         return bool(n)
 
+    def update_key(self, name: str, changes: dict[str, Any]) -> ApiKey | None:
+        """Change fields of an active key (checked as an :class:`ApiKey`); the key after,
+        or ``None`` if there is no such active key."""
+        with self.transaction() as conn:
+            rows = conn.execute(
+                select(api_keys).where(api_keys.c.name == name, api_keys.c.revoked_at.is_(None))
+            ).all()
+            if not rows:
+                return None
+            key = _key_from_row(dict(rows[0]._mapping))
+            key = ApiKey.model_validate({**key.model_dump(), **changes})
+            conn.execute(update(api_keys).where(api_keys.c.name == name).values(**changes))
+        return key
+
+    def key_spend(self, name: str, day: date) -> tuple[float, float]:
+        """USD the key's captured requests cost on ``day`` and in its month so far."""
+        first = day.replace(day=1).isoformat()
+        rows = self.fetch(
+            select(traffic.c.day, func.sum(traffic.c.cost_usd).label("usd"))
+            .where(
+                traffic.c.key_name == name, traffic.c.day >= first, traffic.c.day <= day.isoformat()
+            )
+            .group_by(traffic.c.day)
+        )
+        month = sum(float(r["usd"] or 0) for r in rows)
+        today = sum(float(r["usd"] or 0) for r in rows if r["day"] == day.isoformat())
+        return today, month
+
     def touch_key(self, name: str, when: datetime) -> None:
         """Record a key's use (``last_used_at``), never moving it back."""
         self.execute(

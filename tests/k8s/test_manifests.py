@@ -87,7 +87,7 @@ def test_secrets_come_from_secrets_never_configmaps() -> None:
         if d["kind"] == "ConfigMap":
             text = yaml.safe_dump(d["data"]).lower()
             assert "password:" not in text and "api_key" not in text and "sk-" not in text
-    job = _one("CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    job = _one("CronJob", "gavel-judge-daily")["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e for e in job["env"]}
     assert env["GAVEL_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "gavel-judge-key"
     assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "gavel-postgres"
@@ -109,7 +109,7 @@ def test_spool_is_on_a_persistent_volume_everywhere() -> None:
 
 
 def test_cronjob_command_line_parses_with_gavel_s_parser() -> None:
-    cron = _one("CronJob")
+    cron = _one("CronJob", "gavel-judge-daily")
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
     c = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
     assert c["command"] == ["gavel"]
@@ -118,6 +118,20 @@ def test_cronjob_command_line_parses_with_gavel_s_parser() -> None:
     assert args.config == "/etc/gavel/stack.yaml" and args.judging == "/etc/gavel/judging.yaml"
     mounts = {m["mountPath"] for m in c["volumeMounts"]}
     assert "/etc/gavel" in mounts
+
+
+def test_purge_cronjob_runs_gavel_store_purge_on_the_stack_config() -> None:
+    cron = _one("CronJob", "gavel-store-purge")
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    c = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    args = build_parser().parse_args(c["args"])
+    assert args.func.__name__ == "cmd_purge" and not args.dry_run
+    assert args.config == "/etc/gavel/stack.yaml"
+    cm = _one("ConfigMap", "gavel-config")
+    stack = parse_config(yaml.safe_load(cm["data"]["stack.yaml"]), source="k8s gavel-config")
+    assert stack.gateway.store.retention.production.text_days is not None
+    kustomize = yaml.safe_load((ROOT / "k8s/kustomization.yaml").read_text())
+    assert "store-purge-cronjob.yaml" in kustomize["resources"]
 
 
 def test_scrape_objects_select_the_gateway_and_ray_ports() -> None:
