@@ -43,6 +43,9 @@ class LimitsConfig(GavelModel):
 
     max_body_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
     """Larger request bodies get 413 before they are parsed."""
+    max_json_depth: Annotated[int, Field(ge=8, le=256)] = 64
+    """Bodies whose arrays and objects nest deeper get 400 (the engines, capture and the
+    readers of captured traffic all handle this depth)."""
     max_n: Annotated[int, Field(ge=1)] = 8
     """Most choices (``n``) one request may ask for; more is 400."""
     max_prompts: Annotated[int, Field(ge=1)] = 8

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from serving._config import LimitsConfig
-from serving.gateway._text import unstorable_path
+from serving.gateway._text import depth, unstorable_path
 
 if TYPE_CHECKING:
     from fastapi import Request
@@ -46,8 +46,9 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-def parse_body(raw: bytes) -> dict[str, Any]:
-    """A JSON object, or a 400 saying what is wrong (never echoing the input)."""
+def parse_body(raw: bytes, *, max_depth: int = 64) -> dict[str, Any]:
+    """A JSON object nested at most ``max_depth`` levels, or a 400 saying what is wrong
+    (never echoing the input)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -58,6 +59,10 @@ def parse_body(raw: bytes) -> dict[str, Any]:
         raise Refusal(400, "The request body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise Refusal(400, "The request body must be a JSON object.")
+    if depth(data) > max_depth:
+        raise Refusal(
+            400, f"The request body nests arrays and objects deeper than {max_depth} levels."
+        )
     where = unstorable_path(data)
     if where is not None:
         raise Refusal(

@@ -255,7 +255,8 @@ class GavelIngress(OpenAiIngress):
         gavel_id = uuid.uuid4().hex
         cap: int | None = None
         try:
-            data = parse_body(await read_body(request, cfg.limits.max_body_bytes))
+            raw = await read_body(request, cfg.limits.max_body_bytes)
+            data = parse_body(raw, max_depth=cfg.limits.max_json_depth)
             model, role = check_request(
                 data, endpoint=endpoint, roles=self._settings.roles, limits=cfg.limits
             )

@@ -22,6 +22,21 @@ def shown_key(key: object, limit: int = 64) -> str:
     return escaped if len(escaped) <= limit else escaped[: limit - 1] + "…"
 
 
+def depth(value: Any) -> int:
+    """How deeply JSON arrays and objects nest in ``value`` (a scalar is 0), without
+    recursion (the value may be nested as deep as the JSON parser goes)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict):
+            v = list(v.values())
+        if isinstance(v, list):
+            deepest = max(deepest, d + 1)
+            stack.extend((item, d + 1) for item in v)
+    return deepest
+
+
 def unstorable_path(value: Any, path: str = "") -> str | None:
     """The JSON path of the first string (key or value) with a NUL or a lone surrogate;
     keys in it are shown escaped and cut (:func:`shown_key`), never as sent."""

@@ -14,12 +14,23 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, and_, delete, exists, func, not_, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    delete,
+    exists,
+    func,
+    not_,
+    or_,
+    select,
+    update,
+)
 
 from serving._gateway_config import KeepFor, RetentionConfig
 from serving._wire import Figure
 from serving.store._schema import erasures, labels, traffic, verdicts
-from serving.store._store import Store
+from serving.store._store import Store, day_query, spend_query
 
 What = Literal["text", "rows"]
 BLANK_REQUEST = "{}"
@@ -76,18 +87,63 @@ def _of_source(source: str) -> ColumnElement[bool]:
 _labelled = exists().where(labels.c.item_id == traffic.c.request_id)
 
 
-def _batches(store: Store, where: ColumnElement[bool], size: int) -> Iterator[list[str]]:
-    """Request ids matching ``where``, a batch at a time (the caller changes each batch so
-    that it no longer matches)."""
+def _count(store: Store, where: ColumnElement[bool]) -> int:
+    return int(store.scalar(select(func.count()).select_from(traffic).where(where)))
+
+
+def _due(source: str, what: What, before: date) -> ColumnElement[bool]:
+    due = and_(_of_source(source), traffic.c.day < before.isoformat())
+    return and_(due, traffic.c.text_removed.is_(None)) if what == "text" else due
+
+
+def _purgeable(source: str, what: What, before: date) -> ColumnElement[bool]:
+    return and_(_due(source, what, before), not_(_labelled), traffic.c.kept.is_(None))
+
+
+def purge_query(source: str, what: What, before: date, batch_size: int) -> Select[Any]:
+    """One batch of the purge: records of ``source`` due before ``before``, neither
+    labelled nor golden."""
+    where = _purgeable(source, what, before)
+    return select(traffic.c.request_id).where(where).limit(batch_size)
+
+
+def _erasable(key_name: str, since: date | None) -> ColumnElement[bool]:
+    where = and_(
+        traffic.c.key_name == key_name,
+        or_(traffic.c.text_removed.is_(None), traffic.c.text_removed != "erased"),
+    )
+    return and_(where, traffic.c.day >= since.isoformat()) if since is not None else where
+
+
+def erase_query(key_name: str, since: date | None, batch_size: int) -> Select[Any]:
+    """One batch of an erasure: the key's records (from ``since``) whose text is not erased."""
+    return select(traffic.c.request_id).where(_erasable(key_name, since)).limit(batch_size)
+
+
+def hot_queries(today: date, *, purge_before: date | None = None) -> dict[str, Select[Any]]:
+    """The queries over ``gavel_traffic`` that run often or over much of it, as the code
+    issues them (a test checks each has an index on PostgreSQL; the storage benchmark
+    shows their plans). The purge's cutoff is ``purge_before`` (default: ``today``)."""
+    before = purge_before or today
+    return {
+        "daily_sample": day_query(today, True),
+        "export_day": day_query(today, False),
+        "label_queue_record": select(traffic).where(traffic.c.request_id.in_(["x", "y"])),
+        "purge_text": purge_query("production", "text", before, 1000),
+        "purge_rows": purge_query("production", "rows", before, 1000),
+        "erase": erase_query("app", today, 1000),
+        "budget_spend": spend_query("app", today),
+    }
+
+
+def _batches(store: Store, query: Select[Any]) -> Iterator[list[str]]:
+    """Request ids of ``query``, a batch at a time (the caller changes each batch so that
+    it no longer matches)."""
     while True:
-        rows = store.fetch(select(traffic.c.request_id).where(where).limit(size))
+        rows = store.fetch(query)
         if not rows:
             return
         yield [r["request_id"] for r in rows]
-
-
-def _count(store: Store, where: ColumnElement[bool]) -> int:
-    return int(store.scalar(select(func.count()).select_from(traffic).where(where)))
 
 
 def _purge_one(store: Store, line: PurgeLine, *, batch_size: int, dry_run: bool) -> None:
@@ -96,11 +152,11 @@ def _purge_one(store: Store, line: PurgeLine, *, batch_size: int, dry_run: bool)
         due = and_(due, traffic.c.text_removed.is_(None))
     line.kept_labelled = _count(store, and_(due, _labelled))
     line.kept_golden = _count(store, and_(due, not_(_labelled), traffic.c.kept.is_not(None)))
-    purgeable = and_(due, not_(_labelled), traffic.c.kept.is_(None))
+    query = purge_query(line.source, line.what, line.before, batch_size)
     if dry_run:
-        line.removed = _count(store, purgeable)
+        line.removed = _count(store, _purgeable(line.source, line.what, line.before))
         return
-    for ids in _batches(store, purgeable, batch_size):
+    for ids in _batches(store, query):
         line.removed += store.execute(_removal(line.what, ids, "retention"))
 
 
@@ -147,16 +203,11 @@ def erase(
     """Remove the captured text of ``key_name``'s records (from ``since``, else all),
     labelled or golden alike, and the judges' reasoning about them; record the erasure.
     Returns the number of records whose text was (or would be) removed."""
-    where = and_(
-        traffic.c.key_name == key_name,
-        or_(traffic.c.text_removed.is_(None), traffic.c.text_removed != "erased"),
-    )
-    if since is not None:
-        where = and_(where, traffic.c.day >= since.isoformat())
+    query = erase_query(key_name, since, batch_size)
     if dry_run:
-        return _count(store, where)
+        return _count(store, _erasable(key_name, since))
     n = 0
-    for ids in _batches(store, where, batch_size):
+    for ids in _batches(store, query):
         with store.transaction() as conn:
             conn.execute(_removal("text", ids, "erased").values(kept=None))
             conn.execute(update(verdicts).where(verdicts.c.item_id.in_(ids)).values(reasoning=None))

@@ -77,6 +77,14 @@ traffic = Table(
     Index("ix_gavel_traffic_key_day", "key_name", "day"),
 )
 
+# ``gavel store purge`` looks for text still held, by day: an index of those rows only.
+Index(
+    "ix_gavel_traffic_text_day",
+    traffic.c.day,
+    postgresql_where=traffic.c.text_removed.is_(None),
+    sqlite_where=traffic.c.text_removed.is_(None),
+)
+
 # Every ``gavel store erase``: whose text, from when, how many records, who asked.
 erasures = Table(
     "gavel_erasures",

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import Select, delete, func, or_, select, update
 
 from serving._wire import ApiKey, Figure, FigureJob, TrafficRecord
 from serving.store._db import Database, Row
@@ -151,10 +151,7 @@ class Store(Database):
 
         ``production_only`` leaves out the judge's and the evals' own calls.
         """
-        stmt = select(traffic).where(traffic.c.day == day.isoformat())
-        if production_only:
-            stmt = stmt.where(or_(traffic.c.source.is_(None), traffic.c.source == "production"))
-        return [_traffic_from_row(r) for r in self.fetch(stmt.order_by(traffic.c.ts))]
+        return [_traffic_from_row(r) for r in self.fetch(day_query(day, production_only))]
 
     def traffic_by_ids(self, ids: Iterable[str]) -> list[TrafficRecord]:
         """The stored records with these request ids."""
@@ -170,6 +167,24 @@ class Store(Database):
         if ids is not None:
             stmt = stmt.where(traffic.c.request_id.in_(list(ids)))
         return int(self.scalar(stmt))
+
+
+def day_query(day: date, production_only: bool) -> Select[Any]:
+    """One day's records, oldest first (export; with ``production_only``, the daily sample)."""
+    stmt = select(traffic).where(traffic.c.day == day.isoformat())
+    if production_only:
+        stmt = stmt.where(or_(traffic.c.source.is_(None), traffic.c.source == "production"))
+    return stmt.order_by(traffic.c.ts)
+
+
+def spend_query(name: str, day: date) -> Select[Any]:
+    """A key's cost per day, from the first of ``day``'s month to ``day`` (budgets)."""
+    first = day.replace(day=1).isoformat()
+    return (
+        select(traffic.c.day, func.sum(traffic.c.cost_usd).label("usd"))
+        .where(traffic.c.key_name == name, traffic.c.day >= first, traffic.c.day <= day.isoformat())
+        .group_by(traffic.c.day)
+    )
 
 
 def _key_row(k: ApiKey) -> Row:

@@ -87,7 +87,9 @@ def test_secrets_come_from_secrets_never_configmaps() -> None:
         if d["kind"] == "ConfigMap":
             text = yaml.safe_dump(d["data"]).lower()
             assert "password:" not in text and "api_key" not in text and "sk-" not in text
-    job = _one("CronJob", "gavel-judge-daily")["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    job = _one("CronJob", "gavel-judge-daily")["spec"]["jobTemplate"]["spec"]["template"]["spec"][
+        "containers"
+    ][0]
     env = {e["name"]: e for e in job["env"]}
     assert env["GAVEL_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "gavel-judge-key"
     assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "gavel-postgres"

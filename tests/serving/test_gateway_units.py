@@ -181,3 +181,18 @@ def test_one_hostile_record_does_not_break_a_days_export(
 
         ids = set(pq.read_table(out).column("request_id").to_pylist())
         assert {f"req-{tag}-0", f"req-{tag}-2"} <= ids and f"req-{tag}-1" not in ids
+
+
+def test_the_body_s_nesting_is_bounded_without_recursion() -> None:
+    from serving.gateway._body import Refusal, parse_body
+    from serving.gateway._text import depth
+
+    assert depth("x") == 0 and depth({}) == 1 and depth({"a": [1, {"b": []}]}) == 4
+    nested: object = 0
+    for _ in range(100_000):  # deeper than any recursion limit
+        nested = [nested]
+    assert depth(nested) == 100_000
+    ok = '{"a": ' + "[" * 63 + "]" * 63 + "}"
+    assert depth(parse_body(ok.encode(), max_depth=64)) == 64
+    with pytest.raises(Refusal, match="deeper than 64 levels"):
+        parse_body(('{"a": ' + "[" * 64 + "]" * 64 + "}").encode(), max_depth=64)

@@ -1,5 +1,6 @@
 """Retention and erasure: why a record's text is gone or kept, an index for one key's
-records, and the log of erasures.
+records (erasure, budgets), a partial index of records that still hold text (the
+purge), and the log of erasures.
 
 Revision ID: 0003
 Revises: 0002
@@ -22,6 +23,15 @@ def upgrade() -> None:
         batch.add_column(sa.Column("text_removed", sa.String(16), nullable=True))
         batch.add_column(sa.Column("kept", sa.String(16), nullable=True))
     op.create_index("ix_gavel_traffic_key_day", "gavel_traffic", ["key_name", "day"])
+    # The purge's scan for text still held: only rows that have it, by day.
+    held = sa.text("text_removed IS NULL")
+    op.create_index(
+        "ix_gavel_traffic_text_day",
+        "gavel_traffic",
+        ["day"],
+        postgresql_where=held,
+        sqlite_where=held,
+    )
     op.create_table(
         "gavel_erasures",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
@@ -36,6 +46,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     """Undo it (erased text does not come back)."""
     op.drop_table("gavel_erasures")
+    op.drop_index("ix_gavel_traffic_text_day", table_name="gavel_traffic")
     op.drop_index("ix_gavel_traffic_key_day", table_name="gavel_traffic")
     with op.batch_alter_table("gavel_traffic") as batch:
         batch.drop_column("kept")

@@ -1,0 +1,149 @@
+"""The data's lifecycle on the real stack: key rotation with a grace period, budgets
+under concurrency and across a restart of the limiter, and every reader over hostile
+records that the gateway accepted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from serving.store import Store
+from tests.conftest import STORE_URL, run_gavel
+from tests.serving.test_hostile import _burst, _captured, _post
+
+pytestmark = pytest.mark.stack
+
+HI = [{"role": "user", "content": "Hi"}]
+# config/cpu.yaml prices the app model at USD 0.10 per hour at 40 output tokens/s.
+USD_PER_OUTPUT_TOKEN = 0.10 / (40 * 3600)
+
+
+def _new_key(*args: str) -> tuple[str, str]:
+    name = f"life-{uuid.uuid4().hex[:8]}"
+    proc = run_gavel("keys", "create", name, *args)
+    assert proc.returncode == 0, proc.stderr
+    return name, proc.stdout.strip().splitlines()[-1]
+
+
+def test_rotation_keeps_the_old_secret_until_the_grace_ends(stack: str) -> None:
+    name, old = _new_key("--scopes", "infer")
+    body = {"model": "app-model", "messages": HI, "max_tokens": 1}
+    assert _post(stack, old, body).status_code == 200
+    rotated = run_gavel("keys", "rotate", name, "--grace", "6s")
+    assert rotated.returncode == 0, rotated.stderr
+    new = rotated.stdout.strip().splitlines()[-1]
+    assert _post(stack, new, body).status_code == 200
+    assert _post(stack, old, body).status_code == 200  # within the grace
+    time.sleep(6.5)
+    late = _post(stack, old, body)
+    assert late.status_code == 401 and late.json()["error"]["message"] == "The API key is rotated."
+    assert _post(stack, new, body).status_code == 200
+    listed = json.loads(run_gavel("keys", "list", "--json").stdout)
+    mine = next(k for k in listed if k["name"] == name)
+    assert mine["last_used_at"] is not None and mine["state"] == "active"
+
+
+KILL_LIMITER = """
+import ray
+from ray.util.state import list_actors
+ray.init(address="auto", logging_level="ERROR", log_to_driver=False)
+alive = list_actors(filters=[("state", "=", "ALIVE")], limit=10000)
+found = [a for a in alive if "RateLimiter" in (a.class_name or "")]
+for a in found:
+    ray.kill(ray.get_actor(a.name, namespace=a.ray_namespace), no_restart=False)
+print(len(found))
+"""
+
+
+def test_a_budget_holds_under_8_concurrent_requests_and_a_limiter_restart(stack: str) -> None:
+    worst = 60 * USD_PER_OUTPUT_TOKEN  # max_tokens 60, ignore_eos: every request's real cost
+    budget = 2.5 * worst
+    _, key = _new_key("--scopes", "infer", "--budget-usd-day", f"{budget:.10f}")
+    body = {"model": "app-model", "messages": HI, "max_tokens": 60, "ignore_eos": True}
+
+    answers = _burst(stack, key, body, n=8)
+    ok = [r for r in answers if r.status_code == 200]
+    refused = [r for r in answers if r.status_code == 429]
+    assert ok and refused and len(ok) + len(refused) == 8
+    spent = sum(r.json()["usage"]["completion_tokens"] for r in ok) * USD_PER_OUTPUT_TOKEN
+    assert spent <= budget + worst, f"USD {spent} spent under a USD {budget} budget"
+    err = refused[0].json()["error"]
+    assert err["code"] == "budget_exceeded" and "per day" in err["message"]
+    assert "resets at" in err["message"] and int(refused[0].headers["retry-after"]) >= 1
+    _captured([r.json()["id"] for r in ok])  # the spend is in the store
+
+    killed = subprocess.run([sys.executable, "-c", KILL_LIMITER], capture_output=True,
+                            text=True, timeout=120, check=False)  # fmt: skip
+    assert killed.returncode == 0 and killed.stdout.strip().splitlines()[-1] == "1", killed.stderr
+    deadline = time.monotonic() + 120
+    after = _post(stack, key, body)
+    while after.status_code == 503 and time.monotonic() < deadline:  # the limiter restarts
+        time.sleep(1)
+        after = _post(stack, key, body)
+    assert after.status_code == 429, after.text  # the new limiter read the spend back
+    assert after.json()["error"]["code"] == "budget_exceeded"
+
+
+def test_every_reader_survives_hostile_records_the_gateway_accepted(
+    stack: str, tmp_path: Path
+) -> None:
+    name, key = _new_key("--scopes", "infer")
+    deep: object = "bottom"
+    for _ in range(63):  # with the body itself, the deepest the gateway accepts (64)
+        deep = [deep]
+    too_deep = _post(stack, key, {"model": "app-model", "messages": HI, "x": [deep]})
+    assert too_deep.status_code == 400 and "deeper than 64 levels" in too_deep.text
+    odd = "‮RTL‬ zero​width e\u0301 👩‍👩‍👧 \U0010fffd 𝔊 \ufeff"
+    bodies = [
+        {"model": "app-model", "messages": HI, "max_tokens": 2, "x_deep": deep},
+        {"model": "app-model", "messages": [{"role": "user", "content": odd}], "max_tokens": 2},
+        # The largest body the gateway accepts (1 MiB), in two-byte characters.
+        json.dumps(
+            {"model": "app-model", "messages": HI, "max_tokens": 2, "x_pad": "é" * 524_000},
+            ensure_ascii=False,
+        ).encode(),
+    ]
+    assert 1_040_000 < len(bodies[2]) <= 1_048_576  # type: ignore[arg-type]
+    ids = []
+    for body in bodies:
+        r = _post(stack, key, body)
+        assert r.status_code == 200, r.text[:300]
+        ids.append(r.json()["id"])
+    assert len(_captured(ids)) == 3
+    today = datetime.now(UTC).date()
+
+    out = tmp_path / "day.jsonl"
+    export = run_gavel("traffic", "export", "--date", "today", "--out", str(out))
+    assert export.returncode == 0 and "Traceback" not in export.stderr, export.stderr
+    exported = {json.loads(line)["request_id"] for line in out.read_text().splitlines()}
+    assert set(ids[1:]) <= exported  # the deep one may be skipped, and then it is named
+    assert ids[0] in exported or f"{ids[0]} (" in export.stderr
+
+    from judges import JudgingConfig
+    from judges._items import to_exchange
+    from judges._sampling import sample
+
+    store = Store(STORE_URL)
+    day = store.traffic_for_day(today, production_only=True)
+    assert set(ids) <= {r.request_id for r in day}
+    picked = sample(day, JudgingConfig().sampling, seed="hostile")
+    assert sum(len(v) for v in picked.values()) >= 1
+    for rec in (r for r in day if r.request_id in ids):
+        to_exchange(rec)  # what the daily job and the label queue show
+
+    for argv in (["store", "purge", "--dry-run"], ["store", "backup", str(tmp_path / "b.db")],
+                 ["store", "erase", "--key", name, "--dry-run"]):  # fmt: skip
+        proc = run_gavel(*argv)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, (argv, proc.stderr)
+    erased = run_gavel("store", "erase", "--key", name)
+    assert erased.returncode == 0 and "erased the text of 3 record(s)" in erased.stdout
+    assert all(r.response_text is None for r in store.traffic_by_ids(ids))
+    assert httpx.get(f"{stack.removesuffix('/v1')}/health", timeout=10).status_code == 200
