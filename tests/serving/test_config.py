@@ -78,6 +78,26 @@ def test_cpu_config_sets_stream_batching_and_env() -> None:
             "exceeds max_replicas",
         ),
         ({"models": []}, "models = []", "at least 1"),
+        (
+            {**_minimal(), "gateway": {"store": {"retention": {"judge": {"text_days": 0}}}}},
+            "gateway.store.retention.judge.text_days = 0",
+            "greater than or equal to 1",
+        ),
+        (
+            {
+                **_minimal(),
+                "gateway": {
+                    "store": {"retention": {"production": {"text_days": 40, "row_days": 30}}}
+                },
+            },
+            "gateway.store.retention.production",
+            "text_days (40) is longer than row_days (30)",
+        ),
+        (
+            {**_minimal(), "gateway": {"store": {"retention": {"prod": {"row_days": 3}}}}},
+            "gateway.store.retention.prod",
+            "unknown field",
+        ),
     ],
 )
 def test_errors_name_file_field_and_value(

@@ -106,3 +106,16 @@ def test_keys_rotate_and_list_json_on_the_cli(tmp_path: Path) -> None:
     assert gavel("keys", "rotate", "nobody").returncode == 1
     past = gavel("keys", "create", "late", "--expires", "2020-01-01")
     assert past.returncode == 2 and "is in the past" in past.stderr
+    bad = gavel("keys", "create", "b", "--budget-usd-day", "-1")
+    assert bad.returncode == 2
+    assert "--budget-usd-day: expected an amount of USD such as 5 or 0.50" in bad.stderr
+    zero = gavel("keys", "create", "b", "--budget-usd-month", "0")
+    assert (
+        zero.returncode == 2 and "budget_usd_month: Input should be greater than 0" in zero.stderr
+    )
+    budgeted = gavel("keys", "create", "b", "--budget-usd-day", "2.5", "--tpm", "100")
+    assert "limits tpm=100, USD/day=2.5" in budgeted.stdout, budgeted.stderr
+    upd = gavel("keys", "update", "b", "--budget-usd-day", "0", "--budget-usd-month", "40")
+    assert upd.returncode == 0 and "limits tpm=100, USD/month=40" in upd.stdout, upd.stderr
+    assert gavel("keys", "update", "b").returncode == 2
+    assert gavel("keys", "update", "nobody", "--rpm", "3").returncode == 1
