@@ -166,7 +166,7 @@ def measure(store: Store, n: int, work: Path) -> dict[str, Any]:
         # Each run purges the oldest day still held: text first, then rows.
         k = len(purged)
         oldest = LAST_DAY - timedelta(days=DAYS - 1 - k)
-        days = (LAST_DAY - oldest).days
+        days = (LAST_DAY - oldest).days - 1  # due: the days before oldest + 1
         keep = {"text_days": days, "row_days": days}
         retention = RetentionConfig.model_validate(
             {"production": keep, "judge": keep, "eval": keep}

@@ -139,6 +139,8 @@ def test_every_reader_survives_hostile_records_the_gateway_accepted(
     for rec in (r for r in day if r.request_id in ids):
         to_exchange(rec)  # what the daily job and the label queue show
 
+    _promote_hostile(store, ids, today, tmp_path)
+
     for argv in (["store", "purge", "--dry-run"], ["store", "backup", str(tmp_path / "b.db")],
                  ["store", "erase", "--key", name, "--dry-run"]):  # fmt: skip
         proc = run_gavel(*argv)
@@ -147,3 +149,38 @@ def test_every_reader_survives_hostile_records_the_gateway_accepted(
     assert erased.returncode == 0 and "erased the text of 3 record(s)" in erased.stdout
     assert all(r.response_text is None for r in store.traffic_by_ids(ids))
     assert httpx.get(f"{stack.removesuffix('/v1')}/health", timeout=10).status_code == 200
+
+
+def _promote_hostile(store: Store, ids: list[str], today: object, tmp_path: Path) -> None:
+    """``gavel eval promote`` over the hostile records, once judged and labelled."""
+    from judges import (
+        JudgingConfig,
+        Label,
+        LabelStore,
+        Verdict,
+        VerdictStore,
+        default_kinds,
+        load_criteria,
+    )
+
+    judging = JudgingConfig()
+    kinds = default_kinds()
+    crit = kinds.pass_fail(load_criteria(Path(judging.criteria_dir), kinds))[0]
+    now = datetime.now(UTC)
+    VerdictStore(store).insert(
+        Verdict(item_id=i, criterion=crit.name, criterion_version=crit.version, kind=crit.kind,
+                judge="test", judge_version="1", judge_model="judge-model", judge_args={},
+                model="app-model", day=str(today), verdict="pass", created_at=now)
+        for i in ids
+    )  # fmt: skip
+    LabelStore(store).upsert(
+        Label(item_id=i, criterion=crit.name, criterion_version=crit.label_version,
+              label="pass", labeller="hostile-test", labelled_at=now)
+        for i in ids
+    )  # fmt: skip
+    out = tmp_path / "golden.jsonl"
+    promoted = run_gavel("eval", "promote", "--date", "today", "--out", str(out))
+    assert promoted.returncode == 0 and "Traceback" not in promoted.stderr, promoted.stderr
+    lines = {json.loads(line)["id"] for line in out.read_text().splitlines()}
+    assert set(ids) <= lines
+    assert {r.kept for r in store.traffic_by_ids(ids)} == {"golden"}
