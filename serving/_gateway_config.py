@@ -36,6 +36,10 @@ class AuthConfig(GavelModel):
     """A revoked key stops working within this long."""
     key_cache_size: Annotated[int, Field(ge=1)] = 4096
     """Valid keys cached per ingress replica (least recently used go first)."""
+    wrong_token_limit: Annotated[int, Field(ge=0)] = 20
+    """Wrong tokens one client address may send per ``wrong_token_window_s`` before it
+    gets 429 for any key the replica has not seen work (0: no backoff)."""
+    wrong_token_window_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
 
 
 class LimitsConfig(GavelModel):

@@ -70,7 +70,7 @@ def block(spec: SweepSpec, prompt: str, key: str, *, flood_rps: float | None,
     """One block of legitimate load, with or without a flood beside it."""
     flood = None
     if flood_rps:
-        url = spec.base_url.rstrip("/") + "/chat/completions"
+        url = spec.base_url.rstrip("/") + "/v1/chat/completions"
         flood = subprocess.Popen(
             [sys.executable, "-c", FLOOD, url, str(flood_rps), "600"],
             stdout=subprocess.PIPE, text=True,
@@ -104,13 +104,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--requests", type=int, default=12)
     ap.add_argument("--out", type=Path, default=ROOT / "reports/bench/wrong_tokens.json")
     args = ap.parse_args(argv)
-    base = load_config(args.config).http.base_url
+    base = load_config(args.config).http.base_url.removesuffix("/v1")
     spec = SweepSpec(base_url=base, model="app-model", output_lens=[32],
                      concurrency=[args.concurrency], requests_per_cell=args.requests,
                      prompt_tokens=64)  # fmt: skip
     key = create_key(args.config, "bench-wrongtok", ["infer"])
     prompt = preflight(spec, key)
-    metrics_url = base.removesuffix("/v1") + "/metrics"
+    metrics_url = base + "/metrics"
     pairs = []
     for i in range(args.pairs):
         before = _rejected(metrics_url)

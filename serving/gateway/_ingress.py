@@ -101,7 +101,13 @@ class GavelIngress(OpenAiIngress):
         self._keys = KeyCache(
             store, ttl_s=cfg.auth.key_cache_ttl_s, max_entries=cfg.auth.key_cache_size
         )
-        self._guard = WrongTokenGuard()
+        self._guard = (
+            WrongTokenGuard(
+                limit=cfg.auth.wrong_token_limit, window_s=cfg.auth.wrong_token_window_s
+            )
+            if cfg.auth.wrong_token_limit
+            else None
+        )
         self._writer: CaptureWriter | None = None
         if cfg.capture.enabled:
             cap = cfg.capture
