@@ -156,7 +156,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
             EXIT_USAGE,
         ) from None
     if replaced:
-        print(f"the revoked key {args.name!r} is replaced by a new one")
+        print(f"the revoked key {args.name!r} is kept as {replaced!r}; the new key takes its name")
     if args.save is not None:
         _save(args.save, plaintext)
     limits = _limits_text(record)

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Select, delete, func, or_, select, update
 
 from serving._wire import ApiKey, Figure, FigureJob, TrafficRecord
-from serving.store._db import Database, Row
+from serving.store._db import Database, Row, as_utc
 from serving.store._schema import api_keys, figures, traffic
 
 
@@ -23,9 +23,11 @@ class Store(Database):
 
     # --- keys -----------------------------------------------------------------
 
-    def add_key(self, key: ApiKey) -> bool:
-        """Insert a key; a revoked key of the same name is replaced (True when one was).
+    def add_key(self, key: ApiKey) -> str | None:
+        """Insert a key. A revoked key of the same name is kept under an archived name
+        (``NAME.revoked-YYYYmmddTHHMMSS``), which is returned; nothing is deleted.
         Raises ``ValueError`` if an active key has the name."""
+        archived = None
         with self.transaction() as conn:
             found = conn.execute(
                 select(api_keys.c.revoked_at).where(api_keys.c.name == key.name)
@@ -33,9 +35,13 @@ class Store(Database):
             if found is not None and found.revoked_at is None:
                 raise ValueError(f"an active key named {key.name!r} already exists")
             if found is not None:
-                conn.execute(delete(api_keys).where(api_keys.c.name == key.name))
+                when = as_utc(found.revoked_at)
+                archived = f"{key.name[:100]}.revoked-{when:%Y%m%dT%H%M%S}"
+                conn.execute(
+                    update(api_keys).where(api_keys.c.name == key.name).values(name=archived)
+                )
             conn.execute(api_keys.insert().values(**_key_row(key)))
-        return found is not None
+        return archived
 
     def key_by_hash(self, key_hash: str) -> ApiKey | None:
         """The key whose current (or, within a rotation's grace, previous) secret has this

@@ -184,7 +184,9 @@ def test_keys_save_and_reuse(tmp_path: Path) -> None:
                       env={"GAVEL_CONFIG": str(cfg)})  # fmt: skip
     # The revoked secret is not reused; its name is, with a new secret.
     assert after.returncode == 0, after.stderr
-    assert "the revoked key 'demo' is replaced by a new one" in after.stdout
+    assert "the revoked key 'demo' is kept as 'demo.revoked-" in after.stdout
+    listed = _gavel_in(tmp_path, "keys", "list", env={"GAVEL_CONFIG": str(cfg)}).stdout
+    assert "demo.revoked-" in listed and "revoked" in listed  # nothing deleted
     fresh = after.stdout.strip().splitlines()[-1]
     assert fresh != key and fresh == key_file.read_text().strip()
     taken = _gavel_in(tmp_path, "keys", "create", "demo", env={"GAVEL_CONFIG": str(cfg)})
