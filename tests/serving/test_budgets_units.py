@@ -56,3 +56,26 @@ def test_the_worst_case_is_priced_and_the_refusal_names_the_budget() -> None:
     body = resp.body.decode()
     assert resp.status_code == 429 and "budget_exceeded" in body
     assert "USD 0.5 per day, 100% spent or reserved; it resets at" in body
+
+
+def test_a_key_s_spend_is_read_back_from_the_store(store_url: str) -> None:
+    """What a restarted limiter starts from: today's and this month's captured cost."""
+    import uuid
+
+    from serving._wire import TrafficRecord
+    from serving.store import Store
+
+    store = Store(store_url)
+    name = f"spend-{uuid.uuid4().hex[:8]}"
+
+    def rec(day: int, cost: float | None, key: str = name) -> TrafficRecord:
+        return TrafficRecord(
+            request_id=uuid.uuid4().hex, ts=datetime(2026, 12, day, 12, tzinfo=UTC),
+            key_name=key, model="app-model", endpoint="chat", stream=False, request={},
+            status=200, cost_usd=cost,
+        )  # fmt: skip
+
+    store.insert_traffic([rec(1, 0.5), rec(30, 0.25), rec(31, 1.0), rec(31, None),
+                          rec(31, 9.0, key="other")])  # fmt: skip
+    assert store.key_spend(name, NOW.date()) == pytest.approx((1.0, 1.75))
+    assert store.key_spend(name, NOW.date() - timedelta(days=1)) == pytest.approx((0.25, 0.75))
