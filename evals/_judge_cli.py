@@ -87,7 +87,6 @@ def cmd_judge(args: argparse.Namespace) -> int:
 def cmd_promote(args: argparse.Namespace) -> int:
     """Write labelled production records as a golden dataset."""
     from evals._promote import promote
-
     from serving.store import keep_golden
 
     _, judging = configs(args)

@@ -1,6 +1,6 @@
-"""The data's lifecycle on the real stack: key rotation with a grace period, budgets
-under concurrency and across a restart of the limiter, and every reader over hostile
-records that the gateway accepted."""
+"""The data's lifecycle on the real stack, with SQLite and then PostgreSQL as its store:
+key rotation with a grace period, budgets under concurrency and across a restart of the
+limiter, and every reader over hostile records that the gateway accepted."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,8 +18,10 @@ import httpx
 import pytest
 
 from serving.store import Store
-from tests.conftest import STORE_URL, run_gavel
-from tests.serving.test_hostile import _burst, _captured, _post
+from tests.conftest import CONFIG, PG_URL, STORE_URL, require_postgres
+from tests.conftest import run_gavel as _run_gavel
+from tests.serving.test_gateway import _deploy, _pg_config
+from tests.serving.test_hostile import _burst, _post
 
 pytestmark = pytest.mark.stack
 
@@ -26,18 +30,57 @@ HI = [{"role": "user", "content": "Hi"}]
 USD_PER_OUTPUT_TOKEN = 0.10 / (40 * 3600)
 
 
-def _new_key(*args: str) -> tuple[str, str]:
+@dataclass(frozen=True)
+class Deployed:
+    """The running stack, its store and its config."""
+
+    url: str
+    store_url: str
+    config: str
+
+    def gavel(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``gavel`` with this deployment's config."""
+        return _run_gavel(*args, "--config", self.config)
+
+    def captured(self, ids: list[str], timeout_s: float = 60) -> int:
+        """How many of ``ids`` are in the store, waiting up to ``timeout_s`` for all."""
+        store = Store(self.store_url)
+        deadline = time.monotonic() + timeout_s
+        while (n := store.count_traffic(ids)) < len(ids) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return n
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def deployed(
+    request: pytest.FixtureRequest, stack: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployed]:
+    """The stack on its SQLite store, then re-deployed on PostgreSQL (and back)."""
+    if request.param == "sqlite":
+        yield Deployed(stack, STORE_URL, CONFIG)
+        return
+    require_postgres()
+    config = _pg_config(tmp_path_factory.mktemp("lifecycle-pg"))
+    _deploy(config)
+    try:
+        yield Deployed(stack, PG_URL, str(config))
+    finally:
+        _deploy(CONFIG)
+
+
+def _new_key(d: Deployed, *args: str) -> tuple[str, str]:
     name = f"life-{uuid.uuid4().hex[:8]}"
-    proc = run_gavel("keys", "create", name, *args)
+    proc = d.gavel("keys", "create", name, *args)
     assert proc.returncode == 0, proc.stderr
     return name, proc.stdout.strip().splitlines()[-1]
 
 
-def test_rotation_keeps_the_old_secret_until_the_grace_ends(stack: str) -> None:
-    name, old = _new_key("--scopes", "infer")
+def test_rotation_keeps_the_old_secret_until_the_grace_ends(deployed: Deployed) -> None:
+    d, stack = deployed, deployed.url
+    name, old = _new_key(d, "--scopes", "infer")
     body = {"model": "app-model", "messages": HI, "max_tokens": 1}
     assert _post(stack, old, body).status_code == 200
-    rotated = run_gavel("keys", "rotate", name, "--grace", "6s")
+    rotated = d.gavel("keys", "rotate", name, "--grace", "6s")
     assert rotated.returncode == 0, rotated.stderr
     new = rotated.stdout.strip().splitlines()[-1]
     assert _post(stack, new, body).status_code == 200
@@ -46,7 +89,7 @@ def test_rotation_keeps_the_old_secret_until_the_grace_ends(stack: str) -> None:
     late = _post(stack, old, body)
     assert late.status_code == 401 and late.json()["error"]["message"] == "The API key is rotated."
     assert _post(stack, new, body).status_code == 200
-    listed = json.loads(run_gavel("keys", "list", "--json").stdout)
+    listed = json.loads(d.gavel("keys", "list", "--json").stdout)
     mine = next(k for k in listed if k["name"] == name)
     assert mine["last_used_at"] is not None and mine["state"] == "active"
 
@@ -63,10 +106,13 @@ print(len(found))
 """
 
 
-def test_a_budget_holds_under_8_concurrent_requests_and_a_limiter_restart(stack: str) -> None:
+def test_a_budget_holds_under_8_concurrent_requests_and_a_limiter_restart(
+    deployed: Deployed,
+) -> None:
+    d, stack = deployed, deployed.url
     worst = 60 * USD_PER_OUTPUT_TOKEN  # max_tokens 60, ignore_eos: every request's real cost
     budget = 2.5 * worst
-    _, key = _new_key("--scopes", "infer", "--budget-usd-day", f"{budget:.10f}")
+    _, key = _new_key(d, "--scopes", "infer", "--budget-usd-day", f"{budget:.10f}")
     body = {"model": "app-model", "messages": HI, "max_tokens": 60, "ignore_eos": True}
 
     answers = _burst(stack, key, body, n=8)
@@ -78,7 +124,7 @@ def test_a_budget_holds_under_8_concurrent_requests_and_a_limiter_restart(stack:
     err = refused[0].json()["error"]
     assert err["code"] == "budget_exceeded" and "per day" in err["message"]
     assert "resets at" in err["message"] and int(refused[0].headers["retry-after"]) >= 1
-    _captured([r.json()["id"] for r in ok])  # the spend is in the store
+    assert d.captured([r.json()["id"] for r in ok]) == len(ok)  # the spend is in the store
 
     killed = subprocess.run([sys.executable, "-c", KILL_LIMITER], capture_output=True,
                             text=True, timeout=120, check=False)  # fmt: skip
@@ -93,9 +139,10 @@ def test_a_budget_holds_under_8_concurrent_requests_and_a_limiter_restart(stack:
 
 
 def test_every_reader_survives_hostile_records_the_gateway_accepted(
-    stack: str, tmp_path: Path
+    deployed: Deployed, tmp_path: Path
 ) -> None:
-    name, key = _new_key("--scopes", "infer")
+    d, stack = deployed, deployed.url
+    name, key = _new_key(d, "--scopes", "infer")
     deep: object = "bottom"
     for _ in range(63):  # with the body itself, the deepest the gateway accepts (64)
         deep = [deep]
@@ -117,11 +164,11 @@ def test_every_reader_survives_hostile_records_the_gateway_accepted(
         r = _post(stack, key, body)
         assert r.status_code == 200, r.text[:300]
         ids.append(r.json()["id"])
-    assert len(_captured(ids)) == 3
+    assert d.captured(ids) == 3
     today = datetime.now(UTC).date()
 
     out = tmp_path / "day.jsonl"
-    export = run_gavel("traffic", "export", "--date", "today", "--out", str(out))
+    export = d.gavel("traffic", "export", "--date", "today", "--out", str(out))
     assert export.returncode == 0 and "Traceback" not in export.stderr, export.stderr
     exported = {json.loads(line)["request_id"] for line in out.read_text().splitlines()}
     assert set(ids[1:]) <= exported  # the deep one may be skipped, and then it is named
@@ -131,7 +178,7 @@ def test_every_reader_survives_hostile_records_the_gateway_accepted(
     from judges._items import to_exchange
     from judges._sampling import sample
 
-    store = Store(STORE_URL)
+    store = Store(d.store_url)
     day = store.traffic_for_day(today, production_only=True)
     assert set(ids) <= {r.request_id for r in day}
     picked = sample(day, JudgingConfig().sampling, seed="hostile")
@@ -139,19 +186,21 @@ def test_every_reader_survives_hostile_records_the_gateway_accepted(
     for rec in (r for r in day if r.request_id in ids):
         to_exchange(rec)  # what the daily job and the label queue show
 
-    _promote_hostile(store, ids, today, tmp_path)
+    _promote_hostile(d, store, ids, today, tmp_path)
 
     for argv in (["store", "purge", "--dry-run"], ["store", "backup", str(tmp_path / "b.db")],
                  ["store", "erase", "--key", name, "--dry-run"]):  # fmt: skip
-        proc = run_gavel(*argv)
+        proc = d.gavel(*argv)
         assert proc.returncode == 0 and "Traceback" not in proc.stderr, (argv, proc.stderr)
-    erased = run_gavel("store", "erase", "--key", name)
+    erased = d.gavel("store", "erase", "--key", name)
     assert erased.returncode == 0 and "erased the text of 3 record(s)" in erased.stdout
     assert all(r.response_text is None for r in store.traffic_by_ids(ids))
     assert httpx.get(f"{stack.removesuffix('/v1')}/health", timeout=10).status_code == 200
 
 
-def _promote_hostile(store: Store, ids: list[str], today: object, tmp_path: Path) -> None:
+def _promote_hostile(
+    d: Deployed, store: Store, ids: list[str], today: object, tmp_path: Path
+) -> None:
     """``gavel eval promote`` over the hostile records, once judged and labelled."""
     from judges import (
         JudgingConfig,
@@ -179,7 +228,7 @@ def _promote_hostile(store: Store, ids: list[str], today: object, tmp_path: Path
         for i in ids
     )  # fmt: skip
     out = tmp_path / "golden.jsonl"
-    promoted = run_gavel("eval", "promote", "--date", "today", "--out", str(out))
+    promoted = d.gavel("eval", "promote", "--date", "today", "--out", str(out))
     assert promoted.returncode == 0 and "Traceback" not in promoted.stderr, promoted.stderr
     lines = {json.loads(line)["id"] for line in out.read_text().splitlines()}
     assert set(ids) <= lines
