@@ -1,5 +1,5 @@
 """USD budgets of keys at the gateway: what a request may cost at most (its reservation),
-and the 429 a key over budget gets."""
+and the 429s of a key over its rate limit or its budget."""
 
 from __future__ import annotations
 
@@ -47,4 +47,24 @@ class OverBudget(Exception):
             type_="insufficient_quota",
             code="budget_exceeded",
             headers={"Retry-After": str(secs)},
+        )
+
+
+class RateLimited(Exception):
+    """A 429 with ``Retry-After``."""
+
+    def __init__(self, secs: int, key: ApiKey) -> None:
+        super().__init__(secs)
+        self.secs = secs
+        self.key = key
+
+    def response(self) -> JSONResponse:
+        k = self.key
+        return openai_error(
+            429,
+            f"Rate limit of key {k.name!r} reached (rpm={k.rpm}, tpm={k.tpm}); "
+            f"retry in {self.secs} s.",
+            type_="rate_limit_error",
+            code="rate_limit_exceeded",
+            headers={"Retry-After": str(self.secs)},
         )

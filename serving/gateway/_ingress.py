@@ -13,6 +13,7 @@ cost, metrics and capture (:mod:`._record`, :mod:`._capture`) follow the respons
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -45,7 +46,7 @@ from serving.gateway._body import (
     read_body,
     token_reserve,
 )
-from serving.gateway._budget import OverBudget, budget_ask
+from serving.gateway._budget import OverBudget, RateLimited, budget_ask
 from serving.gateway._call import Call, absorb_json, tap
 from serving.gateway._capture import CaptureWriter
 from serving.gateway._headers import parse_extras
@@ -230,6 +231,9 @@ class GavelIngress(OpenAiIngress):
                 timeout=limits.limiter_timeout_s,
             )
         except Exception:
+            # Release what was asked for: a late admission must not stay charged.
+            with contextlib.suppress(Exception):
+                self._limiter.settle.remote(reservation, key.name, 0, 0.0)
             self._metrics.rejected.labels("limiter_unavailable").inc()
             log.warning("the rate limiter did not answer; %s", limits.on_limiter_unavailable)
             if limits.on_limiter_unavailable == "allow":
@@ -246,7 +250,7 @@ class GavelIngress(OpenAiIngress):
             return
         self._metrics.rejected.labels("rate_limit").inc()
         secs = max(1, math.ceil(answer.wait_s))
-        raise _RateLimited(secs, key)
+        raise RateLimited(secs, key)
 
     async def _serve(
         self,
@@ -307,7 +311,7 @@ class GavelIngress(OpenAiIngress):
             if key is not None:
                 ask = budget_ask(key, self._settings.prices.get(model), prompt_est, reserve)
                 await self._admit(key, reserve, gavel_id, ask)
-        except (_RateLimited, OverBudget) as r:
+        except (RateLimited, OverBudget) as r:
             return r.response()
         except Refusal as r:
             return _refused(r)
@@ -374,23 +378,3 @@ class GavelIngress(OpenAiIngress):
             return
         self._writer.start()
         self._writer.submit(to_record(call, self._settings, cost=cost, e2e_s=e2e))
-
-
-class _RateLimited(Exception):
-    """A 429 with ``Retry-After``."""
-
-    def __init__(self, secs: int, key: ApiKey) -> None:
-        super().__init__(secs)
-        self.secs = secs
-        self.key = key
-
-    def response(self) -> JSONResponse:
-        k = self.key
-        return openai_error(
-            429,
-            f"Rate limit of key {k.name!r} reached (rpm={k.rpm}, tpm={k.tpm}); "
-            f"retry in {self.secs} s.",
-            type_="rate_limit_error",
-            code="rate_limit_exceeded",
-            headers={"Retry-After": str(self.secs)},
-        )

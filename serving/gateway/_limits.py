@@ -47,12 +47,56 @@ class _KeyWindow:
             self.token_sum -= self.charges.popleft().tokens
 
 
+RELEASED_MAX = 10_000
+
+
+@dataclass
+class _Released:
+    """Reservations released before their admission arrived (an ingress that gave up on a
+    slow limiter releases what it asked for; its admission may still come later). The
+    newest ``RELEASED_MAX`` are remembered."""
+
+    ids: set[str] = field(default_factory=set)
+    order: deque[str] = field(default_factory=deque)
+
+    def add(self, reservation: str) -> None:
+        if reservation in self.ids:
+            return
+        self.ids.add(reservation)
+        self.order.append(reservation)
+        while len(self.order) > RELEASED_MAX:
+            self.ids.discard(self.order.popleft())
+
+    def take(self, reservation: str | None) -> bool:
+        """True (once) if ``reservation`` was released before it was admitted."""
+        if reservation is None or reservation not in self.ids:
+            return False
+        self.ids.discard(reservation)
+        return True
+
+
 @dataclass
 class SlidingWindows:
-    """Requests and tokens per key over the last minute."""
+    """Requests and tokens per key over the last minute.
+
+    Open reservations are forgotten once their charge leaves the window (a request that
+    never settles cannot grow the table); a reservation released before its admission
+    arrives is never charged.
+    """
 
     windows: dict[str, _KeyWindow] = field(default_factory=dict)
     _open: dict[str, _Charge] = field(default_factory=dict)
+    _opened: deque[tuple[float, str]] = field(default_factory=deque)
+    _released: _Released = field(default_factory=_Released)
+
+    def open_reservations(self, now: float) -> int:
+        """Reservations admitted and not settled, within the window."""
+        self._forget_old(now)
+        return len(self._open)
+
+    def _forget_old(self, now: float) -> None:
+        while self._opened and self._opened[0][0] <= now - WINDOW_S:
+            self._open.pop(self._opened.popleft()[1], None)
 
     def admit(
         self,
@@ -69,6 +113,9 @@ class SlidingWindows:
         With a tpm, ``reserve`` tokens are charged at once under ``reservation`` (an id
         the caller chose); :meth:`settle` replaces them with the real usage.
         """
+        self._forget_old(now)
+        if self._released.take(reservation):
+            return None  # its ingress gave up on it: nothing to count
         w = self.windows.setdefault(key, _KeyWindow())
         w.expire(now)
         waits: list[float] = []
@@ -93,11 +140,15 @@ class SlidingWindows:
             w.charges.append(charge)
             w.token_sum += reserve
             self._open[reservation] = charge
+            self._opened.append((now, reservation))
         return None
 
     def settle(self, reservation: str | None, key: str, now: float, used: int) -> None:
         """Replace a reservation by the tokens really used (or charge ``used`` if none)."""
         charge = self._open.pop(reservation, None) if reservation is not None else None
+        if charge is None and reservation is not None and used == 0:
+            self._released.add(reservation)  # a release that may precede its admission
+            return
         w = self.windows.setdefault(key, _KeyWindow())
         if charge is not None and any(c is charge for c in w.charges):
             w.token_sum += used - charge.tokens  # still in the window: correct it in place
@@ -152,12 +203,22 @@ def resets_at(period: Period, now: datetime) -> datetime:
     return datetime(nxt.year, nxt.month, nxt.day, tzinfo=UTC)
 
 
+OPEN_BUDGET_MAX_S = 3600.0
+
+
 @dataclass
 class Budgets:
-    """USD spent or reserved per key and period (day and month, UTC)."""
+    """USD spent or reserved per key and period (day and month, UTC).
+
+    A reservation not settled within ``OPEN_BUDGET_MAX_S`` is forgotten and stays charged
+    at its worst case (the safe side); one released before its admission is never
+    charged.
+    """
 
     spent: dict[tuple[str, str], float] = field(default_factory=dict)
     _open: dict[str, tuple[str, str, str, float]] = field(default_factory=dict)
+    _opened: deque[tuple[datetime, str]] = field(default_factory=deque)
+    _released: _Released = field(default_factory=_Released)
 
     def known(self, key: str, now: datetime) -> bool:
         """True once the key's spend for ``now``'s day and month is loaded."""
@@ -193,6 +254,10 @@ class Budgets:
 
     def reserve(self, key: str, now: datetime, ask: BudgetAsk, reservation: str) -> Admission:
         """Reserve ``ask.reserve_usd`` under ``reservation``, or refuse (nothing reserved)."""
+        while self._opened and self._opened[0][0] <= now - timedelta(seconds=OPEN_BUDGET_MAX_S):
+            self._open.pop(self._opened.popleft()[1], None)
+        if self._released.take(reservation):
+            return Admission()  # its ingress gave up on it: nothing to charge
         answer = self.check(key, now, ask)
         if answer.over_budget is not None:
             return answer
@@ -200,12 +265,19 @@ class Budgets:
         for pid in (day, month):
             self.spent[(key, pid)] = self.spent.get((key, pid), 0.0) + ask.reserve_usd
         self._open[reservation] = (key, day, month, ask.reserve_usd)
+        self._opened.append((now, reservation))
         return answer
+
+    def open_reservations(self) -> int:
+        """Reservations admitted and not settled (nor forgotten)."""
+        return len(self._open)
 
     def settle(self, reservation: str | None, cost_usd: float) -> None:
         """Replace a reservation by the request's real cost."""
         opened = self._open.pop(reservation, None) if reservation is not None else None
         if opened is None:
+            if reservation is not None and cost_usd == 0:
+                self._released.add(reservation)
             return
         key, day, month, reserved = opened
         for pid in (day, month):

@@ -85,11 +85,18 @@ def test_token_reserve_covers_prompt_and_max_tokens() -> None:
 async def test_the_limiter_is_awaited_with_a_timeout_and_fails_closed() -> None:
     from serving.gateway._ingress import GavelIngress
 
+    released: list[tuple[Any, ...]] = []
+
     class Stuck:  # a limiter handle that never answers
         class admit:
             @staticmethod
             def remote(*_a: Any) -> Any:
                 return asyncio.sleep(3600)
+
+        class settle:
+            @staticmethod
+            def remote(*a: Any) -> None:
+                released.append(a)
 
     def fake(on: str) -> Any:
         cfg = GatewayConfig(limits=LimitsConfig(limiter_timeout_s=0.2, on_limiter_unavailable=on))  # type: ignore[arg-type]
@@ -102,9 +109,10 @@ async def test_the_limiter_is_awaited_with_a_timeout_and_fails_closed() -> None:
     _, key = new_key("k", ["infer"], rpm=10)
     t0 = time.monotonic()
     with pytest.raises(Refusal) as refused:
-        await GavelIngress._admit(fake("reject"), key, 10, "r")  # type: ignore[arg-type]
+        await GavelIngress._admit(fake("reject"), key, 10, "r", None)  # type: ignore[arg-type]
     assert refused.value.status == 503 and time.monotonic() - t0 < 2
-    await GavelIngress._admit(fake("allow"), key, 10, "r")  # type: ignore[arg-type]
+    assert released == [("r", "k", 0, 0.0)]  # a late admission must not stay charged
+    await GavelIngress._admit(fake("allow"), key, 10, "r2", None)  # type: ignore[arg-type]
 
 
 # --- bodies and headers -----------------------------------------------------------
@@ -345,3 +353,38 @@ def test_a_request_without_max_tokens_is_capped_at_what_was_reserved() -> None:
     assert cap({"messages": []}, default=256, context_len=30, prompt_est=40) == 1
     assert cap({"max_tokens": 9}, default=256, context_len=None, prompt_est=1) is None
     assert cap({"max_completion_tokens": 9}, default=256, context_len=None, prompt_est=1) is None
+
+
+def test_open_reservations_are_bounded_and_a_release_before_admission_charges_nothing() -> None:
+    from serving.gateway._limits import WINDOW_S, SlidingWindows
+
+    w = SlidingWindows()
+    for i in range(50):  # admitted, never settled (their ingress died, say)
+        assert w.admit("k", float(i), rpm=None, tpm=10_000, reserve=10, reservation=f"r{i}") is None
+    assert w.open_reservations(49.0) == 50
+    assert w.open_reservations(49.0 + WINDOW_S) == 0  # forgotten with their charges
+
+    w.settle("late", "k2", 200.0, 0)  # the ingress gave up and released it first
+    assert w.admit("k2", 201.0, rpm=None, tpm=100, reserve=100, reservation="late") is None
+    assert "k2" not in w.windows and w.open_reservations(201.0) == 0  # nothing counted
+    assert w.admit("k2", 202.0, rpm=None, tpm=100, reserve=100, reservation="next") is None
+    assert w.windows["k2"].token_sum == 100  # released once only: the next one is charged
+
+
+def test_budget_reservations_released_early_or_never_settled() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from serving.gateway._limits import OPEN_BUDGET_MAX_S, BudgetAsk, Budgets
+
+    now = datetime(2026, 11, 29, 12, tzinfo=UTC)
+    b = Budgets()
+    b.load("k", now, day_usd=0.0, month_usd=0.0)
+    ask = BudgetAsk(day_usd=1.0, month_usd=None, reserve_usd=0.4)
+    b.settle("gone", 0.0)  # released before its admission arrives
+    assert b.reserve("k", now, ask, "gone").over_budget is None
+    assert b.spent[("k", "2026-11-29")] == 0.0 and b.open_reservations() == 0
+    b.reserve("k", now, ask, "stuck")
+    later = now + timedelta(seconds=OPEN_BUDGET_MAX_S + 1)
+    b.reserve("k", later, ask, "fresh")
+    assert b.open_reservations() == 1  # "stuck" forgotten, and still charged (safe side)
+    assert b.spent[("k", "2026-11-29")] == pytest.approx(0.8)
