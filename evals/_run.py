@@ -23,8 +23,9 @@ from evals._checks import ASSERTIONS
 from evals._generate import Answer, Endpoint, answer_id, generate
 from evals._judging import exchange_of, judge_once
 from evals._result import CheckSummary, EpochResult, ItemResult, Outcome, RunResult
+from evals._stats import clustered_wilson
 from evals._suite import LoadedSuite
-from judges import JudgeItem, JudgingConfig, wilson
+from judges import JudgeItem, JudgingConfig
 from serving import EXIT_USAGE, CliError, StackConfig
 from serving.store import Store, tables
 
@@ -43,11 +44,15 @@ def _git_commit() -> str | None:
 
 
 def summarise(name: str, gating: bool, items: Sequence[ItemResult], check: str) -> CheckSummary:
-    """A check's pass rate over every (item, epoch), with a 95% Wilson interval."""
-    got = [e.outcomes.get(check) for it in items for e in it.epochs]
+    """A check's pass rate over every (item, epoch), with a 95% Wilson interval clustered
+    by item (an item's epochs are not independent; see :func:`clustered_wilson`)."""
+    per_item = [[e.outcomes.get(check) for e in it.epochs] for it in items]
+    got = [o for outs in per_item for o in outs]
     passes, fails = got.count("pass"), got.count("fail")
     n = passes + fails
-    lo, hi = wilson(passes, n)
+    lo, hi = clustered_wilson(
+        [(outs.count("pass"), outs.count("pass") + outs.count("fail")) for outs in per_item]
+    )
     return CheckSummary(
         name=name,
         gating=gating,

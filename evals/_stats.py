@@ -1,11 +1,44 @@
-"""Statistics of comparisons, as pure functions: paired bootstrap, McNemar's exact test,
-the sign test, and a length-controlled win rate (logistic regression)."""
+"""Statistics of evals, as pure functions: the pass rate's interval clustered by item,
+paired bootstrap, McNemar's exact test, the sign test, and a length-controlled win rate
+(logistic regression)."""
 
 from __future__ import annotations
 
 import math
 import random
 from collections.abc import Sequence
+
+from judges import wilson
+
+
+def clustered_wilson(clusters: Sequence[tuple[int, int]]) -> tuple[float, float]:
+    """95% interval of a pass rate over clusters of correlated trials (an item's epochs).
+
+    ``clusters`` holds (passes, trials) per item. Pooling every epoch into one Wilson
+    interval treats K epochs of an item as K independent items and makes the interval
+    too narrow. Here the cluster-robust variance (the clustered standard error Inspect
+    uses) gives a design effect over simple random sampling; the Wilson interval is then
+    taken at the effective sample size ``N / deff``, kept between the number of items
+    (every epoch of an item alike) and ``N`` (epochs independent). At a rate of 0 or 1
+    the design effect is unknown and the number of items is used. One epoch per item
+    gives the plain Wilson interval.
+    """
+    used = [(k, m) for k, m in clusters if m > 0]
+    total = sum(m for _, m in used)
+    if total == 0:
+        return 0.0, 1.0
+    passes = sum(k for k, _ in used)
+    p = passes / total
+    c = len(used)
+    if c == total:
+        return wilson(passes, total)
+    if c < 2 or p in (0.0, 1.0):
+        n_eff = float(c)
+    else:
+        robust = c / (c - 1) * sum((k - p * m) ** 2 for k, m in used) / total**2
+        deff = robust / (p * (1 - p) / total)
+        n_eff = min(float(total), max(float(c), total / deff if deff > 0 else float(total)))
+    return wilson(p * n_eff, n_eff)
 
 
 def paired_bootstrap(

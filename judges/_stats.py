@@ -7,8 +7,9 @@ import math
 Z95 = 1.959963984540054
 
 
-def wilson(passes: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """95% Wilson score interval of a pass rate; (0, 1) when n is 0."""
+def wilson(passes: float, n: float, z: float = Z95) -> tuple[float, float]:
+    """95% Wilson score interval of a pass rate; (0, 1) when n is 0. ``n`` may be an
+    effective sample size (not a whole number), ``passes`` the rate times it."""
     if n <= 0:
         return 0.0, 1.0
     p = passes / n

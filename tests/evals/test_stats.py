@@ -66,3 +66,34 @@ def test_length_control_removes_a_pure_length_preference() -> None:
     lcwr = length_controlled_win_rate([*diffs, 0, 0], outcome)
     assert lcwr == pytest.approx(0.5, abs=0.02)
     assert win_rate(3, 2, 5) == pytest.approx(0.4)
+
+
+def test_clustered_interval_by_hand() -> None:
+    from evals._stats import clustered_wilson
+    from judges import wilson
+
+    # One epoch per item: the plain Wilson interval.
+    assert clustered_wilson([(1, 1)] * 7 + [(0, 1)] * 3) == wilson(7, 10)
+    # 10 items x 5 epochs, every epoch of an item alike (7 always pass, 3 never):
+    # p = 0.7, N = 50, C = 10; robust variance = 10/9 * (7 * 1.5**2 + 3 * 3.5**2) / 50**2
+    # = 0.02333; simple = 0.21 / 50 = 0.0042; deff = 5.56; N / deff = 9.0 -> at least C = 10.
+    alike = [(5, 5)] * 7 + [(0, 5)] * 3
+    assert clustered_wilson(alike) == wilson(7, 10)
+    assert clustered_wilson(alike)[0] < wilson(35, 50)[0]  # pooling was too narrow
+    # Epochs independent within items (each item 2 of 4 or 3 of 4): deff below 1, kept at N.
+    mixed = [(2, 4), (3, 4), (2, 4), (3, 4)]
+    p, total = 10 / 16, 16
+    robust = 4 / 3 * sum((k - p * 4) ** 2 for k, _ in mixed) / total**2
+    deff = robust / (p * (1 - p) / total)
+    assert deff < 1 and clustered_wilson(mixed) == wilson(10, 16)
+    # Half-correlated: n_eff strictly between C and N, by hand.
+    half = [(4, 4), (4, 4), (0, 4), (2, 4), (3, 4), (1, 4)]
+    p, total, c = 14 / 24, 24, 6
+    robust = c / (c - 1) * sum((k - p * 4) ** 2 for k, _ in half) / total**2
+    n_eff = total / (robust / (p * (1 - p) / total))
+    assert c < n_eff < total
+    lo, hi = clustered_wilson(half)
+    assert (lo, hi) == wilson(p * n_eff, n_eff)
+    # All pass over many epochs: the number of items decides the width.
+    assert clustered_wilson([(3, 3)] * 12) == wilson(12, 12)
+    assert clustered_wilson([]) == (0.0, 1.0)

@@ -202,3 +202,14 @@ def test_pairwise_decision_and_its_withholding() -> None:
     ]
     rep = pairwise_report("p", longer, judge_trusted=True)
     assert rep.longer_won_rate == 1.0 and rep.sign_test_p == 1.0
+
+
+def test_a_run_s_interval_counts_items_not_epochs() -> None:
+    from evals._run import summarise
+    from judges import wilson
+
+    outcomes = {f"i{k}": ["pass"] * 5 if k < 7 else ["fail"] * 5 for k in range(10)}
+    summary = summarise("c", True, _run("r", outcomes).items, "c")
+    assert (summary.passes, summary.n, summary.rate) == (35, 50, 0.7)
+    # Five identical epochs of ten items are worth ten observations, not fifty.
+    assert (summary.ci_low, summary.ci_high) == wilson(7, 10)
