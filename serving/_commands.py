@@ -195,23 +195,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _ready_store(config: StackConfig) -> None:
-    """Refuse to serve on an out-of-date PostgreSQL schema; create a new store, and
-    upgrade the embedded SQLite one by itself (saying so)."""
+    """Refuse to serve on an out-of-date PostgreSQL schema (``SchemaOutOfDate``, printed by
+    ``gavel``'s main as one line); create a new store, and upgrade the embedded SQLite one
+    by itself, saying so (the store's own policy: :meth:`Database.ensure_schema`)."""
     from serving.store import Store
 
-    store = Store(config.gateway.store.url)
-    state = store.schema()
-    if state.up_to_date:
-        return
-    if not (state.empty or store.dialect == "sqlite"):
-        raise CliError(f"the store's schema is at {state.describe()}; run `gavel store upgrade`")
-    before, after = store.upgrade()
-    if not before.empty:
-        print(
-            f"upgraded the embedded store from revision {before.current or 'none'} "
-            f"to {after.current}",
-            flush=True,
-        )
+    Store(config.gateway.store.url).ensure_schema()
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

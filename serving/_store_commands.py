@@ -77,11 +77,11 @@ def _print_purge(report: PurgeReport) -> None:
 def cmd_purge(args: argparse.Namespace) -> int:
     """Apply the configured retention."""
     from serving._config import load_config
-    from serving.store import purge
+    from serving.store import Store, purge
 
     config = load_config(args.config)
     report = purge(
-        open_store(args.config),
+        Store(config.gateway.store.url),
         config.gateway.store.retention,
         today=datetime.now(UTC).date(),
         dry_run=args.dry_run,
