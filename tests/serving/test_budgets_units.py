@@ -79,3 +79,17 @@ def test_a_key_s_spend_is_read_back_from_the_store(store_url: str) -> None:
                           rec(31, 9.0, key="other")])  # fmt: skip
     assert store.key_spend(name, NOW.date()) == pytest.approx((1.0, 1.75))
     assert store.key_spend(name, NOW.date() - timedelta(days=1)) == pytest.approx((0.25, 0.75))
+
+
+async def test_the_limiter_settles_a_budget_with_the_real_cost() -> None:
+    """The deployment's own methods: a request that cost less than its worst case frees
+    the difference for the next one."""
+    from serving.gateway._limits import RateLimiter
+
+    limiter = RateLimiter.func_or_class(store_url=None)  # type: ignore[attr-defined]
+    ask = BudgetAsk(day_usd=1.0, month_usd=None, reserve_usd=0.6)
+    first = await limiter.admit("k", None, None, 0, "r1", ask)
+    assert first.over_budget is None
+    assert (await limiter.admit("k", None, None, 0, "r2", ask)).over_budget == "day"
+    await limiter.settle("r1", "k", 10, 0.1)  # it cost 0.1, not 0.6
+    assert (await limiter.admit("k", None, None, 0, "r3", ask)).over_budget is None
