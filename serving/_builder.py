@@ -23,9 +23,10 @@ class MissingModelError(Exception):
 
 
 def resolve_source(model: ModelConfig, *, base_dir: Path) -> str:
-    """The ``model_source`` for vLLM: an absolute local path, or the hub id as given."""
+    """The ``model_source`` for vLLM: an absolute local path, or the hub id as given (a
+    simulated engine's: ``sim:PROFILE``)."""
     if model.source.path is None:
-        return str(model.source.hub)
+        return model.source.uri
     p = Path(model.source.path)
     return str(p if p.is_absolute() else (base_dir / p).resolve())
 
@@ -98,6 +99,11 @@ def to_llm_config(model: ModelConfig, *, base_dir: Path) -> LLMConfig:
     experimental: dict[str, Any] = {}
     if model.stream_batching_interval_ms is not None:
         experimental["stream_batching_interval_ms"] = model.stream_batching_interval_ms
+    if model.source.simulate is not None:
+        from serving.sim import PROFILES
+        from serving.sim.engine import PROFILE_KEY
+
+        experimental[PROFILE_KEY] = PROFILES[model.source.simulate].model_dump(mode="json")
     kwargs: dict[str, Any] = {
         "model_loading_config": {
             "model_id": model.model_id,
@@ -124,6 +130,16 @@ GAVEL_ENDPOINTS: dict[str, Callable[[Any], Callable[..., Any]]] = {
     "metrics": lambda app: app.get("/metrics"),
 }
 """The routes Gavel serves: Ray's OpenAI routes that go through the gateway, plus its own."""
+
+
+def engine_kwargs(model: ModelConfig) -> dict[str, Any]:
+    """Extra arguments of a model's ``LLMServer``: the simulated engine's class, injected
+    through ``engine_cls``, when the model is simulated; none for vLLM."""
+    if model.source.simulate is None:
+        return {}
+    from serving.sim.engine import SimEngine
+
+    return {"engine_cls": SimEngine}
 
 
 def gateway_settings(config: StackConfig, *, base_dir: Path) -> dict[str, Any]:
@@ -177,7 +193,10 @@ def build_app(
 
     base = (base_dir or Path.cwd()).resolve()
     llm_configs = [to_llm_config(m, base_dir=base) for m in config.models]
-    deployments = {c.model_id: build_llm_deployment(c) for c in llm_configs}
+    deployments = {
+        c.model_id: build_llm_deployment(c, bind_kwargs=engine_kwargs(m))
+        for m, c in zip(config.models, llm_configs, strict=True)
+    }
     cards = {c.model_id: to_model_metadata(c.model_id, c) for c in llm_configs}
     ingress_cls = make_fastapi_ingress(
         GavelIngress, endpoint_map=GAVEL_ENDPOINTS, app=make_app(config.gateway.cors)

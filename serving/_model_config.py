@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 
 from serving._base import GavelModel
+from serving.sim._profiles import PROFILES
 
 Role = Literal["app", "judge"]
 """Models are referred to by role, never by id, everywhere outside the config."""
@@ -17,23 +18,34 @@ LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.5, 1, 2, 2.
 
 
 class ModelSource(GavelModel):
-    """Where a model's weights come from: a local folder or a hub id (exactly one)."""
+    """Where a model's weights come from: a local folder, a hub id, or none at all for a
+    simulated engine (exactly one)."""
 
     path: str | None = None
     """Local Hugging Face checkpoint folder; a relative path is relative to the config
     file's folder."""
     hub: str | None = None
     """Hugging Face hub id (GPU clusters with hub access)."""
+    simulate: str | None = None
+    """A simulated engine's profile (``serving.sim.PROFILES``): GPU latency without a GPU
+    or weights, for scale tests and capacity planning."""
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ModelSource:
-        if (self.path is None) == (self.hub is None):
-            raise ValueError("give exactly one of 'path' or 'hub'")
+        if sum(v is not None for v in (self.path, self.hub, self.simulate)) != 1:
+            raise ValueError("give exactly one of 'path', 'hub' or 'simulate'")
+        if self.simulate is not None and self.simulate not in PROFILES:
+            raise ValueError(
+                f"no simulated profile {self.simulate!r}; the profiles are "
+                + ", ".join(sorted(PROFILES))
+            )
         return self
 
     @property
     def uri(self) -> str:
-        """The string handed to vLLM as ``model``."""
+        """The string handed to vLLM as ``model`` (a simulated one: ``sim:PROFILE``)."""
+        if self.simulate is not None:
+            return f"sim:{self.simulate}"
         return self.path if self.path is not None else str(self.hub)
 
 
