@@ -190,6 +190,7 @@ def build_app(
     from serving.gateway._app import make_app
     from serving.gateway._ingress import GavelIngress
     from serving.gateway._limits import RateLimiter
+    from serving.gateway._metrics_hub import MetricsHub
 
     base = (base_dir or Path.cwd()).resolve()
     llm_configs = [to_llm_config(m, base_dir=base) for m in config.models]
@@ -203,12 +204,16 @@ def build_app(
     )
     options = GavelIngress.get_deployment_options(llm_configs)  # type: ignore[arg-type]
     settings = gateway_settings(config, base_dir=base)
+    if config.gateway.deployment is not None:
+        options = config.gateway.deployment.to_ingress_options(options)
     limiter = RateLimiter.bind(store_url=settings["store_url"])  # type: ignore[attr-defined]
+    hub = MetricsHub.bind(store_url=settings["store_url"])  # type: ignore[attr-defined]
     return serve.deployment(ingress_cls, **options).bind(  # type: ignore[attr-defined]
         llm_deployments=deployments,
         model_cards=cards,
         gateway=settings,
         limiter=limiter,
+        hub=hub,
     )
 
 

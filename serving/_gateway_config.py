@@ -3,11 +3,12 @@ CORS, capture, the store) and Ray. Pure models: no I/O."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
 from serving._base import GavelModel
+from serving._model_config import DeploymentConfig
 
 
 class HttpConfig(GavelModel):
@@ -141,8 +142,28 @@ class StoreConfig(GavelModel):
     """How long captured traffic is kept (default: for ever)."""
 
 
+class GatewayDeployment(DeploymentConfig):
+    """How many ingress (gateway) replicas run: a fixed count or autoscaling. Unset, Ray
+    Serve LLM's default applies (autoscaling up to one replica per ``target``)."""
+
+    max_replicas_per_node: Annotated[int, Field(ge=1)] | None = None
+    """At most this many ingress replicas on one Ray node (1 spreads them over nodes)."""
+
+    def to_ingress_options(self, defaults: dict[str, Any]) -> dict[str, Any]:
+        """Ray's ingress deployment options with these settings in place of its defaults."""
+        out = {k: v for k, v in defaults.items() if k != "autoscaling_config"}
+        out.update(self.to_serve_config())
+        if self.max_replicas_per_node is not None:
+            out["max_replicas_per_node"] = self.max_replicas_per_node
+        return out
+
+
 class GatewayConfig(GavelModel):
     """The gateway built into the ingress: keys, limits, capture, the store."""
+
+    deployment: GatewayDeployment | None = None
+    """Ingress replicas (every replica is the whole gateway; limits, capture and metrics
+    stay exact across them)."""
 
     auth: AuthConfig = AuthConfig()
     limits: LimitsConfig = LimitsConfig()

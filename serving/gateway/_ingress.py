@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -52,6 +51,7 @@ from serving.gateway._capture import CaptureWriter
 from serving.gateway._headers import parse_extras
 from serving.gateway._limits import Admission, BudgetAsk
 from serving.gateway._metrics import GatewayMetrics
+from serving.gateway._metrics_hub import MetricsReporter
 from serving.gateway._record import (
     GatewaySettings,
     elapsed,
@@ -63,8 +63,6 @@ from serving.store import Store
 
 log = logging.getLogger("gavel.gateway")
 
-FIGURES_TTL_S = 10.0
-"""The batch jobs' figures served on ``/metrics`` are re-read from the store this often."""
 
 _ERROR_TYPES = {400: "invalid_request_error", 404: "model_not_found"}
 _REQUEST_MODELS: dict[str, type[ChatCompletionRequest] | type[CompletionRequest]] = {
@@ -88,6 +86,7 @@ class GavelIngress(OpenAiIngress):
         *,
         gateway: dict[str, Any],
         limiter: DeploymentHandle | None = None,
+        hub: DeploymentHandle | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(llm_deployments, model_cards, **kwargs)
@@ -95,10 +94,10 @@ class GavelIngress(OpenAiIngress):
         self._limiter = limiter
         self._metrics = GatewayMetrics()
         self._metrics.know_models(sorted(self._settings.roles), self._settings.slos)
+        self._reporter = MetricsReporter(hub, self._metrics.registry) if hub else None
         cfg = self._settings.config
         store = Store(self._settings.store_url)
         self._store = store
-        self._figures_at = -FIGURES_TTL_S
         self._keys = KeyCache(
             store, ttl_s=cfg.auth.key_cache_ttl_s, max_entries=cfg.auth.key_cache_size
         )
@@ -136,28 +135,23 @@ class GavelIngress(OpenAiIngress):
         return {"status": "ok"}
 
     async def metrics(self) -> Response:
-        """Prometheus text exposition of the gateway's metrics."""
+        """Prometheus text exposition of the gateway's metrics: every replica's, summed by
+        the hub, and the batch jobs' figures."""
         from prometheus_client import CONTENT_TYPE_LATEST
 
-        await self._refresh_figures()
         down = self._keys.store_ok is False or (
             self._writer is not None and self._writer.store_down
         )
         self._metrics.store_up.set(0 if down else 1)
-        return Response(self._metrics.render(), media_type=CONTENT_TYPE_LATEST)
-
-    async def _refresh_figures(self) -> None:
-        """Re-read the batch jobs' figures from the store, at most every ``FIGURES_TTL_S``."""
-        now = time.monotonic()
-        if now - self._figures_at < FIGURES_TTL_S:
-            return
-        self._figures_at = now
+        if self._reporter is None:
+            return Response(self._metrics.render(), media_type=CONTENT_TYPE_LATEST)
         try:
-            figures = await asyncio.to_thread(self._store.figures)
-        except Exception:  # store down: keep serving the last figures; store_up says why
-            log.warning("cannot read figures from the store", exc_info=True)
-            return
-        self._metrics.figures.update(figures)
+            page = await self._reporter.render()
+        except Exception:  # a scrape that fails shows as up == 0, never as partial counts
+            log.warning("metrics hub unavailable", exc_info=True)
+            return openai_error(503, "The metrics hub is restarting; scrape again.",
+                                type_="server_error")  # fmt: skip
+        return Response(page, media_type=CONTENT_TYPE_LATEST)
 
     # --- OpenAI routes, wrapped -------------------------------------------------
 
@@ -370,6 +364,8 @@ class GavelIngress(OpenAiIngress):
         price = self._settings.prices.get(call.model)
         cost = price.cost(call.prompt_tokens, call.completion_tokens) if price else None
         observe(call, self._metrics, cost, e2e)
+        if self._reporter is not None:
+            self._reporter.start()
         key = call.key
         used = (call.prompt_tokens or 0) + (call.completion_tokens or 0)
         if key is not None and key.metered and self._limiter is not None:

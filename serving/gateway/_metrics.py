@@ -1,9 +1,10 @@
-"""Prometheus metrics of the gateway (prometheus-client, one registry per ingress replica).
+"""Prometheus metrics of the gateway (prometheus-client, one registry per ingress replica;
+:mod:`._metrics_hub` sums the replicas' registries into the one page Prometheus scrapes).
 
 Labels are model, status, source, an output-length bucket and, on one cost counter, the
 key's *name* (admin-chosen, bounded): no prompt text, key secret or user id ever becomes
 a label. The batch jobs' latest figures (daily pass rates, load-test results, job status)
-are read from the store and served here too (:class:`FiguresCollector`).
+are added to the page by the hub.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from collections.abc import Mapping
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from serving._config import LATENCY_BUCKETS, SloConfig
-from serving._figures import FiguresCollector
 
 _TOKEN_BUCKETS = (1, 4, 16, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 LENGTH_BUCKETS = (16, 64, 256, 1024)
@@ -116,8 +116,6 @@ class GatewayMetrics:
         self.capture_written = Counter(
             "gavel_capture_written_records", "Captured records written to the store", registry=r
         )
-        self.figures = FiguresCollector()
-        r.register(self.figures)
         self._slos: dict[str, SloConfig] = {}
 
     def know_models(self, models: list[str], slos: Mapping[str, SloConfig] | None = None) -> None:

@@ -30,7 +30,9 @@ class OutputLength(GavelModel):
     @model_validator(mode="after")
     def _ordered(self) -> OutputLength:
         if self.min_tokens > self.max_tokens:
-            raise ValueError(f"min_tokens ({self.min_tokens}) exceeds max_tokens ({self.max_tokens})")
+            raise ValueError(
+                f"min_tokens ({self.min_tokens}) exceeds max_tokens ({self.max_tokens})"
+            )
         return self
 
 

@@ -47,6 +47,10 @@ def _chat_prompt(messages: list[Any]) -> str:
     return "\n".join(parts)
 
 
+def _choices(n: int, field: str, value: Any, finish: str | None) -> list[dict[str, Any]]:
+    return [{"index": i, field: value, "logprobs": None, "finish_reason": finish} for i in range(n)]
+
+
 class _Plan:
     """What one request will produce: its prompt size, length, text and finish reason."""
 
@@ -74,7 +78,9 @@ class _Plan:
             wanted = limit if getattr(request, "ignore_eos", False) else natural
             wanted = max(wanted, int(getattr(request, "min_tokens", 0) or 0))
             pieces = words(seed, min(wanted, limit))
-        self.finish = "length" if len(pieces) > limit or (fixed is None and len(pieces) >= limit) else "stop"
+        self.finish = (
+            "length" if len(pieces) > limit or (fixed is None and len(pieces) >= limit) else "stop"
+        )
         self.pieces = pieces[:limit]
 
     @property
@@ -116,14 +122,14 @@ class SimEngine(LLMEngine):
     async def check_health(self) -> None:
         """Always healthy."""
 
-    async def chat(
+    async def chat(  # type: ignore[override]
         self, request: Any, raw_request_info: Any = None
     ) -> AsyncGenerator[Any, None]:
         """A chat completion (see :class:`LLMEngine.chat`)."""
         async for item in self._run(request, _chat_prompt(request.messages), chat=True):
             yield item
 
-    async def completions(
+    async def completions(  # type: ignore[override]
         self, request: Any, raw_request_info: Any = None
     ) -> AsyncGenerator[Any, None]:
         """A completion (see :class:`LLMEngine.completions`)."""
@@ -132,11 +138,13 @@ class SimEngine(LLMEngine):
         async for item in self._run(request, text, chat=False):
             yield item
 
-    async def embeddings(self, request: Any, raw_request_info: Any = None) -> AsyncGenerator[Any, None]:
+    async def embeddings(  # type: ignore[override]
+        self, request: Any, raw_request_info: Any = None
+    ) -> AsyncGenerator[Any, None]:
         """Not simulated: an OpenAI-style 400."""
         yield _error("the simulated engine serves no embeddings")
 
-    async def transcriptions(
+    async def transcriptions(  # type: ignore[override]
         self, request: Any, raw_request_info: Any = None
     ) -> AsyncGenerator[Any, None]:
         """Not simulated: an OpenAI-style 400."""
@@ -175,19 +183,16 @@ class SimEngine(LLMEngine):
         try:
             async for produced in steps:
                 if chat and sent == 0:  # vLLM sends the role with the first token
-                    first = [{"index": i, "delta": {"role": "assistant", "content": ""},
-                              "logprobs": None, "finish_reason": None} for i in range(plan.n)]  # fmt: skip
-                    yield self._sse(rid, created, chat, first)
+                    role = {"role": "assistant", "content": ""}
+                    yield self._sse(rid, created, chat, _choices(plan.n, "delta", role, None))
                 text = "".join(plan.pieces[sent:produced])
                 sent = produced
                 done = produced >= plan.output_tokens
                 finish = plan.finish if done else None
                 if chat:
-                    choices = [{"index": i, "delta": {"content": text}, "logprobs": None,
-                                "finish_reason": finish} for i in range(plan.n)]  # fmt: skip
+                    choices = _choices(plan.n, "delta", {"content": text}, finish)
                 else:
-                    choices = [{"index": i, "text": text, "logprobs": None,
-                                "finish_reason": finish} for i in range(plan.n)]  # fmt: skip
+                    choices = _choices(plan.n, "text", text, finish)
                 yield self._sse(rid, created, chat, choices)
         except TooLarge as e:
             yield f"data: {_error(str(e)).model_dump_json()}\n\n"
@@ -208,16 +213,12 @@ class SimEngine(LLMEngine):
 
     def _response(self, plan: _Plan, rid: str, created: int, *, chat: bool) -> Any:
         text = "".join(plan.pieces)
+        body: dict[str, Any] = {"id": rid, "created": created, "model": self._model,
+                                "usage": plan.usage()}  # fmt: skip
         if chat:
-            choices = [{"index": i, "message": {"role": "assistant", "content": text},
-                        "logprobs": None, "finish_reason": plan.finish} for i in range(plan.n)]  # fmt: skip
-            return ChatCompletionResponse.model_validate(
-                {"id": rid, "object": "chat.completion", "created": created,
-                 "model": self._model, "choices": choices, "usage": plan.usage()}  # fmt: skip
-            )
-        choices = [{"index": i, "text": text, "logprobs": None, "finish_reason": plan.finish}
-                   for i in range(plan.n)]  # fmt: skip
-        return CompletionResponse.model_validate(
-            {"id": rid, "object": "text_completion", "created": created,
-             "model": self._model, "choices": choices, "usage": plan.usage()}  # fmt: skip
-        )
+            message = {"role": "assistant", "content": text}
+            body.update(object="chat.completion",
+                        choices=_choices(plan.n, "message", message, plan.finish))  # fmt: skip
+            return ChatCompletionResponse.model_validate(body)
+        body.update(object="text_completion", choices=_choices(plan.n, "text", text, plan.finish))
+        return CompletionResponse.model_validate(body)
