@@ -19,6 +19,9 @@ class HttpConfig(GavelModel):
     public_url: Annotated[str, Field(pattern=r"^https?://[^\s]+/v1$")] | None = None
     """The OpenAI base URL Gavel's own jobs (judge, evals, load test) use when it is not
     the listen address, e.g. ``http://gavel-serve-svc:8000/v1`` in Kubernetes."""
+    proxy_location: Literal["EveryNode", "HeadOnly"] = "EveryNode"
+    """Where Ray Serve runs an HTTP proxy: on every node (Ray's default), or on the head
+    only (several Ray nodes on one machine would otherwise contend for the port)."""
 
     @property
     def base_url(self) -> str:

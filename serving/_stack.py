@@ -221,7 +221,10 @@ def deploy(
         ray_address=address or "auto",
     )
     write_state(state, path)
-    serve.start(http_options={"host": config.http.host, "port": config.http.port})
+    serve.start(
+        http_options={"host": config.http.host, "port": config.http.port},
+        proxy_location=config.http.proxy_location,
+    )
     log("deploying (a cold start on CPU takes 2-3 minutes)")
     try:
         serve.run(build_app(config, base_dir=base_dir), name=config.app_name, route_prefix="/")

@@ -6,11 +6,12 @@ parts that are useful (and tested) alone.
 """
 
 from serving.gateway._auth import KeyCache
-from serving.gateway._capture import CaptureWriter, Spool
+from serving.gateway._capture import CaptureWriter
 from serving.gateway._limits import SlidingWindows
 from serving.gateway._metrics import GatewayMetrics
 from serving.gateway._record import GatewaySettings
 from serving.gateway._redact import redact, redact_obj
+from serving.gateway._spool import Spool
 
 __all__ = [
     "CaptureWriter",

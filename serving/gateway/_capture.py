@@ -26,166 +26,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
-import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from pydantic import ValidationError
-from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
-
 from serving._wire import TrafficRecord
 from serving.gateway._metrics import GatewayMetrics
+from serving.gateway._spool import STORE_DOWN, Spool, insert_or_quarantine
 from serving.store import Store
 
 log = logging.getLogger("gavel.capture")
 
-_STORE_DOWN = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout, OSError)
-"""Errors that mean the store is unreachable (retry later), not that a row is bad."""
 RETRY_STORE_S = 2.0
-
-
-def _line(record: TrafficRecord) -> bytes:
-    # ensure_ascii: a lone surrogate or any odd character is written as an escape, so a
-    # spool line can always be written (and quarantined later if the store refuses it).
-    return (json.dumps(record.model_dump(mode="json"), ensure_ascii=True) + "\n").encode()
-
-
-def _append_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def insert_or_quarantine(
-    store: Store, records: list[TrafficRecord], quarantine: Callable[[list[TrafficRecord]], None]
-) -> int:
-    """Insert a batch; if the store refuses it for its content, insert row by row and
-    quarantine the rows it refuses. Raises only when the store is unreachable."""
-    try:
-        store.insert_traffic(records)
-        return len(records)
-    except _STORE_DOWN:
-        raise
-    except Exception:
-        log.warning("the store refused a batch of %d; inserting one by one", len(records))
-    bad: list[TrafficRecord] = []
-    for r in records:
-        try:
-            store.insert_traffic([r])
-        except _STORE_DOWN:
-            raise
-        except Exception as exc:
-            log.error("quarantining record %s: %s", r.request_id, type(exc).__name__)
-            bad.append(r)
-    if bad:
-        quarantine(bad)
-    return len(records) - len(bad)
-
-
-class Spool:
-    """JSONL files of records that could not be written yet, shared by all writers on a node.
-
-    Each writer appends to its own file. Replay claims a file by renaming it, so two
-    writers never replay the same file; a claimed file left by a dead writer is
-    reclaimed on start-up.
-    """
-
-    def __init__(self, directory: Path, tag: str) -> None:
-        self.dir = directory
-        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.quarantine_dir = self.dir / "quarantine"
-        self.tag = tag
-        self._lock = threading.Lock()
-        self._seq = 0
-        self.pending = sum(self._count(p) for p in self.dir.glob("*.jsonl*"))
-        self.quarantined = 0
-
-    @staticmethod
-    def _count(path: Path) -> int:
-        try:
-            with path.open("rb") as f:
-                return sum(1 for line in f if line.strip())
-        except OSError:
-            return 0
-
-    def append(self, records: list[TrafficRecord]) -> None:
-        """Append records durably (fsync); raises ``OSError`` if the disk refuses."""
-        if not records:
-            return
-        data = b"".join(_line(r) for r in records)
-        with self._lock:
-            _append_private(self.dir / f"{self.tag}-{self._seq:06d}.jsonl", data)
-            self.pending += len(records)
-
-    def quarantine(self, records: list[TrafficRecord]) -> None:
-        """Set records the store refused aside, for a person to look at."""
-        self.quarantine_dir.mkdir(exist_ok=True, mode=0o700)
-        _append_private(self.quarantine_dir / f"{self.tag}.jsonl", b"".join(map(_line, records)))
-        self.quarantined += len(records)
-
-    def replay(self, store: Store, *, batch_size: int) -> int:
-        """Write every spooled file to the store; returns records written.
-
-        Stops (raising) only when the store is unreachable; rows the store refuses are
-        quarantined and the replay goes on.
-        """
-        with self._lock:
-            self._seq += 1  # new appends go to a new file; the old ones can be claimed
-        written = 0
-        for path in sorted(self.dir.glob("*.jsonl")) + sorted(self.dir.glob("*.replaying-*")):
-            theirs = ".replaying-" in path.name and not path.name.endswith(self.tag)
-            if theirs and not _stale(path):
-                continue
-            claimed = path.with_name(path.name.split(".replaying-")[0] + f".replaying-{self.tag}")
-            try:
-                path.rename(claimed)
-            except FileNotFoundError:
-                continue  # another writer claimed it
-            records = self._read(claimed)
-            try:
-                for i in range(0, len(records), batch_size):
-                    written += insert_or_quarantine(
-                        store, records[i : i + batch_size], self.quarantine
-                    )
-            except _STORE_DOWN:
-                claimed.rename(path)  # give it back; retry later
-                raise
-            claimed.unlink()
-            with self._lock:
-                self.pending = max(0, self.pending - len(records))
-        return written
-
-    def _read(self, path: Path) -> list[TrafficRecord]:
-        out = []
-        with path.open("rb") as f:
-            for line in f:
-                if not line.strip():
-                    continue
-                try:
-                    out.append(TrafficRecord.model_validate(json.loads(line)))
-                except (ValidationError, ValueError):
-                    log.error("quarantining an unreadable spool line in %s", path)
-                    self.quarantine_dir.mkdir(exist_ok=True, mode=0o700)
-                    _append_private(self.quarantine_dir / f"{self.tag}.unreadable", line)
-                    self.quarantined += 1
-        return out
-
-
-def _stale(path: Path, *, age_s: float = 60) -> bool:
-    try:
-        return time.time() - path.stat().st_mtime > age_s
-    except OSError:
-        return False
+ADOPT_EVERY_S = 10.0
+"""How often a writer looks for the spooled files of writers that are gone."""
 
 
 class CaptureWriter:
@@ -216,6 +74,7 @@ class CaptureWriter:
         self._down_until = 0.0
         """While the store is down, flushes spool without trying it until this time."""
         self._wake: asyncio.Event | None = None
+        self._adopt_at = 0.0
         self._update_gauges()
 
     def _update_gauges(self) -> None:
@@ -292,7 +151,7 @@ class CaptureWriter:
                 if self.metrics is not None:
                     self.metrics.capture_written.inc(n)
                 return True
-            except _STORE_DOWN as exc:
+            except STORE_DOWN as exc:
                 log.warning("store unreachable (%s); spooling", type(exc).__name__)
                 self._down_until = time.monotonic() + RETRY_STORE_S
         try:
@@ -311,7 +170,7 @@ class CaptureWriter:
             self._down_until = 0.0
             if n and self.metrics is not None:
                 self.metrics.capture_written.inc(n)
-        except _STORE_DOWN as exc:
+        except STORE_DOWN as exc:
             log.warning("spool replay deferred: %s", type(exc).__name__)
             self._down_until = time.monotonic() + RETRY_STORE_S
 
@@ -327,6 +186,10 @@ class CaptureWriter:
                 if not await asyncio.to_thread(self._write, batch):
                     self._queue.extendleft(reversed(batch))  # nothing lost; retry next flush
                     break
+            if time.monotonic() >= self._adopt_at:
+                self._adopt_at = time.monotonic() + ADOPT_EVERY_S
+                with contextlib.suppress(OSError):
+                    await asyncio.to_thread(self.spool.adopt_orphans)
             if self.spool.pending:
                 await asyncio.to_thread(self._replay)
             self._update_gauges()
@@ -340,3 +203,4 @@ class CaptureWriter:
                 await self._task
         self._down_until = 0.0  # one last try of the store
         await self.flush()
+        self.spool.close()
