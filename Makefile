@@ -85,6 +85,7 @@ test: model lint browser prometheus
 	$(GAVEL) monitoring check
 	$(PY) -m serving.cli_reference --check
 	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -m multinode
 
 # Everything not marked `stack`: no Ray, no vLLM; a couple of minutes.
 test-fast: model lint browser prometheus

@@ -178,3 +178,14 @@ def api_key(stack: str) -> str:
     proc = run_gavel("keys", "create", f"test-{uuid.uuid4().hex[:8]}", "--scopes", "admin")
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip().splitlines()[-1]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The multi-node tests start their own Ray cluster and stack on port 8000: they run in
+    a session of their own (``pytest -m multinode``), never beside the real-stack tests."""
+    if "multinode" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="multi-node tests run in their own session: pytest -m multinode")
+    for item in items:
+        if "multinode" in item.keywords:
+            item.add_marker(skip)
