@@ -17,7 +17,7 @@ KEYS_DIR := .gavel/keys
 SETUP_HASH := $(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
 STAMP := $(CPU_VENV)/.gavel-setup-$(SETUP_HASH)
 
-.PHONY: setup setup-gpu browser prometheus model serve test test-fast lint bench loadtest demo down clean reset dashboards cli-reference
+.PHONY: bench-scale setup setup-gpu browser prometheus model serve test test-fast lint bench loadtest demo down clean reset dashboards cli-reference
 
 setup: $(if $(filter gpu,$(PROFILE)),setup-gpu,$(STAMP))
 
@@ -91,6 +91,12 @@ test: model lint browser prometheus
 test-fast: model lint browser prometheus
 	$(GAVEL) monitoring check
 	$(VENV)/bin/pytest -m "not stack"
+
+# Capacity at GPU token rates on the simulated engine: direct / stock Ray Serve LLM /
+# Gavel, alternated in blocks; writes reports/bench/scale.json and scale.png (~20 min).
+# Needs PostgreSQL and nothing on ports 8000 and 8100.
+bench-scale: setup
+	$(PY) -m loadtest.bench.scale --out reports/bench/scale.json
 
 # Benchmarks print figures and write JSON under reports/bench/. The overhead benchmark
 # runs its own bare vLLM and Gavel stack (nothing may listen on 8000 or 8100); the judge

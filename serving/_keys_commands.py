@@ -22,7 +22,7 @@ from serving._commandline import (
     open_store,
     yesterday,
 )
-from serving._wire import Scope
+from serving._wire import MAX_LIMIT, Scope
 
 if TYPE_CHECKING:
     from serving.store import Store
@@ -97,6 +97,8 @@ def _usd(text: str) -> float:
 def _limit(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"expected a whole number (0: no limit); got {text!r}")
+    if int(text) > MAX_LIMIT:
+        raise argparse.ArgumentTypeError(f"at most {MAX_LIMIT}; got {text}")
     return int(text)
 
 

@@ -23,14 +23,18 @@ SOURCE_HEADER = "x-gavel-source"
 """Request header that tags Gavel's own calls (``judge`` or ``eval``)."""
 
 
+MAX_LIMIT = 2**31 - 1
+"""The largest rpm or tpm a key can have (the store's integer column; PostgreSQL's is 32-bit)."""
+
+
 class ApiKey(GavelModel):
     """A stored API key: only its SHA-256 hash, never the plaintext."""
 
     name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")]
     key_hash: Annotated[str, Field(min_length=64, max_length=64)]
     scopes: Annotated[list[Scope], Field(min_length=1)]
-    rpm: Annotated[int, Field(ge=1)] | None = None
-    tpm: Annotated[int, Field(ge=1)] | None = None
+    rpm: Annotated[int, Field(ge=1, le=MAX_LIMIT)] | None = None
+    tpm: Annotated[int, Field(ge=1, le=MAX_LIMIT)] | None = None
     metadata_only: bool = False
     """Store request metadata (tokens, timings, cost) but not prompt or response text."""
     created_at: datetime

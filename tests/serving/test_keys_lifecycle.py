@@ -119,3 +119,30 @@ def test_keys_rotate_and_list_json_on_the_cli(tmp_path: Path) -> None:
     assert upd.returncode == 0 and "limits tpm=100, USD/month=40" in upd.stdout, upd.stderr
     assert gavel("keys", "update", "b").returncode == 2
     assert gavel("keys", "update", "nobody", "--rpm", "3").returncode == 1
+
+
+def test_a_limit_beyond_the_stores_integer_is_a_usage_error(scratch_store_url: str) -> None:
+    """Found by the capacity benchmark: tpm 10^10 went into PostgreSQL's 32-bit column and
+    came back as a traceback; now the CLI refuses it with the bound."""
+    import tempfile
+
+    import yaml
+
+    from tests.conftest import GAVEL, ROOT
+
+    data = yaml.safe_load((ROOT / "config" / "cpu.yaml").read_text())
+    data["gateway"]["store"] = {"url": scratch_store_url}
+    stack = Path(tempfile.mkdtemp()) / "stack.yaml"
+    stack.write_text(yaml.safe_dump(data))
+    for args in (
+        ["create", "big", "--tpm", "10000000000"],
+        ["update", "big", "--rpm", "3000000000"],
+    ):
+        proc = subprocess.run(
+            [GAVEL, "keys", *args, "--config", str(stack)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert "2147483647" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,90 @@
+"""Deploy the capacity benchmark's Serve apps (a process of its own: the benchmark's load
+generator monkey-patches with gevent, which a Ray driver must not share).
+
+``python -m loadtest.bench._scale_deploy --replicas N --store URL --spool DIR``: on a local
+Ray (started if none runs), stock Ray Serve LLM and Gavel on the same simulated engine,
+each with stream batching 0 and 50 ms, as four apps at ``/stock-b0``, ``/stock-b50``,
+``/gavel-b0`` and ``/gavel-b50``, each with ``N`` ingress replicas.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from serving import StackConfig, parse_config
+
+PROFILE = "llama-3.1-8b-h100"
+BATCHING = (0, 50)
+ENGINE_CLS = "serving.sim.engine.SimEngine"
+
+
+def sim_model(model_id: str, batching_ms: int) -> dict[str, object]:
+    """One simulated app model, as a stack config's ``models`` entry."""
+    return {
+        "role": "app",
+        "model_id": model_id,
+        "source": {"simulate": PROFILE},
+        "deployment": {"num_replicas": 1, "max_ongoing_requests": 1024},
+        "resources": {"cpus": 0.25},
+        "stream_batching_interval_ms": batching_ms,
+        "price": {"input_per_mtok": 0.05, "output_per_mtok": 0.20},
+    }
+
+
+def gavel_config(batching_ms: int, *, replicas: int, store: str, spool: str) -> StackConfig:
+    """Gavel over one simulated engine: its gateway with ``replicas`` ingress replicas."""
+    return parse_config(
+        {
+            "app_name": f"gavel-b{batching_ms}",
+            "gateway": {
+                "deployment": {"num_replicas": replicas, "max_ongoing_requests": 1024},
+                "store": {"url": store},
+                "capture": {"spool_dir": spool},
+            },
+            "models": [sim_model("app-model", batching_ms)],
+        }
+    )
+
+
+def main() -> None:
+    """Deploy the four apps and exit (they keep running on the local Ray)."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--replicas", type=int, default=1)
+    parser.add_argument("--store", required=True)
+    parser.add_argument("--spool", required=True)
+    args = parser.parse_args()
+
+    from ray import serve
+    from ray.serve.llm import build_openai_app
+
+    from serving import build_app, connect_ray, to_llm_config
+    from serving._stack import start_local_ray
+
+    if not connect_ray(None):
+        start_local_ray(32, metrics_port=8080)
+        assert connect_ray(None), "cannot reach the Ray just started"
+    serve.start(http_options={"host": "127.0.0.1", "port": 8000})
+    for b in BATCHING:
+        model = parse_config({"models": [sim_model("app-model", b)]}).models[0]
+        llm = to_llm_config(model, base_dir=Path.cwd())
+        stock = llm.model_copy(
+            update={"runtime_env": {"env_vars": {"RAYLLM_VLLM_ENGINE_CLS": ENGINE_CLS}}}
+        )
+        app = build_openai_app(
+            {
+                "llm_configs": [stock],
+                "ingress_deployment_config": {
+                    "num_replicas": args.replicas,
+                    "max_ongoing_requests": 1024,
+                },
+            }
+        )
+        serve.run(app, name=f"stock-b{b}", route_prefix=f"/stock-b{b}")
+        config = gavel_config(b, replicas=args.replicas, store=args.store, spool=args.spool)
+        serve.run(build_app(config), name=config.app_name, route_prefix=f"/{config.app_name}")
+    print("deployed", flush=True)
+
+
+if __name__ == "__main__":
+    main()
