@@ -260,9 +260,9 @@ def main() -> None:
                     order = systems[rnd % len(systems) :] + systems[: rnd % len(systems)]
                     for prefix, system, b in order:
                         url = (
-                            f"http://127.0.0.1:{DIRECT_PORT}/v1"
+                            f"http://127.0.0.1:{DIRECT_PORT}"
                             if system == "direct"
-                            else f"http://127.0.0.1:8000/{prefix}/v1"
+                            else f"http://127.0.0.1:8000/{prefix}"
                         )
                         cell = _cell(
                             system, url, c, key=key if system == "gavel" else None, quick=args.quick

@@ -46,6 +46,25 @@ class Call:
     """The limiter's reservation of this request's tokens, settled when it ends."""
     pieces: int = 0
     """Content deltas streamed so far (about one token each)."""
+    finished: bool = False
+    """Set by :meth:`end`: the request's one ending (metrics, settlement, capture) ran."""
+
+    def end(self, finish: Callable[[Call], None]) -> None:
+        """Run ``finish`` for this request exactly once, whichever path gets here first."""
+        if self.finished:
+            return
+        self.finished = True
+        finish(self)
+
+    def end_if_abandoned(self, finish: Callable[[Call], None]) -> None:
+        """The request's task ended: if nothing ended the call (a client gone before its
+        stream was first read), end it now as a disconnect, charging what was generated."""
+        if self.finished:
+            return
+        if self.status == 200:
+            self.status, self.error = 499, "client disconnected before the response was read"
+        self.settle_usage()
+        self.end(finish)
 
     def adopt_id(self, response_id: object) -> None:
         """Use the id the client sees, if it is the one Gavel gave the engine."""
@@ -164,4 +183,4 @@ async def tap(
         call.settle_usage()
         raise
     finally:
-        finish(call)
+        call.end(finish)

@@ -326,6 +326,9 @@ class GavelIngress(OpenAiIngress):
         if extras.ts is not None:
             call.ts = extras.ts
         self._metrics.in_flight.labels(model).inc()
+        task = asyncio.current_task()
+        if task is not None:  # the one ending that runs whatever happens to the request
+            task.add_done_callback(lambda _: call.end_if_abandoned(self._record))
         try:
             resp = await handler(body, request)
         except OpenAIHTTPException as exc:
@@ -350,7 +353,7 @@ class GavelIngress(OpenAiIngress):
             resp.headers[MAX_TOKENS_HEADER] = str(cap)
         if isinstance(resp, StreamingResponse):
             resp.body_iterator = tap(
-                resp.body_iterator, call, pass_usage=client_wants_usage, finish=self._finish
+                resp.body_iterator, call, pass_usage=client_wants_usage, finish=self._record
             )
             return resp
         call.status = resp.status_code
@@ -359,6 +362,10 @@ class GavelIngress(OpenAiIngress):
         return resp
 
     def _finish(self, call: Call) -> None:
+        """End the request: :meth:`_record` it, exactly once whichever path gets here."""
+        call.end(self._record)
+
+    def _record(self, call: Call) -> None:
         """Record metrics, settle the key's tokens, and hand the record to capture."""
         e2e = elapsed(call)
         price = self._settings.prices.get(call.model)

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import create_engine, text
 
 from serving.store import Store
 from tests.conftest import STORE_URL, run_gavel
@@ -90,6 +91,10 @@ def fuzz_key(stack: str) -> str:
 
 
 SERVED: list[str] = []
+"""Response ids of every 2xx."""
+TAGGED: list[str] = []
+"""The ``X-Request-Id`` of every 2xx whose body named no ``request_id`` of its own: the
+capture of these is counted by what was sent, not by the store's primary key."""
 
 
 @settings(
@@ -110,7 +115,9 @@ def test_every_answer_is_2xx_or_an_openai_4xx(
     stack: str, fuzz_key: str, path_and_body: tuple[str, Any]
 ) -> None:
     path, body = path_and_body
+    tag = f"fuzz-{uuid.uuid4().hex}"
     headers = {"Authorization": f"Bearer {fuzz_key}", "content-type": "application/json"}
+    headers["X-Request-Id"] = tag
     with httpx.stream(
         "POST", f"{stack}{path}", content=_encode(body), headers=headers, timeout=120
     ) as r:
@@ -121,6 +128,9 @@ def test_every_answer_is_2xx_or_an_openai_4xx(
         err = json.loads(raw)["error"]
         assert err["message"] and err["type"], raw[:300]
         return
+    own = isinstance(body, dict) and isinstance(body.get("request_id"), str) and body["request_id"]
+    if not own:
+        TAGGED.append(tag)
     text = raw.decode()
     if text.startswith("data:"):
         first = next(line for line in text.splitlines() if line.startswith("data: {"))
@@ -137,3 +147,11 @@ def test_every_fuzzed_2xx_was_captured_exactly_once(stack: str) -> None:
         time.sleep(0.3)
     assert len(set(SERVED)) == len(SERVED)  # no two answers share an id
     assert store.count_traffic(SERVED) == len(SERVED)
+    assert TAGGED, "no 2xx without a body request_id"
+    engine = create_engine(STORE_URL)
+    with engine.connect() as c:
+        query = "SELECT client_request_id, count(*) FROM gavel_traffic"
+        rows = c.execute(text(query + " WHERE client_request_id LIKE 'fuzz-%' GROUP BY 1")).all()
+    engine.dispose()
+    captured = {str(r[0]): int(r[1]) for r in rows}
+    assert {t: captured.get(t, 0) for t in TAGGED} == dict.fromkeys(TAGGED, 1)
