@@ -16,6 +16,8 @@ Mode = Literal["closed", "poisson"]
 class RequestRecord(GavelModel):
     """One streamed chat completion, as the Locust user measured it."""
 
+    index: int = 0
+    """Its index in the cell's budget (its ``X-Request-Id`` suffix when ids are sent)."""
     output_len: int
     """The output length the cell asked for (``max_tokens``)."""
     concurrency: int

@@ -106,8 +106,10 @@ def run_cell(
     output_len: int,
     concurrency: int,
     api_key: str | None,
+    request_id_prefix: str | None = None,
 ) -> tuple[list[RequestRecord], float]:
-    """Run one cell with Locust; returns its records and wall time."""
+    """Run one cell with Locust; returns its records and wall time. With
+    ``request_id_prefix``, request ``i`` sends ``X-Request-Id: PREFIX<i>``."""
     import gevent
     from locust.env import Environment
 
@@ -123,6 +125,7 @@ def run_cell(
         api_key=api_key,
         timeout_s=spec.request_timeout_s,
         rate_rps=spec.rate_rps,
+        request_id_prefix=request_id_prefix,
     )
     base_cls = PoissonDispatchUser if spec.mode == "poisson" else ChatStreamUser
     user_cls = type(

@@ -38,6 +38,8 @@ class CellPlan:
     api_key: str | None = None
     timeout_s: float = 300
     rate_rps: float | None = None
+    request_id_prefix: str | None = None
+    """When set, each request sends ``X-Request-Id: PREFIX<index>`` (to find its capture)."""
     sink: list[RequestRecord] = field(default_factory=list)
     t0: float = field(default_factory=time.perf_counter)
     _taken: int = 0
@@ -74,9 +76,12 @@ class CellPlan:
             "stream_options": {"include_usage": True},
         }
 
-    def headers(self) -> dict[str, str]:
-        """Request headers (the gateway's bearer key when one is set)."""
-        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+    def headers(self, index: int = 0) -> dict[str, str]:
+        """Request headers (the gateway's bearer key when one is set, the request's id)."""
+        out = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        if self.request_id_prefix is not None:
+            out["X-Request-Id"] = f"{self.request_id_prefix}{index}"
+        return out
 
 
 def _error_text(resp: object) -> str:
@@ -92,6 +97,7 @@ def stream_once(user: HttpUser, plan: CellPlan, index: int = 0) -> RequestRecord
     """Send one streamed chat completion and measure it."""
     start = time.perf_counter()
     base: dict[str, Any] = {
+        "index": index,
         "output_len": plan.output_len,
         "concurrency": plan.concurrency,
         "start_s": start - plan.t0,
@@ -103,7 +109,7 @@ def stream_once(user: HttpUser, plan: CellPlan, index: int = 0) -> RequestRecord
     with user.client.post(
         "/v1/chat/completions",
         json=plan.body(index),
-        headers=plan.headers(),
+        headers=plan.headers(index),
         stream=True,
         catch_response=True,
         timeout=plan.timeout_s,

@@ -75,6 +75,16 @@ def _cell(system: str, base_url: str, c: int, *, key: str | None, quick: bool) -
     tok_s = tokens / duration if duration else 0.0
     serving = classify(after)["serving"]
     serving_cpu = cpu_delta(before, after, serving) / duration if duration else 0.0
+    roles = {"proxy": "ProxyActor", "ingress": "Ingress", "limiter": "RateLimiter"}
+    split = {
+        role: round(
+            cpu_delta(before, after, {p for p in serving if marker in after[p].cmdline}) / duration,
+            3,
+        )
+        if duration
+        else 0.0
+        for role, marker in roles.items()
+    }
     ttfts = [r.ttft_s * 1000 for r in ok if r.ttft_s is not None]
     gaps = [g * 1000 for r in ok for g in r.gaps_s]
     return {
@@ -87,6 +97,7 @@ def _cell(system: str, base_url: str, c: int, *, key: str | None, quick: bool) -
         "itl_p50_ms": percentile(gaps, 50),
         "itl_p99_ms": percentile(gaps, 99),
         "serving_cores": round(serving_cpu, 3),
+        "serving_cores_by_role": split,
         "serving_cores_per_1k_tok_s": round(serving_cpu / (tok_s / 1000), 3) if tok_s else None,
     }
 
