@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 RAY = str(Path(sys.executable).parent / "ray")
 GAVEL = str(Path(sys.executable).parent / "gavel")
 HEAD_PORT = 6391
+WORKER_METRICS_PORT = 8082
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 SPREAD = {**os.environ, "RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING": "0"}
 """The one proxy (on the head) spreads requests over both gateway replicas instead of
@@ -95,7 +96,7 @@ def stop_nodes() -> None:
 
 
 def worker_raylet_pid() -> int | None:
-    """The worker node's raylet (the one started with the ``worker`` resource)."""
+    """The worker node's raylet (its command line carries the worker's metrics port)."""
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
             continue
@@ -103,7 +104,7 @@ def worker_raylet_pid() -> int | None:
             cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if "raylet" in cmd.split(" ", 1)[0] and '"worker"' in cmd and "--head" not in cmd:
+        if "raylet" in cmd.split(" ", 1)[0] and f"metrics-export-port={WORKER_METRICS_PORT}" in cmd:
             return int(d.name)
     return None
 

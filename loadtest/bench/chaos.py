@@ -136,6 +136,7 @@ def main() -> None:
     """Run every fault in turn; print and write the report."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="reports/bench/chaos.json")
+    parser.add_argument("--faults", default=",".join(FAULTS), help="comma-separated, in order")
     parser.add_argument("--kill", choices=sorted(_CLASS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.kill:
@@ -148,7 +149,7 @@ def main() -> None:
         try:
             stack.serve()
             key = stack.key("--rpm", "1000000", "--tpm", "1000000000")
-            for role in FAULTS:
+            for role in args.faults.split(","):
                 result = run_fault(stack, key, role)
                 print(json.dumps(result), flush=True)
                 results.append(result)
