@@ -135,8 +135,10 @@ def test_metrics_move_by_exactly_the_requests_sent(stack: str, api_key: str) -> 
 
 
 async def _traffic(stack: str, key: str, n: int, *, concurrency: int = 50,
-                   spacing_s: float = 0.0) -> dict[str, str]:  # fmt: skip
-    """Send n mixed streaming/non-streaming chats; return {response id: text} of completed ones."""
+                   spacing_s: float = 0.0,
+                   finished: list[float] | None = None) -> dict[str, str]:  # fmt: skip
+    """Send n mixed streaming/non-streaming chats; return {response id: text} of completed
+    ones (and append the monotonic time each completed to ``finished``)."""
     client = openai.AsyncOpenAI(base_url=stack, api_key=key, max_retries=0, timeout=180)
     sem = asyncio.Semaphore(concurrency)
     done: dict[str, str] = {}
@@ -168,6 +170,8 @@ async def _traffic(stack: str, key: str, n: int, *, concurrency: int = 50,
             except (openai.APIError, httpx.HTTPError):
                 return  # not completed: not counted
             done[rid] = text
+            if finished is not None:
+                finished.append(time.monotonic())
 
     try:
         await asyncio.gather(*(one(i) for i in range(n)))
@@ -290,19 +294,28 @@ def test_postgresql_stopped_during_traffic_loses_nothing(pg_stack: tuple[str, st
     stack, key, _ = pg_stack
     assert _chat(stack, key).status_code == 200  # the key is cached by the ingress
 
+    window: list[float] = []
+    finished: list[float] = []
+
     def outage() -> None:
         time.sleep(2)
         _pg("stop")
+        window.append(time.monotonic())
         time.sleep(6)
+        window.append(time.monotonic())
         _pg("start")
 
     t = threading.Thread(target=outage)
     t.start()
     try:
-        done = asyncio.run(_traffic(stack, key, 40, concurrency=4, spacing_s=0.25))
+        done = asyncio.run(
+            _traffic(stack, key, 40, concurrency=4, spacing_s=0.25, finished=finished)
+        )
     finally:
         t.join()
     assert len(done) == 40
+    # The outage overlapped the traffic: requests were answered while the store was down.
+    assert sum(window[0] < f < window[1] for f in finished) >= 5, (window, finished)
     _assert_captured(PG_URL, done, timeout_s=60)
     assert Store(PG_URL).count_traffic(done) == 40  # no duplicates
 
@@ -313,15 +326,25 @@ def test_ingress_restart_during_traffic_loses_no_completed_request(
     stack, key, tmp = pg_stack
     restarted = _pg_config(tmp, flush_s=0.75)  # a new ingress version: Serve replaces it
 
+    window: list[float] = []
+    finished: list[float] = []
+
     def redeploy() -> None:
         time.sleep(3)
+        window.append(time.monotonic())
         _deploy(restarted)
+        window.append(time.monotonic())
 
     t = threading.Thread(target=redeploy)
     t.start()
     try:
-        done = asyncio.run(_traffic(stack, key, 60, concurrency=4, spacing_s=0.5))
+        done = asyncio.run(
+            _traffic(stack, key, 60, concurrency=4, spacing_s=0.5, finished=finished)
+        )
     finally:
         t.join()
     assert len(done) >= 10
+    # The restart overlapped the traffic: answers came before it and while it ran.
+    assert min(finished) < window[0], (window, finished)
+    assert any(window[0] < f < window[1] for f in finished), (window, finished)
     _assert_captured(PG_URL, done, timeout_s=60)

@@ -221,6 +221,10 @@ def test_an_aborted_stream_is_charged_for_what_it_generated(stack: str) -> None:
     time.sleep(1)  # the limiter settles the reservation in the background
     big = {"model": "app-model", "messages": HI, "max_tokens": 330}
     assert _post(stack, key, big).status_code == 429  # charged: 330 more would exceed 400
+    # ... but only for what it generated: left at its reservation (the prompt plus 300),
+    # 200 more would not fit either.
+    fits = {"model": "app-model", "messages": HI, "max_tokens": 200}
+    assert _post(stack, key, fits).status_code == 200
 
 
 def test_n_and_prompt_counts_are_capped(stack: str, api_key: str) -> None:

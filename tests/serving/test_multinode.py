@@ -13,6 +13,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -163,3 +164,99 @@ def test_spool_of_a_killed_replica_is_replayed_by_a_survivor(cluster: Stack) -> 
     while len(cluster.captured(prefix)) < len(served) and time.monotonic() < deadline:
         time.sleep(1)
     assert cluster.captured(prefix) == dict.fromkeys(served, 1)
+
+
+def test_a_dead_limiter_fails_closed_for_limited_keys_only(cluster: Stack) -> None:
+    """The fail-closed path against the real limiter deployment, not a fake handle."""
+    import ray
+
+    limited, free = cluster.key("--rpm", "1000"), cluster.key()
+    body = {"model": "app-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+
+    def post(key: str) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {key}"}
+        return httpx.post(BASE + "/v1/chat/completions", json=body, headers=headers, timeout=30)
+
+    assert post(limited).status_code == 200 and post(free).status_code == 200
+    from ray.util.state import list_actors
+
+    (name,) = [
+        a.name
+        for a in list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
+        if a.class_name.endswith("RateLimiter")
+    ]
+    ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
+    refused = post(limited)
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["error"]["type"] == "server_error"
+    assert post(free).status_code == 200  # a key without limits never waits on the limiter
+    deadline = time.monotonic() + 90
+    while post(limited).status_code != 200:
+        assert time.monotonic() < deadline, "the limiter never came back"
+        time.sleep(1)
+
+
+def _in_flight(page: str) -> float:
+    return sum(
+        float(v) for v in re.findall(r"^gavel_in_flight_requests\{[^}]*\} (\S+)$", page, re.M)
+    )
+
+
+def test_a_client_gone_at_any_point_is_settled_and_captured(cluster: Stack) -> None:
+    """Before the first token (streamed or not) and mid-stream: each request is captured
+    with 499, and nothing stays in flight."""
+    key = cluster.key("--tpm", "10000000")
+    prefix = f"mn-d-{uuid.uuid4().hex[:6]}-"
+    long_prompt = "word " * 6000  # ~7,500 tokens: 0.3 s of simulated prefill
+    headers = {"Authorization": f"Bearer {key}"}
+
+    def body(stream: bool, prompt: str = "hi") -> dict[str, object]:
+        return {
+            "model": "app-model",
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": 500,
+            "ignore_eos": True,
+            "stream": stream,
+        }
+
+    for i, stream in enumerate((False, True)):  # gone during the prefill
+        with pytest.raises(httpx.TimeoutException):
+            httpx.post(
+                BASE + "/v1/chat/completions",
+                json=body(stream, long_prompt),
+                headers={**headers, "X-Request-Id": f"{prefix}early{i}"},
+                timeout=0.1,
+            )
+    with httpx.stream(
+        "POST",
+        BASE + "/v1/chat/completions",
+        json=body(True),
+        headers={**headers, "X-Request-Id": f"{prefix}mid"},
+        timeout=30,
+    ) as r:
+        for n, _ in enumerate(r.iter_lines()):
+            if n >= 10:
+                break  # gone mid-stream
+    ids = [f"{prefix}early0", f"{prefix}early1", f"{prefix}mid"]
+    deadline = time.monotonic() + 30
+    while len(cluster.captured(prefix)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert cluster.captured(prefix) == dict.fromkeys(ids, 1)
+    from serving.store import Store
+
+    store = Store(cluster.store_url)
+    try:
+        today = datetime.now(UTC).date()
+        rows = {
+            r.client_request_id: r
+            for r in store.traffic_for_day(today)
+            if r.client_request_id in ids
+        }
+    finally:
+        store.close()
+    assert {rid: rows[rid].status for rid in ids} == dict.fromkeys(ids, 499)
+    assert (rows[f"{prefix}mid"].completion_tokens or 0) >= 5  # charged what was streamed
+    deadline = time.monotonic() + 15
+    while _in_flight(_scrape()) != 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _in_flight(_scrape()) == 0
