@@ -1,0 +1,94 @@
+"""The rate limiter's capacity: admissions per second through a Serve handle, and the
+latency one admission adds to a request (its round trip), at several concurrencies.
+
+The ``RateLimiter`` deployment alone on a local Ray (started if none runs); callers
+are asyncio tasks in this process, each admitting and settling in a loop for a key with
+rpm and tpm limits far away. Blocks of each concurrency alternate over the rounds; the
+JSON holds every round.
+
+``python -m serving.bench.limiter [--rounds 3] [--seconds 5] --out reports/bench/limiter.json``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+CONCURRENCY = (1, 8, 64)
+
+
+async def _block(handle: Any, concurrency: int, seconds: float) -> dict[str, float]:
+    latencies: list[float] = []
+    stop = time.perf_counter() + seconds
+
+    async def caller(i: int) -> None:
+        key = f"bench-{i % 8}"
+        while time.perf_counter() < stop:
+            rid = uuid.uuid4().hex
+            t0 = time.perf_counter()
+            await handle.admit.remote(key, 10**9, 10**9, 300, rid, None)
+            latencies.append(time.perf_counter() - t0)
+            handle.settle.remote(rid, key, 120, None)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(caller(i) for i in range(concurrency)))
+    wall = time.perf_counter() - t0
+    latencies.sort()
+    return {
+        "concurrency": concurrency,
+        "admissions_per_s": round(len(latencies) / wall, 1),
+        "p50_ms": round(latencies[len(latencies) // 2] * 1000, 2),
+        "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2),
+    }
+
+
+def main() -> None:
+    """Deploy the limiter, run the blocks, print and write the figures."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--out", default="reports/bench/limiter.json")
+    args = parser.parse_args()
+    from ray import serve
+
+    from serving import connect_ray
+    from serving._stack import start_local_ray, stop_local_ray
+    from serving.gateway._limits import RateLimiter
+
+    started = False
+    if not connect_ray(None):
+        start_local_ray(8)
+        started = connect_ray(None)
+    try:
+        handle = serve.run(RateLimiter.bind(), name="limiter-bench", route_prefix=None)  # type: ignore[attr-defined]
+        runs = []
+        for rnd in range(args.rounds):
+            for c in CONCURRENCY:
+                row = asyncio.run(_block(handle, c, args.seconds)) | {"round": rnd}
+                print(json.dumps(row), flush=True)
+                runs.append(row)
+        serve.delete("limiter-bench")
+    finally:
+        if started:
+            stop_local_ray()
+    summary = {
+        str(c): {
+            f: statistics.median(r[f] for r in runs if r["concurrency"] == c)
+            for f in ("admissions_per_s", "p50_ms", "p99_ms")
+        }
+        for c in CONCURRENCY
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"runs": runs, "median": summary}, indent=2))
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
