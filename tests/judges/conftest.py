@@ -83,7 +83,9 @@ def seeded(store_url: str, tmp_path: Path) -> Seeded:
     stack_cfg, judging_cfg = write_configs(tmp_path, store_url)
     criteria = load_criteria(tmp_path / "criteria")
     by_name = {c.name: c for c in criteria}
-    day = date(1990, 1, 1) + timedelta(days=random.randrange(20000))
+    day = date(1000, 1, 1) + timedelta(days=random.randrange(350_000))
+    while store.traffic_for_day(day):  # the PostgreSQL test database outlives sessions
+        day = date(1000, 1, 1) + timedelta(days=random.randrange(350_000))
     tag = uuid.uuid4().hex[:8]
     ts = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
     records = [
