@@ -89,6 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`gavel ... | head`): no traceback; stdout is pointed at
+        # /dev/null so the interpreter's own flush at exit stays quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     print(f"gavel: error: {message}", file=sys.stderr)
     return code
 

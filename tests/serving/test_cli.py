@@ -73,9 +73,14 @@ def _gavel_in(cwd: Path, *args: str, env: dict[str, str] | None = None) -> Compl
     """``gavel`` run from ``cwd`` with ``$GAVEL_CONFIG`` unset unless ``env`` sets it."""
     base = {k: v for k, v in os.environ.items() if k != "GAVEL_CONFIG"}
     return subprocess.run(
-        [GAVEL, *args], cwd=cwd, env={**base, **(env or {})}, capture_output=True,
-        text=True, timeout=120, check=False,
-    )  # fmt: skip
+        [GAVEL, *args],
+        cwd=cwd,
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def _store_config(folder: Path) -> Path:
@@ -192,3 +197,16 @@ def test_keys_save_and_reuse(tmp_path: Path) -> None:
     taken = _gavel_in(tmp_path, "keys", "create", "demo", env={"GAVEL_CONFIG": str(cfg)})
     assert taken.returncode == 2
     assert "pick another name, or `gavel keys rotate demo` for a new secret" in taken.stderr
+
+
+def test_a_reader_that_goes_away_gets_no_traceback() -> None:
+    """Found this stop: `gavel config check | head -1` printed a BrokenPipeError traceback."""
+    proc = subprocess.run(
+        f"{GAVEL} config check --config config/gpu.yaml | head -c 1",
+        shell=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert "Traceback" not in proc.stderr, proc.stderr
