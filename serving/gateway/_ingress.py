@@ -130,6 +130,15 @@ class GavelIngress(OpenAiIngress):
 
     # --- routes Gavel adds ----------------------------------------------------
 
+    async def check_health(self) -> None:
+        """Serve's periodic health check. It also starts the background loops (capture's
+        flush, which adopts the spool of a gone writer, and the metrics report) on a
+        replica that has not served a request yet."""
+        if self._writer is not None:
+            self._writer.start()
+        if self._reporter is not None:
+            self._reporter.start()
+
     async def health(self) -> dict[str, str]:
         """Liveness; open without a key."""
         return {"status": "ok"}
