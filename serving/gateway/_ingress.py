@@ -4,7 +4,7 @@ The OpenAI protocol stays Ray Serve LLM's. This subclass wraps its ``chat`` and
 ``completions`` handlers: it checks the key from the headers before reading the body
 (:mod:`._auth`), reads and checks the body itself (:mod:`._body`: size, UTF-8, text a
 store can hold, exactly a configured model, caps), checks the scope, reserves the
-request's tokens with the shared :class:`~._limits.RateLimiter` (with a timeout), reads
+request's tokens (:mod:`._admission`: from a lease, or with the shared limiter), reads
 Gavel's headers (:mod:`._headers`), gives the engine a request id of Gavel's own, and
 only then hands Ray's own request model to Ray's handler. The SSE tap (:mod:`._call`),
 cost, metrics and capture (:mod:`._record`, :mod:`._capture`) follow the response.
@@ -13,9 +13,7 @@ cost, metrics and capture (:mod:`._record`, :mod:`._capture`) follow the respons
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import math
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -34,6 +32,7 @@ from ray.serve.llm.ingress import OpenAiIngress
 
 from serving._errors import openai_error
 from serving._wire import ApiKey
+from serving.gateway._admission import Admitter
 from serving.gateway._auth import KeyCache, WrongTokenGuard, authenticate, check_scope
 from serving.gateway._body import (
     MAX_TOKENS_HEADER,
@@ -49,7 +48,6 @@ from serving.gateway._budget import OverBudget, RateLimited, budget_ask
 from serving.gateway._call import Call, absorb_json, tap
 from serving.gateway._capture import CaptureWriter
 from serving.gateway._headers import parse_extras
-from serving.gateway._limits import Admission, BudgetAsk
 from serving.gateway._metrics import GatewayMetrics
 from serving.gateway._metrics_hub import MetricsReporter
 from serving.gateway._record import (
@@ -91,8 +89,8 @@ class GavelIngress(OpenAiIngress):
     ) -> None:
         super().__init__(llm_deployments, model_cards, **kwargs)
         self._settings = GatewaySettings.model_validate(gateway)
-        self._limiter = limiter
         self._metrics = GatewayMetrics()
+        self._admitter = Admitter(limiter, self._settings.config.limits, self._metrics)
         self._metrics.know_models(sorted(self._settings.roles), self._settings.slos)
         self._reporter = MetricsReporter(hub, self._metrics.registry) if hub else None
         cfg = self._settings.config
@@ -138,6 +136,7 @@ class GavelIngress(OpenAiIngress):
             self._writer.start()
         if self._reporter is not None:
             self._reporter.start()
+        self._admitter.start()
 
     async def health(self) -> dict[str, str]:
         """Liveness; open without a key."""
@@ -212,49 +211,6 @@ class GavelIngress(OpenAiIngress):
             client=client,
         )
 
-    async def _admit(
-        self, key: ApiKey, reserve: int, reservation: str, budget: BudgetAsk | None
-    ) -> None:
-        """Reserve the request's tokens and USD; raise a :class:`Refusal` (429, 400 or 503)."""
-        if self._limiter is None or (key.rpm is None and not key.metered):
-            return
-        limits = self._settings.config.limits
-        if key.tpm is not None and reserve > key.tpm:
-            raise Refusal(
-                400,
-                f"This request may use up to {reserve} tokens (prompt estimate plus "
-                f"max_tokens), more than key {key.name!r} may use in a minute ({key.tpm}); "
-                "lower max_tokens.",
-            )
-        try:
-            answer: Admission = await asyncio.wait_for(
-                self._limiter.admit.remote(
-                    key.name, key.rpm, key.tpm, reserve, reservation, budget
-                ),
-                timeout=limits.limiter_timeout_s,
-            )
-        except Exception:
-            # Release what was asked for: a late admission must not stay charged.
-            with contextlib.suppress(Exception):
-                self._limiter.settle.remote(reservation, key.name, 0, 0.0)
-            self._metrics.rejected.labels("limiter_unavailable").inc()
-            log.warning("the rate limiter did not answer; %s", limits.on_limiter_unavailable)
-            if limits.on_limiter_unavailable == "allow":
-                return
-            raise Refusal(
-                503, "Rate limits cannot be checked right now; retry shortly.", "server_error"
-            ) from None
-        for period, share in answer.used.items():
-            self._metrics.budget_used.labels(key.name, period).set(share)
-        if answer.over_budget is not None:
-            self._metrics.rejected.labels("budget").inc()
-            raise OverBudget(key, answer)
-        if answer.wait_s is None:
-            return
-        self._metrics.rejected.labels("rate_limit").inc()
-        secs = max(1, math.ceil(answer.wait_s))
-        raise RateLimited(secs, key)
-
     async def _serve(
         self,
         request: Request,
@@ -313,7 +269,7 @@ class GavelIngress(OpenAiIngress):
                 raise Refusal(400, f"{where}: {e.get('msg')}") from None
             if key is not None:
                 ask = budget_ask(key, self._settings.prices.get(model), prompt_est, reserve)
-                await self._admit(key, reserve, gavel_id, ask)
+                await self._admitter.admit(key, reserve, gavel_id, ask)
         except (RateLimited, OverBudget) as r:
             return r.response()
         except Refusal as r:
@@ -384,8 +340,8 @@ class GavelIngress(OpenAiIngress):
             self._reporter.start()
         key = call.key
         used = (call.prompt_tokens or 0) + (call.completion_tokens or 0)
-        if key is not None and key.metered and self._limiter is not None:
-            self._limiter.settle.remote(call.reservation, key.name, used, cost)
+        if key is not None:
+            self._admitter.settle(key, call.reservation, used, cost)
         if self._writer is None:
             return
         self._writer.start()

@@ -1,8 +1,11 @@
 """Per-key limits shared by every ingress replica: a sliding one-minute window for rpm
-and tpm, and USD budgets per UTC day and month.
+and tpm (:mod:`._windows`, with the leases it grants), and USD budgets per UTC day and
+month.
 
-:class:`SlidingWindows` and :class:`Budgets` are the pure logic; :class:`RateLimiter` is
-the single Serve deployment that holds them, so that limits hold across ingress replicas.
+:class:`~._windows.SlidingWindows` and :class:`Budgets` are the pure logic;
+:class:`RateLimiter` is the single Serve deployment that holds them, so that limits hold
+across ingress replicas. Its windows outlive it: every charge is journaled to Ray's GCS
+before it answers (:mod:`._journal`), and a new limiter replays the journal.
 
 Tokens (and their price) are *reserved* at admission (an estimate of the prompt plus the
 most the request may generate) and *settled* with the real usage when it ends, so
@@ -15,7 +18,9 @@ seen.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -23,146 +28,17 @@ from typing import Literal
 
 from ray import serve
 
+from serving.gateway._journal import GcsKeyValue, Journal, KeyValue, WindowEvent, apply
+from serving.gateway._windows import (
+    LEASE_TERM_S,
+    WINDOW_S,
+    Lease,
+    SlidingWindows,
+    _Released,
+)
 from serving.store import Store
 
-WINDOW_S = 60.0
-
-
-@dataclass
-class _Charge:
-    t: float
-    tokens: int
-
-
-@dataclass
-class _KeyWindow:
-    requests: deque[float] = field(default_factory=deque)
-    charges: deque[_Charge] = field(default_factory=deque)
-    token_sum: int = 0
-
-    def expire(self, now: float) -> None:
-        while self.requests and self.requests[0] <= now - WINDOW_S:
-            self.requests.popleft()
-        while self.charges and self.charges[0].t <= now - WINDOW_S:
-            self.token_sum -= self.charges.popleft().tokens
-
-
-RELEASED_MAX = 10_000
-
-
-@dataclass
-class _Released:
-    """Reservations released before their admission arrived (an ingress that gave up on a
-    slow limiter releases what it asked for; its admission may still come later). The
-    newest ``RELEASED_MAX`` are remembered."""
-
-    ids: set[str] = field(default_factory=set)
-    order: deque[str] = field(default_factory=deque)
-
-    def add(self, reservation: str) -> None:
-        if reservation in self.ids:
-            return
-        self.ids.add(reservation)
-        self.order.append(reservation)
-        while len(self.order) > RELEASED_MAX:
-            self.ids.discard(self.order.popleft())
-
-    def take(self, reservation: str | None) -> bool:
-        """True (once) if ``reservation`` was released before it was admitted."""
-        if reservation is None or reservation not in self.ids:
-            return False
-        self.ids.discard(reservation)
-        return True
-
-
-@dataclass
-class SlidingWindows:
-    """Requests and tokens per key over the last minute.
-
-    Open reservations are forgotten once their charge leaves the window (a request that
-    never settles cannot grow the table); a reservation released before its admission
-    arrives is never charged.
-    """
-
-    windows: dict[str, _KeyWindow] = field(default_factory=dict)
-    _open: dict[str, _Charge] = field(default_factory=dict)
-    _opened: deque[tuple[float, str]] = field(default_factory=deque)
-    _released: _Released = field(default_factory=_Released)
-
-    def open_reservations(self, now: float) -> int:
-        """Reservations admitted and not settled, within the window."""
-        self._forget_old(now)
-        return len(self._open)
-
-    def _forget_old(self, now: float) -> None:
-        while self._opened and self._opened[0][0] <= now - WINDOW_S:
-            self._open.pop(self._opened.popleft()[1], None)
-
-    def admit(
-        self,
-        key: str,
-        now: float,
-        *,
-        rpm: int | None,
-        tpm: int | None,
-        reserve: int = 0,
-        reservation: str | None = None,
-    ) -> float | None:
-        """Count a request and return ``None``, or return seconds to wait (not counted).
-
-        With a tpm, ``reserve`` tokens are charged at once under ``reservation`` (an id
-        the caller chose); :meth:`settle` replaces them with the real usage.
-        """
-        self._forget_old(now)
-        if self._released.take(reservation):
-            return None  # its ingress gave up on it: nothing to count
-        w = self.windows.setdefault(key, _KeyWindow())
-        w.expire(now)
-        waits: list[float] = []
-        if rpm is not None and len(w.requests) >= rpm:
-            waits.append(w.requests[len(w.requests) - rpm] + WINDOW_S - now)
-        if tpm is not None and (w.token_sum + reserve > tpm or w.token_sum >= tpm):
-            # Wait until enough old charges expire for this reservation to fit.
-            excess = w.token_sum + reserve - tpm
-            freed = 0
-            for c in w.charges:
-                freed += c.tokens
-                if freed >= excess:
-                    waits.append(c.t + WINDOW_S - now)
-                    break
-            else:
-                waits.append(WINDOW_S)
-        if waits:
-            return max(0.001, max(waits))
-        w.requests.append(now)
-        if tpm is not None and reserve > 0 and reservation is not None:
-            charge = _Charge(now, reserve)
-            w.charges.append(charge)
-            w.token_sum += reserve
-            self._open[reservation] = charge
-            self._opened.append((now, reservation))
-        return None
-
-    def settle(self, reservation: str | None, key: str, now: float, used: int) -> None:
-        """Replace a reservation by the tokens really used (or charge ``used`` if none)."""
-        charge = self._open.pop(reservation, None) if reservation is not None else None
-        if charge is None and reservation is not None and used == 0:
-            self._released.add(reservation)  # a release that may precede its admission
-            return
-        w = self.windows.setdefault(key, _KeyWindow())
-        if charge is not None and any(c is charge for c in w.charges):
-            w.token_sum += used - charge.tokens  # still in the window: correct it in place
-            charge.tokens = used
-            return
-        w.expire(now)
-        if used > 0:
-            w.charges.append(_Charge(now, used))
-            w.token_sum += used
-
-    def add_tokens(self, key: str, now: float, tokens: int) -> None:
-        """Charge tokens used by a finished request that held no reservation."""
-        self.settle(None, key, now, tokens)
-
+__all__ = ["WINDOW_S", "Admission", "BudgetAsk", "Budgets", "RateLimiter", "SlidingWindows"]
 
 Period = Literal["day", "month"]
 
@@ -185,6 +61,8 @@ class Admission:
     resets_at: datetime | None = None
     used: dict[str, float] = field(default_factory=dict)
     """Per budget period, the share spent or reserved (this request included)."""
+    lease: Lease | None = None
+    """Granted with an admission when asked for and the key is far below its limits."""
 
 
 def period_ids(now: datetime) -> tuple[str, str]:
@@ -284,14 +162,35 @@ class Budgets:
             self.spent[(key, pid)] = self.spent.get((key, pid), 0.0) + cost_usd - reserved
 
 
+def journal_namespace(store_url: str | None) -> str:
+    """The GCS namespace of one store's limiter journal (keys are named per store)."""
+    digest = hashlib.sha256((store_url or "").encode()).hexdigest()[:12]
+    return f"gavel_limiter_{digest}"
+
+
 @serve.deployment(num_replicas=1, ray_actor_options={"num_cpus": 0}, max_ongoing_requests=100_000)
 class RateLimiter:
-    """The one place limits and budgets are counted (a Serve deployment the ingress calls)."""
+    """The one place limits and budgets are counted (a Serve deployment the ingress calls).
 
-    def __init__(self, store_url: str | None = None) -> None:
+    Args:
+        store_url: The store budgets are read back from after a restart.
+        journal: Where window charges are made durable (default: Ray's GCS, under a
+            namespace of the store's); the windows are replayed from it at start.
+    """
+
+    def __init__(self, store_url: str | None = None, *, journal: KeyValue | None = None) -> None:
         self._windows = SlidingWindows()
         self._budgets = Budgets()
         self._store = Store(store_url) if store_url else None
+        self._journal = Journal(journal or GcsKeyValue(journal_namespace(store_url)))
+        offset = time.time() - time.monotonic()
+        for event in self._journal.load():
+            apply(self._windows, event, event.t - offset)
+
+    def _event(self, event: WindowEvent) -> None:
+        """Apply a charge now and journal it."""
+        apply(self._windows, event, time.monotonic())
+        self._journal.add(event)
 
     async def admit(
         self,
@@ -301,9 +200,11 @@ class RateLimiter:
         reserve: int = 0,
         reservation: str | None = None,
         budget: BudgetAsk | None = None,
+        lease: bool = False,
     ) -> Admission:
         """Check the budget (without reserving), then the rate (see
-        :meth:`SlidingWindows.admit`), then reserve the budget."""
+        :meth:`SlidingWindows.admit`), then reserve the budget. With ``lease`` (a key
+        without a budget), a lease may come with the admission."""
         wall = datetime.now(UTC)
         if budget is not None:
             if not self._budgets.known(key, wall):
@@ -314,18 +215,61 @@ class RateLimiter:
             refused = self._budgets.check(key, wall, budget)
             if refused.over_budget is not None:
                 return refused
-        wait = self._windows.admit(
-            key, time.monotonic(), rpm=rpm, tpm=tpm, reserve=reserve, reservation=reservation
-        )
+        now = time.monotonic()
+        if self._windows.released(reservation):
+            return Admission()  # its ingress gave up on it: nothing to count
+        wait = self._windows.wait(key, now, rpm=rpm, tpm=tpm, reserve=reserve)
         if wait is not None:
             return Admission(wait_s=wait)
+        t = time.time()
+        tokens = reserve if tpm is not None and reservation is not None else 0
+        self._event(WindowEvent(kind="admit", t=t, key=key, id=reservation, tokens=tokens))
+        granted: Lease | None = None
+        offer = self._windows.offer_lease(key, now, rpm=rpm, tpm=tpm, reserve=reserve)
+        if lease and budget is None and offer is not None:
+            granted = Lease(
+                id=uuid.uuid4().hex, requests=offer[0], tokens=offer[1], term_s=LEASE_TERM_S
+            )
+            self._event(
+                WindowEvent(
+                    kind="lease",
+                    t=t,
+                    key=key,
+                    id=granted.id,
+                    requests=offer[0] or 0,
+                    tokens=offer[1] or 0,
+                    term_s=LEASE_TERM_S,
+                )
+            )
+        await self._journal.durable()  # answered only once it would outlive this actor
         if budget is None:
-            return Admission()
+            return Admission(lease=granted)
         return self._budgets.reserve(key, wall, budget, reservation or "")
 
     async def settle(
         self, reservation: str | None, key: str, used: int, cost_usd: float | None = None
     ) -> None:
         """Settle tokens (see :meth:`SlidingWindows.settle`) and the budget's reservation."""
-        self._windows.settle(reservation, key, time.monotonic(), used)
+        event = WindowEvent(kind="settle", t=time.time(), key=key, id=reservation, tokens=used)
+        self._event(event)
         self._budgets.settle(reservation, cost_usd or 0.0)
+        await self._journal.durable()
+
+    async def give_back(
+        self, key: str, lease_id: str, used_requests: int, used_tokens: int
+    ) -> None:
+        """A replica returns a lease: what it used is charged now, the rest is freed."""
+        event = WindowEvent(
+            kind="return",
+            t=time.time(),
+            key=key,
+            id=lease_id,
+            requests=used_requests,
+            tokens=used_tokens,
+        )
+        self._event(event)
+        await self._journal.durable()
+
+    def journal_writes(self) -> int:
+        """How many journal writes this limiter made (for benchmarks)."""
+        return self._journal.writes

@@ -93,6 +93,13 @@ class GatewayMetrics:
         self.rejected = Counter(
             "gavel_rejected_requests", "Requests refused by the gateway", ["reason"], registry=r
         )
+        self.admissions = Counter(
+            "gavel_limiter_admissions",
+            "Admissions of limited keys, by path: a lease this replica holds (no round "
+            "trip) or the shared limiter",
+            ["path"],
+            registry=r,
+        )
         self.store_up = Gauge(
             "gavel_store_up",
             "1 if the last key lookup and capture write reached the store, else 0",

@@ -85,8 +85,9 @@ async def test_the_limiter_settles_a_budget_with_the_real_cost() -> None:
     """The deployment's own methods: a request that cost less than its worst case frees
     the difference for the next one."""
     from serving.gateway._limits import RateLimiter
+    from tests.serving.test_limits_units import MemoryKv
 
-    limiter = RateLimiter.func_or_class(store_url=None)  # type: ignore[attr-defined]
+    limiter = RateLimiter.func_or_class(store_url=None, journal=MemoryKv())  # type: ignore[attr-defined]
     ask = BudgetAsk(day_usd=1.0, month_usd=None, reserve_usd=0.6)
     first = await limiter.admit("k", None, None, 0, "r1", ask)
     assert first.over_budget is None

@@ -83,7 +83,7 @@ def test_token_reserve_covers_prompt_and_max_tokens() -> None:
 
 
 async def test_the_limiter_is_awaited_with_a_timeout_and_fails_closed() -> None:
-    from serving.gateway._ingress import GavelIngress
+    from serving.gateway._admission import Admitter
 
     released: list[tuple[Any, ...]] = []
 
@@ -100,19 +100,15 @@ async def test_the_limiter_is_awaited_with_a_timeout_and_fails_closed() -> None:
 
     def fake(on: str) -> Any:
         cfg = GatewayConfig(limits=LimitsConfig(limiter_timeout_s=0.2, on_limiter_unavailable=on))  # type: ignore[arg-type]
-        settings = GatewaySettings(
-            config=cfg, store_url="sqlite://", spool_dir="/tmp", roles=ROLES, prices={}
-        )
-        return type("F", (), {"_limiter": Stuck(), "_settings": settings,
-                              "_metrics": GatewayMetrics()})()  # fmt: skip
+        return Admitter(Stuck(), cfg.limits, GatewayMetrics())  # type: ignore[arg-type]
 
     _, key = new_key("k", ["infer"], rpm=10)
     t0 = time.monotonic()
     with pytest.raises(Refusal) as refused:
-        await GavelIngress._admit(fake("reject"), key, 10, "r", None)  # type: ignore[arg-type]
+        await fake("reject").admit(key, 10, "r", None)
     assert refused.value.status == 503 and time.monotonic() - t0 < 2
     assert released == [("r", "k", 0, 0.0)]  # a late admission must not stay charged
-    await GavelIngress._admit(fake("allow"), key, 10, "r2", None)  # type: ignore[arg-type]
+    await fake("allow").admit(key, 10, "r2", None)
 
 
 # --- bodies and headers -----------------------------------------------------------

@@ -1,0 +1,119 @@
+"""A replica's side of the shared limits: admit a request (from a lease this replica
+holds, or by asking the :class:`~._limits.RateLimiter`), settle it, and return leases.
+
+A key far below its limits is admitted from a lease with no round trip; a key near them,
+or with a USD budget, asks the limiter for every request (with a timeout; when it does
+not answer, the request is refused with a 503 or allowed, per
+``gateway.limits.on_limiter_unavailable``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+
+from ray.serve.handle import DeploymentHandle
+
+from serving._gateway_config import LimitsConfig
+from serving._wire import ApiKey
+from serving.gateway._body import Refusal
+from serving.gateway._budget import OverBudget, RateLimited
+from serving.gateway._leases import LeaseBook
+from serving.gateway._limits import Admission, BudgetAsk
+from serving.gateway._metrics import GatewayMetrics
+
+log = logging.getLogger("gavel.gateway")
+
+RETURN_EVERY_S = 1.0
+
+
+class Admitter:
+    """Admission and settlement of limited keys for one ingress replica."""
+
+    def __init__(
+        self, limiter: DeploymentHandle | None, limits: LimitsConfig, metrics: GatewayMetrics
+    ) -> None:
+        self._limiter = limiter
+        self._limits = limits
+        self._metrics = metrics
+        self.leases = LeaseBook()
+        self._task: asyncio.Task[None] | None = None
+
+    async def admit(
+        self, key: ApiKey, reserve: int, reservation: str, budget: BudgetAsk | None
+    ) -> None:
+        """Reserve the request's tokens and USD; raise a :class:`Refusal` (429, 400 or 503)."""
+        if self._limiter is None or (key.rpm is None and not key.metered):
+            return
+        if key.tpm is not None and reserve > key.tpm:
+            raise Refusal(
+                400,
+                f"This request may use up to {reserve} tokens (prompt estimate plus "
+                f"max_tokens), more than key {key.name!r} may use in a minute ({key.tpm}); "
+                "lower max_tokens.",
+            )
+        now = time.monotonic()
+        self.return_due(now)
+        held = reservation if key.tpm is not None else None
+        if budget is None and self.leases.take(key.name, now, reserve, held):
+            self._metrics.admissions.labels("lease").inc()
+            return
+        self._metrics.admissions.labels("limiter").inc()
+        try:
+            answer: Admission = await asyncio.wait_for(
+                self._limiter.admit.remote(
+                    key.name, key.rpm, key.tpm, reserve, reservation, budget, budget is None
+                ),
+                timeout=self._limits.limiter_timeout_s,
+            )
+        except Exception:
+            # Release what was asked for: a late admission must not stay charged.
+            with contextlib.suppress(Exception):
+                self._limiter.settle.remote(reservation, key.name, 0, 0.0)
+            self._metrics.rejected.labels("limiter_unavailable").inc()
+            log.warning("the rate limiter did not answer; %s", self._limits.on_limiter_unavailable)
+            if self._limits.on_limiter_unavailable == "allow":
+                return
+            raise Refusal(
+                503, "Rate limits cannot be checked right now; retry shortly.", "server_error"
+            ) from None
+        if answer.lease is not None:
+            self.leases.add(key.name, answer.lease, time.monotonic())
+        for period, share in answer.used.items():
+            self._metrics.budget_used.labels(key.name, period).set(share)
+        if answer.over_budget is not None:
+            self._metrics.rejected.labels("budget").inc()
+            raise OverBudget(key, answer)
+        if answer.wait_s is None:
+            return
+        self._metrics.rejected.labels("rate_limit").inc()
+        raise RateLimited(max(1, math.ceil(answer.wait_s)), key)
+
+    def settle(self, key: ApiKey, reservation: str | None, used: int, cost: float | None) -> None:
+        """Settle a finished request's tokens and cost (locally if a lease admitted it)."""
+        if self._limiter is None or not key.metered:
+            return
+        if self.leases.settle(reservation, used):
+            return
+        self._limiter.settle.remote(reservation, key.name, used, cost)
+
+    def return_due(self, now: float) -> None:
+        """Send back the leases whose term is over or that are spent (no waiting)."""
+        if self._limiter is None:
+            return
+        for r in self.leases.due(now):
+            with contextlib.suppress(Exception):  # not returned: charged in full later
+                self._limiter.give_back.remote(r.key, r.lease_id, r.used_requests, r.used_tokens)
+
+    def start(self) -> None:
+        """Start returning leases in the background (once, on the running loop)."""
+        if self._task is None and self._limiter is not None:
+            self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(RETURN_EVERY_S)
+            self.return_due(time.monotonic())
