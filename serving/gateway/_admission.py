@@ -28,6 +28,8 @@ from serving.gateway._metrics import GatewayMetrics
 log = logging.getLogger("gavel.gateway")
 
 RETURN_EVERY_S = 1.0
+NO_LEASE_BACKOFF_S = 1.0
+"""After the limiter granted a key no lease, its requests ask at once for this long."""
 
 
 class Admitter:
@@ -41,6 +43,8 @@ class Admitter:
         self._metrics = metrics
         self.leases = LeaseBook()
         self._task: asyncio.Task[None] | None = None
+        self._asking: dict[str, asyncio.Future[None]] = {}
+        self._no_lease_until: dict[str, float] = {}
 
     async def admit(
         self, key: ApiKey, reserve: int, reservation: str, budget: BudgetAsk | None
@@ -61,9 +65,55 @@ class Admitter:
         if budget is None and self.leases.take(key.name, now, reserve, held):
             self._metrics.admissions.labels("lease").inc()
             return
+        if budget is None and await self._lease_after_pending(key, now, reserve, held):
+            self._metrics.admissions.labels("lease").inc()
+            return
         self._metrics.admissions.labels("limiter").inc()
+        asking = asyncio.get_running_loop().create_future()
+        self._asking.setdefault(key.name, asking)
         try:
-            answer: Admission = await asyncio.wait_for(
+            answer = await self._ask(key, reserve, reservation, budget)
+        finally:
+            if self._asking.get(key.name) is asking:
+                del self._asking[key.name]
+            asking.set_result(None)
+        if answer is None:
+            return  # the limiter did not answer, and the config allows it
+        if answer.lease is None and budget is None:
+            self._no_lease_until[key.name] = time.monotonic() + NO_LEASE_BACKOFF_S
+        if answer.lease is not None:
+            self._no_lease_until.pop(key.name, None)
+            self.leases.add(key.name, answer.lease, time.monotonic())
+        for period, share in answer.used.items():
+            self._metrics.budget_used.labels(key.name, period).set(share)
+        if answer.over_budget is not None:
+            self._metrics.rejected.labels("budget").inc()
+            raise OverBudget(key, answer)
+        if answer.wait_s is None:
+            return
+        self._metrics.rejected.labels("rate_limit").inc()
+        raise RateLimited(max(1, math.ceil(answer.wait_s)), key)
+
+    async def _lease_after_pending(
+        self, key: ApiKey, now: float, reserve: int, held: str | None
+    ) -> bool:
+        """When a call for this key is already on its way (which may bring a lease), wait
+        for it and take from its lease: a burst makes one round trip, not one each. Not
+        for a key the limiter just refused a lease (near its limits: no waiting)."""
+        pending = self._asking.get(key.name)
+        if pending is None or self._no_lease_until.get(key.name, 0.0) > now:
+            return False
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(pending), self._limits.limiter_timeout_s)
+        return self.leases.take(key.name, time.monotonic(), reserve, held)
+
+    async def _ask(
+        self, key: ApiKey, reserve: int, reservation: str, budget: BudgetAsk | None
+    ) -> Admission | None:
+        """One round trip to the limiter (``None``: no answer, and the config allows it)."""
+        assert self._limiter is not None
+        try:
+            return await asyncio.wait_for(
                 self._limiter.admit.remote(
                     key.name, key.rpm, key.tpm, reserve, reservation, budget, budget is None
                 ),
@@ -76,21 +126,10 @@ class Admitter:
             self._metrics.rejected.labels("limiter_unavailable").inc()
             log.warning("the rate limiter did not answer; %s", self._limits.on_limiter_unavailable)
             if self._limits.on_limiter_unavailable == "allow":
-                return
+                return None
             raise Refusal(
                 503, "Rate limits cannot be checked right now; retry shortly.", "server_error"
             ) from None
-        if answer.lease is not None:
-            self.leases.add(key.name, answer.lease, time.monotonic())
-        for period, share in answer.used.items():
-            self._metrics.budget_used.labels(key.name, period).set(share)
-        if answer.over_budget is not None:
-            self._metrics.rejected.labels("budget").inc()
-            raise OverBudget(key, answer)
-        if answer.wait_s is None:
-            return
-        self._metrics.rejected.labels("rate_limit").inc()
-        raise RateLimited(max(1, math.ceil(answer.wait_s)), key)
 
     def settle(self, key: ApiKey, reservation: str | None, used: int, cost: float | None) -> None:
         """Settle a finished request's tokens and cost (locally if a lease admitted it)."""

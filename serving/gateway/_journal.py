@@ -16,7 +16,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from serving._base import GavelModel
 from serving.gateway._windows import LEASE_GRACE_S, LEASE_TERM_S, WINDOW_S, SlidingWindows
@@ -98,7 +98,9 @@ class GcsKeyValue:
         """Every key under ``prefix`` with its value."""
         from ray.experimental import internal_kv
 
-        gcs = internal_kv.global_gcs_client
+        gcs: Any = internal_kv.global_gcs_client
+        if gcs is None:
+            raise RuntimeError("Ray is not initialised in this process")
         ns = self._ns.encode()
         keys = gcs.internal_kv_keys(prefix.encode(), ns)
         out: list[tuple[str, bytes]] = []

@@ -150,9 +150,7 @@ def test_a_lease_book_settles_locally_and_reports_running_requests_at_their_rese
 def test_the_journal_replays_to_the_same_windows() -> None:
     events = [
         WindowEvent(kind="admit", t=1000.0, key="k", id="r1", tokens=300),
-        WindowEvent(
-            kind="lease", t=1001.0, key="k", id="L", requests=5, tokens=2_000, term_s=5.0
-        ),
+        WindowEvent(kind="lease", t=1001.0, key="k", id="L", requests=5, tokens=2_000, term_s=5.0),
         WindowEvent(kind="settle", t=1002.0, key="k", id="r1", tokens=120),
         WindowEvent(kind="return", t=1004.0, key="k", id="L", requests=2, tokens=700),
         WindowEvent(kind="settle", t=1005.0, key="k", id="gone", tokens=0),

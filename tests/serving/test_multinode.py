@@ -166,18 +166,8 @@ def test_spool_of_a_killed_replica_is_replayed_by_a_survivor(cluster: Stack) -> 
     assert cluster.captured(prefix) == dict.fromkeys(served, 1)
 
 
-def test_a_dead_limiter_fails_closed_for_limited_keys_only(cluster: Stack) -> None:
-    """The fail-closed path against the real limiter deployment, not a fake handle."""
+def _kill_limiter() -> None:
     import ray
-
-    limited, free = cluster.key("--rpm", "1000"), cluster.key()
-    body = {"model": "app-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
-
-    def post(key: str) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {key}"}
-        return httpx.post(BASE + "/v1/chat/completions", json=body, headers=headers, timeout=30)
-
-    assert post(limited).status_code == 200 and post(free).status_code == 200
     from ray.util.state import list_actors
 
     (name,) = [
@@ -186,6 +176,25 @@ def test_a_dead_limiter_fails_closed_for_limited_keys_only(cluster: Stack) -> No
         if a.class_name.endswith("RateLimiter")
     ]
     ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
+
+
+def _admissions(page: str) -> dict[str, float]:
+    pattern = r'^gavel_limiter_admissions_total\{path="(\w+)"\} (\S+)$'
+    return {path: float(v) for path, v in re.findall(pattern, page, re.M)}
+
+
+def test_a_dead_limiter_fails_closed_for_limited_keys_only(cluster: Stack) -> None:
+    """The fail-closed path against the real limiter deployment, not a fake handle. The
+    key's rpm is too near its use for a lease, so each request asks the limiter."""
+    limited, free = cluster.key("--rpm", "20"), cluster.key()
+    body = {"model": "app-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+
+    def post(key: str) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {key}"}
+        return httpx.post(BASE + "/v1/chat/completions", json=body, headers=headers, timeout=30)
+
+    assert post(limited).status_code == 200 and post(free).status_code == 200
+    _kill_limiter()
     refused = post(limited)
     assert refused.status_code == 503, refused.text
     assert refused.json()["error"]["type"] == "server_error"
@@ -194,6 +203,52 @@ def test_a_dead_limiter_fails_closed_for_limited_keys_only(cluster: Stack) -> No
     while post(limited).status_code != 200:
         assert time.monotonic() < deadline, "the limiter never came back"
         time.sleep(1)
+
+
+def test_leases_admit_far_below_the_limit_without_round_trips_and_stay_exact(
+    cluster: Stack,
+) -> None:
+    """A key far below its rpm is admitted by the replicas from their leases; a burst over
+    its rpm gets no more than the rpm, and once the leases are back, exactly the rpm."""
+    far = cluster.key("--rpm", "2000")
+    before = _admissions(_scrape())
+    statuses = asyncio.run(_send(far, [f"mn-f-{uuid.uuid4().hex}" for _ in range(80)]))
+    assert set(statuses.values()) == {200}
+    time.sleep(2)  # the replicas' next reports
+    after = _admissions(_scrape())
+    trips = after.get("limiter", 0) - before.get("limiter", 0)
+    leased = after.get("lease", 0) - before.get("lease", 0)
+    assert trips + leased == 80 and trips <= 8, (trips, leased)
+
+    key = cluster.key("--rpm", "64")
+    prefix = f"mn-x-{uuid.uuid4().hex[:6]}-"
+    burst = asyncio.run(_send(key, [f"{prefix}a{i}" for i in range(120)], concurrency=32))
+    assert 40 <= list(burst.values()).count(200) <= 64, burst
+    time.sleep(8)  # every lease's term is over and it was returned
+    rest = asyncio.run(_send(key, [f"{prefix}b{i}" for i in range(60)], concurrency=32))
+    assert list(burst.values()).count(200) + list(rest.values()).count(200) == 64
+
+
+def test_a_killed_limiter_keeps_its_windows(cluster: Stack) -> None:
+    """Its replacement replays the journal: keys on both paths (every request asks, and
+    leases) get no more than their rpm after the kill."""
+    asks, leases = cluster.key("--rpm", "24"), cluster.key("--rpm", "400")
+    first = asyncio.run(_send(asks, [f"mn-k-{uuid.uuid4().hex}" for _ in range(24)]))
+    leased = asyncio.run(_send(leases, [f"mn-k-{uuid.uuid4().hex}" for _ in range(300)]))
+    assert set(first.values()) == {200} and set(leased.values()) == {200}
+    _kill_limiter()
+    probe = cluster.key("--rpm", "20")
+    deadline = time.monotonic() + 90
+    headers = {"Authorization": f"Bearer {probe}"}
+    body = {"model": "app-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    url = BASE + "/v1/chat/completions"
+    while httpx.post(url, json=body, headers=headers, timeout=30).status_code != 200:
+        assert time.monotonic() < deadline, "the limiter never came back"
+        time.sleep(1)
+    again = asyncio.run(_send(asks, [f"mn-k-{uuid.uuid4().hex}" for _ in range(10)]))
+    assert set(again.values()) == {429}, again
+    more = asyncio.run(_send(leases, [f"mn-k-{uuid.uuid4().hex}" for _ in range(200)]))
+    assert list(more.values()).count(200) <= 100, more
 
 
 def _in_flight(page: str) -> float:
