@@ -3,8 +3,9 @@ latency one admission adds to a request (its round trip), at several concurrenci
 
 The ``RateLimiter`` deployment alone on a local Ray (started if none runs); callers
 are asyncio tasks in this process, each admitting and settling in a loop for a key with
-rpm and tpm limits far away. Blocks of each concurrency alternate over the rounds; the
-JSON holds every round.
+rpm and tpm limits far away (no leases: every call is the per-request path). Two
+limiters side by side, alternated in blocks: with the journal in Ray's GCS (as deployed)
+and without one (what the journal costs). The JSON holds every round.
 
 ``python -m serving.bench.limiter [--rounds 3] [--seconds 5] --out reports/bench/limiter.json``
 """
@@ -23,7 +24,21 @@ from typing import Any
 CONCURRENCY = (1, 8, 64)
 
 
-async def _block(handle: Any, concurrency: int, seconds: float) -> dict[str, float]:
+class _NoJournal:
+    """A key-value store that keeps nothing: the limiter without its journal."""
+
+    async def put(self, key: str, value: bytes) -> None:
+        """Keep nothing."""
+
+    def items(self, prefix: str) -> list[tuple[str, bytes]]:
+        """Nothing was kept."""
+        return []
+
+    async def delete_prefix(self, prefix: str) -> None:
+        """Nothing to delete."""
+
+
+async def _block(handle: Any, concurrency: int, seconds: float) -> dict[str, Any]:
     latencies: list[float] = []
     stop = time.perf_counter() + seconds
 
@@ -42,10 +57,22 @@ async def _block(handle: Any, concurrency: int, seconds: float) -> dict[str, flo
     latencies.sort()
     return {
         "concurrency": concurrency,
+        "calls": 2 * len(latencies),
         "admissions_per_s": round(len(latencies) / wall, 1),
         "p50_ms": round(latencies[len(latencies) // 2] * 1000, 2),
         "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2),
     }
+
+
+async def _writes(handle: Any) -> float:
+    """Journal writes per admission and settlement, over the whole run."""
+    writes = await handle.journal_writes.remote()
+    return float(writes)
+
+
+def _spread(values: list[float]) -> list[float]:
+    """Median, min and max."""
+    return [statistics.median(values), min(values), max(values)]
 
 
 def main() -> None:
@@ -66,24 +93,38 @@ def main() -> None:
         start_local_ray(8)
         started = connect_ray(None)
     try:
-        handle = serve.run(RateLimiter.bind(), name="limiter-bench", route_prefix=None)  # type: ignore[attr-defined]
+        handles = {
+            "journal": serve.run(RateLimiter.bind(), name="limiter-bench", route_prefix=None),  # type: ignore[attr-defined]
+            "no-journal": serve.run(
+                RateLimiter.bind(journal=_NoJournal()),  # type: ignore[attr-defined]
+                name="limiter-bench-nj",
+                route_prefix=None,
+            ),
+        }
         runs = []
         for rnd in range(args.rounds):
             for c in CONCURRENCY:
-                row = asyncio.run(_block(handle, c, args.seconds)) | {"round": rnd}
-                print(json.dumps(row), flush=True)
-                runs.append(row)
+                for system, handle in handles.items():
+                    row = asyncio.run(_block(handle, c, args.seconds))
+                    row |= {"round": rnd, "system": system}
+                    print(json.dumps(row), flush=True)
+                    runs.append(row)
+        writes = asyncio.run(_writes(handles["journal"]))
         serve.delete("limiter-bench")
+        serve.delete("limiter-bench-nj")
     finally:
         if started:
             stop_local_ray()
-    summary = {
-        str(c): {
-            f: statistics.median(r[f] for r in runs if r["concurrency"] == c)
+    summary: dict[str, Any] = {
+        f"{system} c={c}": {
+            f: _spread([r[f] for r in runs if r["concurrency"] == c and r["system"] == system])
             for f in ("admissions_per_s", "p50_ms", "p99_ms")
         }
         for c in CONCURRENCY
+        for system in handles
     }
+    calls = sum(r["calls"] for r in runs if r["system"] == "journal")
+    summary["journal_writes_per_call"] = round(writes / max(1, calls), 3)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"runs": runs, "median": summary}, indent=2))

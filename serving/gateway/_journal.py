@@ -72,13 +72,13 @@ def apply(windows: SlidingWindows, event: WindowEvent, now: float) -> None:
 class KeyValue(Protocol):
     """The few key-value operations the journal needs (blocking calls)."""
 
-    def put(self, key: str, value: bytes) -> None:
+    async def put(self, key: str, value: bytes) -> None:
         """Write ``value`` under ``key``."""
 
     def items(self, prefix: str) -> list[tuple[str, bytes]]:
-        """Every key under ``prefix`` with its value."""
+        """Every key under ``prefix`` with its value (blocking: at start only)."""
 
-    def delete_prefix(self, prefix: str) -> None:
+    async def delete_prefix(self, prefix: str) -> None:
         """Delete every key under ``prefix``."""
 
 
@@ -88,19 +88,21 @@ class GcsKeyValue:
     def __init__(self, namespace: str) -> None:
         self._ns = namespace
 
-    def put(self, key: str, value: bytes) -> None:
-        """Write ``value`` under ``key``."""
-        from ray.experimental.internal_kv import _internal_kv_put
-
-        _internal_kv_put(key, value, overwrite=True, namespace=self._ns)
-
-    def items(self, prefix: str) -> list[tuple[str, bytes]]:
-        """Every key under ``prefix`` with its value."""
+    def _gcs(self) -> Any:
         from ray.experimental import internal_kv
 
         gcs: Any = internal_kv.global_gcs_client
         if gcs is None:
             raise RuntimeError("Ray is not initialised in this process")
+        return gcs
+
+    async def put(self, key: str, value: bytes) -> None:
+        """Write ``value`` under ``key`` (on the event loop: no thread)."""
+        await self._gcs().async_internal_kv_put(key.encode(), value, True, self._ns.encode())
+
+    def items(self, prefix: str) -> list[tuple[str, bytes]]:
+        """Every key under ``prefix`` with its value."""
+        gcs = self._gcs()
         ns = self._ns.encode()
         keys = gcs.internal_kv_keys(prefix.encode(), ns)
         out: list[tuple[str, bytes]] = []
@@ -109,11 +111,15 @@ class GcsKeyValue:
             out.extend((k.decode(), v) for k, v in got.items() if v is not None)
         return out
 
-    def delete_prefix(self, prefix: str) -> None:
+    async def delete_prefix(self, prefix: str) -> None:
         """Delete every key under ``prefix``."""
-        from ray.experimental.internal_kv import _internal_kv_del
+        await self._gcs().async_internal_kv_del(prefix.encode(), True, self._ns.encode())
 
-        _internal_kv_del(prefix, del_by_prefix=True, namespace=self._ns)
+
+def _consume(done: asyncio.Future[None]) -> None:
+    """Retrieve a background write's error (its events stay for the next write)."""
+    if not done.cancelled():
+        done.exception()
 
 
 def _bucket(t: float) -> str:
@@ -137,7 +143,8 @@ class Journal:
         """Writes made (each one holds every event of one group commit)."""
 
     def load(self) -> list[WindowEvent]:
-        """Every event still within ``HORIZON_S``, oldest first; older ones are deleted."""
+        """Every event still within ``HORIZON_S``, oldest first (older ones are deleted
+        with the next write)."""
         cutoff = _bucket(self._clock() - HORIZON_S)
         events: list[WindowEvent] = []
         for name, value in self._kv.items(""):
@@ -147,7 +154,6 @@ class Journal:
                 continue
             self._buckets.add(bucket)
             events.extend(JournalBatch.model_validate_json(value).events)
-        self._sweep()
         events.sort(key=lambda e: e.t)
         return events
 
@@ -155,6 +161,13 @@ class Journal:
         """Add an event to the next write."""
         self._buffer.append(event)
         self._added += 1
+
+    def kick(self) -> None:
+        """Write what was added soon, without waiting for it (a settlement: losing it
+        would only leave a charge too high)."""
+        if self._flushing is None and self._buffer:
+            self._flushing = asyncio.ensure_future(self._flush())
+            self._flushing.add_done_callback(_consume)
 
     async def durable(self) -> None:
         """Return once every event added so far is written."""
@@ -173,10 +186,11 @@ class Journal:
                 self._n += 1
                 name = f"{bucket}{self._writer}-{self._n:010d}"
                 value = JournalBatch(events=batch).model_dump_json().encode()
-                await asyncio.to_thread(self._kv.put, name, value)
+                await self._kv.put(name, value)
                 self.writes += 1
                 self._buckets.add(bucket)
-                await asyncio.to_thread(self._sweep)
+                if min(self._buckets) < _bucket(self._clock() - HORIZON_S):
+                    await self._sweep()
             self._written = upto
         except BaseException:
             self._buffer = batch + self._buffer  # written by the next flush
@@ -184,8 +198,8 @@ class Journal:
         finally:
             self._flushing = None
 
-    def _sweep(self) -> None:
+    async def _sweep(self) -> None:
         cutoff = _bucket(self._clock() - HORIZON_S)
         for bucket in sorted(b for b in self._buckets if b < cutoff):
-            self._kv.delete_prefix(bucket)
+            await self._kv.delete_prefix(bucket)
             self._buckets.discard(bucket)

@@ -253,7 +253,7 @@ class RateLimiter:
         event = WindowEvent(kind="settle", t=time.time(), key=key, id=reservation, tokens=used)
         self._event(event)
         self._budgets.settle(reservation, cost_usd or 0.0)
-        await self._journal.durable()
+        self._journal.kick()
 
     async def give_back(
         self, key: str, lease_id: str, used_requests: int, used_tokens: int
@@ -268,7 +268,7 @@ class RateLimiter:
             tokens=used_tokens,
         )
         self._event(event)
-        await self._journal.durable()
+        self._journal.kick()
 
     def journal_writes(self) -> int:
         """How many journal writes this limiter made (for benchmarks)."""
