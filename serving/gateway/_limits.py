@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 import uuid
 from collections import deque
@@ -37,6 +38,8 @@ from serving.gateway._windows import (
     _Released,
 )
 from serving.store import Store
+
+log = logging.getLogger("gavel.limiter")
 
 __all__ = ["WINDOW_S", "Admission", "BudgetAsk", "Budgets", "RateLimiter", "SlidingWindows"]
 
@@ -183,9 +186,15 @@ class RateLimiter:
         self._budgets = Budgets()
         self._store = Store(store_url) if store_url else None
         self._journal = Journal(journal or GcsKeyValue(journal_namespace(store_url)))
+        t0 = time.monotonic()
         offset = time.time() - time.monotonic()
-        for event in self._journal.load():
+        events = self._journal.load()
+        for event in events:
             apply(self._windows, event, event.t - offset)
+        if events:
+            log.info(
+                "replayed %d charges from the journal in %.2f s", len(events), time.monotonic() - t0
+            )
 
     def _event(self, event: WindowEvent) -> None:
         """Apply a charge now and journal it."""
