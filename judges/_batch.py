@@ -7,6 +7,11 @@ the same prompts (each kind's ``prompt``), the same structured outputs (a ``choi
 the same idempotency: only items without a stored verdict are sent, and a verdict is
 written once. The engine takes the judge role's model, engine arguments, environment
 and resources from the stack config. Pairwise kinds stay on the online path.
+
+A *simulated* judge (``source: {simulate: ...}``) has no weights for an engine of Ray
+Data's own, so its batches go to the stack's endpoint instead, through the gateway (Ray
+Data's HTTP request processor, the judge key, ``X-Gavel-Source: judge``): the same rows,
+the same structured outputs, the same verdicts.
 """
 
 from __future__ import annotations
@@ -132,6 +137,59 @@ def processor_config(stack: StackConfig, judging: JudgingConfig, *, base_dir: Pa
     )
 
 
+def _endpoint_payload(row: dict[str, Any], model: str) -> dict[str, Any]:
+    """The chat request of one row, in OpenAI's form (vLLM's structured outputs)."""
+    sp = dict(row["sampling_params"])
+    payload = {
+        "model": model,
+        "messages": row["messages"],
+        "max_tokens": sp["max_tokens"],
+        "temperature": sp["temperature"],
+        "structured_outputs": sp["structured_outputs"],
+    }
+    if sp.get("logprobs"):
+        payload |= {"logprobs": True, "top_logprobs": sp["logprobs"]}
+    return {"item": row["item"], "criterion": row["criterion"], "payload": payload}
+
+
+def _endpoint_answer(row: dict[str, Any]) -> dict[str, Any]:
+    """An HTTP response in the shape of the engine path's output row."""
+    resp = row.get("http_response") or {}
+    choice = (resp.get("choices") or [{}])[0]
+    usage = resp.get("usage") or {}
+    top = (((choice.get("logprobs") or {}).get("content") or [{}])[0] or {}).get("top_logprobs")
+    logprobs = None
+    if top:
+        first = {str(i): {"decoded_token": t["token"], "logprob": t["logprob"]}
+                 for i, t in enumerate(top)}  # fmt: skip
+        logprobs = json.dumps([first])
+    return {
+        "item": row["item"], "criterion": row["criterion"],
+        "generated_text": (choice.get("message") or {}).get("content"), "logprobs": logprobs,
+        "num_input_tokens": usage.get("prompt_tokens"),
+        "num_generated_tokens": usage.get("completion_tokens"),
+    }  # fmt: skip
+
+
+def endpoint_processor(stack: StackConfig, judging: JudgingConfig, api_key: str) -> Any:
+    """Ray Data's HTTP processor over the stack's endpoint, for a simulated judge."""
+    from ray.data.llm import HttpRequestProcessorConfig, build_processor
+
+    model = stack.model("judge").model_id
+    config = HttpRequestProcessorConfig(
+        url=f"{stack.http.base_url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {api_key}", "X-Gavel-Source": "judge"},
+        batch_size=judging.chunk_size,
+        concurrency=judging.parallel_tasks,
+        max_retries=judging.max_retries,
+    )
+    return build_processor(
+        config,
+        preprocess=lambda row: _endpoint_payload(row, model),
+        postprocess=_endpoint_answer,
+    )
+
+
 def judge_batch(
     items: Sequence[JudgeItem],
     criteria: Sequence[Criterion],
@@ -143,6 +201,7 @@ def judge_batch(
     day: str | None,
     kinds: KindRegistry | None = None,
     base_dir: Path | None = None,
+    api_key: str | None = None,
     log: Callable[[str], None] = print,
 ) -> int:
     """Judge pass/fail ``items`` through Ray Data's LLM batch processor; returns the
@@ -159,17 +218,22 @@ def judge_batch(
         return 0
     t0 = time.perf_counter()
     rows = batch_rows(todo, criteria, judging, registry)
-    processor = build_processor(
-        processor_config(stack, judging, base_dir=base_dir or Path.cwd()),
-        postprocess=lambda row: {
-            "item": row["item"], "criterion": row["criterion"],
-            "generated_text": row.get("generated_text"),
-            "logprobs": json.dumps(row.get("logprobs"), default=str)
-            if row.get("logprobs") is not None else None,
-            "num_input_tokens": row.get("num_input_tokens"),
-            "num_generated_tokens": row.get("num_generated_tokens"),
-        },
-    )  # fmt: skip
+    if stack.model("judge").source.simulate is not None:
+        if api_key is None:
+            raise ValueError("a simulated judge is called through the endpoint: give a key")
+        processor = endpoint_processor(stack, judging, api_key)
+    else:
+        processor = build_processor(
+            processor_config(stack, judging, base_dir=base_dir or Path.cwd()),
+            postprocess=lambda row: {
+                "item": row["item"], "criterion": row["criterion"],
+                "generated_text": row.get("generated_text"),
+                "logprobs": json.dumps(row.get("logprobs"), default=str)
+                if row.get("logprobs") is not None else None,
+                "num_input_tokens": row.get("num_input_tokens"),
+                "num_generated_tokens": row.get("num_generated_tokens"),
+            },
+        )  # fmt: skip
     out = processor(ray.data.from_items(rows)).take_all()
     verdicts = []
     for row in out:

@@ -152,7 +152,7 @@ def _run_daily(
         batched = [i for i in todo if i.criterion in pass_fail]
         todo = [i for i in todo if i.criterion not in pass_fail]
         written += judge_batch(batched, criteria, stack, judging, vstore, run_id=run_id,
-                               day=run_id, kinds=registry, log=log)  # fmt: skip
+                               day=run_id, kinds=registry, api_key=api_key, log=log)  # fmt: skip
     written += judge_items(
         todo,
         criteria,
