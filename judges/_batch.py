@@ -89,7 +89,9 @@ def to_verdict(row: dict[str, Any], crit: Criterion, kinds: KindRegistry, stack:
     text = str(row.get("generated_text") or "").strip()
     pt, ct = int(row.get("num_input_tokens") or 0), int(row.get("num_generated_tokens") or 0)
     verdict, reasoning, error, pf = "error", None, None, None
-    if crit.verdict_format == "verdict_only":
+    if row.get("http_error"):
+        error = f"endpoint: {row['http_error']}"
+    elif crit.verdict_format == "verdict_only":
         if text in ("pass", "fail"):
             verdict, pf = text, p_fail(_choice_logprobs(row.get("logprobs")))
         else:
@@ -165,6 +167,7 @@ def _endpoint_answer(row: dict[str, Any]) -> dict[str, Any]:
         logprobs = json.dumps([first])
     return {
         "item": row["item"], "criterion": row["criterion"],
+        "http_error": None if resp.get("choices") else json.dumps(resp, default=str)[:300],
         "generated_text": (choice.get("message") or {}).get("content"), "logprobs": logprobs,
         "num_input_tokens": usage.get("prompt_tokens"),
         "num_generated_tokens": usage.get("completion_tokens"),
@@ -177,7 +180,7 @@ def endpoint_processor(stack: StackConfig, judging: JudgingConfig, api_key: str)
 
     model = stack.model("judge").model_id
     config = HttpRequestProcessorConfig(
-        url=f"{stack.http.base_url}/v1/chat/completions",
+        url=f"{stack.http.base_url.rstrip('/')}/chat/completions",
         headers={"Authorization": f"Bearer {api_key}", "X-Gavel-Source": "judge"},
         batch_size=judging.chunk_size,
         concurrency=judging.parallel_tasks,

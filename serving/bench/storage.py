@@ -52,20 +52,22 @@ def _shapes() -> list[tuple[str, int]]:
     return out
 
 
-def rows(n: int, seed: int = 0) -> Iterator[dict[str, Any]]:
-    """``n`` traffic rows (every column), days oldest first."""
+def rows(n: int, seed: int = 0, *, on: date | None = None) -> Iterator[dict[str, Any]]:
+    """``n`` traffic rows (every column), days oldest first; all on day ``on`` (and all
+    production traffic) if it is given."""
     rng = random.Random(seed)
     shapes = _shapes()
     first = LAST_DAY - timedelta(days=DAYS - 1)
     for i in range(n):
-        day = first + timedelta(days=i * DAYS // n)
+        day = on or first + timedelta(days=i * DAYS // n)
         req, answer_chars = shapes[rng.randrange(len(shapes))]
         answer = "".join(
             rng.choices(
                 "abcdefgh ijklmnop qrstuv wxyz.,", k=int(answer_chars * rng.uniform(0.3, 1.0))
             )
         )
-        source = rng.choices(["production", "judge", "eval"], [85, 10, 5])[0]
+        mix = rng.choices(["production", "judge", "eval"], [85, 10, 5])[0]
+        source = "production" if on else mix
         ts = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(
             seconds=rng.randrange(86400)
         )
@@ -81,8 +83,9 @@ def rows(n: int, seed: int = 0) -> Iterator[dict[str, Any]]:
         }  # fmt: skip
 
 
-def fill(store: Store, n: int) -> float:
-    """Insert ``n`` rows the fastest way each store has; returns seconds."""
+def fill(store: Store, n: int, *, seed: int = 0, on: date | None = None) -> float:
+    """Insert ``n`` rows (see :func:`rows`) the fastest way each store has; returns
+    seconds."""
     store.ensure_schema()
     t0 = time.perf_counter()
     raw = store._engine.raw_connection()
@@ -90,7 +93,7 @@ def fill(store: Store, n: int) -> float:
         cur = raw.cursor()
         if store.dialect == "postgresql":
             batch = io.StringIO()
-            for i, r in enumerate(rows(n), 1):
+            for i, r in enumerate(rows(n, seed, on=on), 1):
                 batch.write("\t".join(_copy_value(r[c]) for c in COLUMNS) + "\n")
                 if i % 100_000 == 0 or i == n:
                     with cur.copy(f"COPY gavel_traffic ({', '.join(COLUMNS)}) FROM STDIN") as cp:
@@ -100,7 +103,7 @@ def fill(store: Store, n: int) -> float:
             marks = ", ".join("?" for _ in COLUMNS)
             sql = f"INSERT INTO gavel_traffic ({', '.join(COLUMNS)}) VALUES ({marks})"
             chunk: list[tuple[Any, ...]] = []
-            for i, r in enumerate(rows(n), 1):
+            for i, r in enumerate(rows(n, seed, on=on), 1):
                 chunk.append(tuple(_sqlite_value(r[c]) for c in COLUMNS))
                 if i % 100_000 == 0 or i == n:
                     cur.executemany(sql, chunk)

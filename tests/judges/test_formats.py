@@ -83,3 +83,33 @@ def test_choice_logprobs_reads_the_first_position() -> None:
 def test_judge_bound() -> None:
     # 300 prompt tokens at 3,000 tok/s (0.1 s) + 1 token at 20 tok/s (0.05 s): 6.67 items/s.
     assert bound_items_s(300, 1, 3000, 20) == pytest.approx(1 / 0.15)
+
+
+def test_the_endpoint_batch_path_sends_openai_requests_and_reads_their_answers() -> None:
+    """A simulated judge's batches go through the gateway: an OpenAI chat request per row
+    (structured outputs, logprobs), and its response read like an engine's output row."""
+    from judges._batch import _decode_logprobs, _endpoint_answer, _endpoint_payload
+
+    stack = load_config(ROOT / "config/cpu.yaml")
+    crit = _crit("verdict_only")
+    (row,) = batch_rows([_item()], [crit], JudgingConfig(), default_kinds())
+    sent = _endpoint_payload(row, "judge-model")
+    payload = sent["payload"]
+    assert payload["model"] == "judge-model" and payload["messages"] == row["messages"]
+    assert payload["structured_outputs"] == {"choice": ["pass", "fail"]}
+    assert payload["logprobs"] is True and payload["top_logprobs"] == 10
+    top = [{"token": "fail", "logprob": math.log(0.8)}, {"token": "pass", "logprob": math.log(0.2)}]
+    response = {
+        "choices": [
+            {"message": {"content": "fail"}, "logprobs": {"content": [{"top_logprobs": top}]}}
+        ],
+        "usage": {"prompt_tokens": 90, "completion_tokens": 1},
+    }
+    out = _endpoint_answer({**sent, "http_response": response})
+    out["logprobs"] = _decode_logprobs(out["logprobs"])
+    v = to_verdict(out, crit, default_kinds(), stack, run_id="d", day="d")
+    assert v.verdict == "fail" and v.p_fail == pytest.approx(0.8)
+    assert (v.judge_prompt_tokens, v.judge_completion_tokens) == (90, 1)
+    refused = _endpoint_answer({**sent, "http_response": {"error": {"message": "nope"}}})
+    failed = to_verdict(refused, crit, default_kinds(), stack, run_id="d", day="d")
+    assert failed.verdict == "error" and "nope" in (failed.error or "")
