@@ -234,8 +234,10 @@ class RateLimiter:
         tokens = reserve if tpm is not None and reservation is not None else 0
         self._event(WindowEvent(kind="admit", t=t, key=key, id=reservation, tokens=tokens))
         granted: Lease | None = None
-        offer = self._windows.offer_lease(key, now, rpm=rpm, tpm=tpm, reserve=reserve)
-        if lease and budget is None and offer is not None:
+        offer = None
+        if lease and budget is None:  # only asked for by keys without a budget
+            offer = self._windows.offer_lease(key, now, rpm=rpm, tpm=tpm, reserve=reserve)
+        if offer is not None:
             granted = Lease(
                 id=uuid.uuid4().hex, requests=offer[0], tokens=offer[1], term_s=LEASE_TERM_S
             )
