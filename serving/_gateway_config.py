@@ -161,6 +161,18 @@ class GatewayDeployment(DeploymentConfig):
         return out
 
 
+class PriorityConfig(GavelModel):
+    """Production before Gavel's own traffic: the judge's and evals' calls (by their
+    ``X-Gavel-Source``) are capped per ingress replica; production never waits."""
+
+    background_sources: tuple[Literal["judge", "eval"], ...] = ("judge", "eval")
+    max_in_flight: Annotated[int, Field(ge=1)] | None = 16
+    """Background requests one ingress replica runs at once (``null``: no cap). The
+    others wait for a slot, in order."""
+    max_wait_s: Annotated[float, Field(gt=0, le=600)] = 120.0
+    """A background request that waits longer for a slot gets 429 (the judge retries)."""
+
+
 class GatewayConfig(GavelModel):
     """The gateway built into the ingress: keys, limits, capture, the store."""
 
@@ -173,6 +185,8 @@ class GatewayConfig(GavelModel):
     cors: CorsConfig = CorsConfig()
     capture: CaptureConfig = CaptureConfig()
     store: StoreConfig = StoreConfig()
+    priority: PriorityConfig = PriorityConfig()
+    """Production first: a cap on the judge's and evals' requests in flight."""
     steering_metadata: tuple[str, ...] = ("expected", "pair")
     """``X-Gavel-Metadata`` keys that steer judging (reference answers, pairing); only
     ``admin`` keys may send them."""

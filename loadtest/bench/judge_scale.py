@@ -10,7 +10,11 @@ traffic in blocks until it ends. Reported per path: items judged, items/s, the
 simulated judge's bound in items/s (its decode and prefill rates over the items' mean
 tokens), and the app's TTFT p50/p99 without and with the job, against the app's SLO.
 
-``python -m loadtest.bench.judge_scale [--items 50000] --out reports/bench/judge_scale.json``
+Judge traffic waits behind production at the gateway (``gateway.priority``);
+``--background-cap none`` turns that off, for the comparison.
+
+``python -m loadtest.bench.judge_scale [--items 50000] [--background-cap 16|none]
+--out reports/bench/judge_scale.json``
 """
 
 from __future__ import annotations
@@ -143,6 +147,10 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=50_000)
     parser.add_argument("--paths", default="tasks,ray_data")
     parser.add_argument("--judge-replicas", type=int, default=2)
+    parser.add_argument(
+        "--background-cap", default="16",
+        help="gateway.priority.max_in_flight: judge requests per gateway replica, or none",
+    )  # fmt: skip
     parser.add_argument("--out", default="reports/bench/judge_scale.json")
     args = parser.parse_args()
     from serving.bench.storage import fill
@@ -158,6 +166,8 @@ def main() -> None:
         judge = next(m for m in cfg["models"] if m["role"] == "judge")
         judge["source"] = {"simulate": "llama-3.1-8b-h100"}
         judge["deployment"]["num_replicas"] = args.judge_replicas
+        cap = None if args.background_cap == "none" else int(args.background_cap)
+        cfg["gateway"]["priority"] = {"max_in_flight": cap}
         stack.config.write_text(yaml.safe_dump(cfg))
         store = Store(store_url)
         start_nodes()
@@ -190,6 +200,7 @@ def main() -> None:
     report = {
         "judge_profile": "llama-3.1-8b-h100",
         "judge_replicas": args.judge_replicas,
+        "background_cap_per_gateway_replica": args.background_cap,
         "judge_peak_output_tok_s_per_replica": profile.peak_output_tok_s(),
         "runs": results,
         "app_ttft_p99_ms_with_job_max": max(

@@ -46,6 +46,8 @@ class Call:
     """The limiter's reservation of this request's tokens, settled when it ends."""
     pieces: int = 0
     """Content deltas streamed so far (about one token each)."""
+    background_slot: bool = False
+    """It holds one of its replica's background slots (:mod:`._priority`) until it ends."""
     finished: bool = False
     """Set by :meth:`end`: the request's one ending (metrics, settlement, capture) ran."""
 

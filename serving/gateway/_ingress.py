@@ -50,6 +50,7 @@ from serving.gateway._capture import CaptureWriter
 from serving.gateway._headers import parse_extras
 from serving.gateway._metrics import GatewayMetrics
 from serving.gateway._metrics_hub import MetricsReporter
+from serving.gateway._priority import RETRY_AFTER_S, BackgroundBusy, BackgroundGate
 from serving.gateway._record import (
     GatewaySettings,
     elapsed,
@@ -91,6 +92,7 @@ class GavelIngress(OpenAiIngress):
         self._settings = GatewaySettings.model_validate(gateway)
         self._metrics = GatewayMetrics()
         self._admitter = Admitter(limiter, self._settings.config.limits, self._metrics)
+        self._gate = BackgroundGate(self._settings.config.priority, self._metrics)
         self._metrics.know_models(sorted(self._settings.roles), self._settings.slos)
         self._reporter = MetricsReporter(hub, self._metrics.registry) if hub else None
         cfg = self._settings.config
@@ -223,6 +225,7 @@ class GavelIngress(OpenAiIngress):
         cfg = self._settings.config
         gavel_id = uuid.uuid4().hex
         cap: int | None = None
+        gated = False  # a background slot was taken (given back when the request ends)
         try:
             raw = await read_body(request, cfg.limits.max_body_bytes)
             data = parse_body(raw, max_depth=cfg.limits.max_json_depth)
@@ -236,6 +239,7 @@ class GavelIngress(OpenAiIngress):
             extras, bad = parse_extras(request.headers, key, steering=cfg.steering_metadata)
             if bad is not None or extras is None:
                 return bad  # type: ignore[return-value]
+            gated = await self._gate.enter(extras.source)
             client_id = client_request_id(
                 data, request.headers.get("x-request-id"), cfg.capture.client_request_id_max
             )
@@ -270,10 +274,20 @@ class GavelIngress(OpenAiIngress):
             if key is not None:
                 ask = budget_ask(key, self._settings.prices.get(model), prompt_est, reserve)
                 await self._admitter.admit(key, reserve, gavel_id, ask)
-        except (RateLimited, OverBudget) as r:
-            return r.response()
-        except Refusal as r:
-            return _refused(r)
+        except BaseException as exc:
+            if gated:
+                self._gate.leave()
+            if isinstance(exc, RateLimited | OverBudget):
+                return exc.response()
+            if isinstance(exc, Refusal):
+                return _refused(exc)
+            if isinstance(exc, BackgroundBusy):
+                return openai_error(
+                    429, f"Background traffic waited {exc.waited_s:g} s behind production; "
+                    "retry.", type_="rate_limit_error", code="background_busy",
+                    headers={"Retry-After": str(RETRY_AFTER_S)},
+                )  # fmt: skip
+            raise
         call = Call(
             request_id=gavel_id,
             key=key,
@@ -287,6 +301,7 @@ class GavelIngress(OpenAiIngress):
             client_request_id=client_id,
             prompt_estimate=prompt_est,
             reservation=gavel_id if key is not None and key.tpm is not None else None,
+            background_slot=gated,
         )
         if extras.ts is not None:
             call.ts = extras.ts
@@ -333,6 +348,8 @@ class GavelIngress(OpenAiIngress):
     def _record(self, call: Call) -> None:
         """Record metrics, settle the key's tokens, and hand the record to capture."""
         e2e = elapsed(call)
+        if call.background_slot:
+            self._gate.leave()
         price = self._settings.prices.get(call.model)
         cost = price.cost(call.prompt_tokens, call.completion_tokens) if price else None
         observe(call, self._metrics, cost, e2e)

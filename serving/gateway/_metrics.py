@@ -100,6 +100,11 @@ class GatewayMetrics:
             ["path"],
             registry=r,
         )
+        self.background_waiting = Gauge(
+            "gavel_background_waiting_requests",
+            "Judge and eval requests waiting for a slot behind production",
+            registry=r,
+        )
         self.store_up = Gauge(
             "gavel_store_up",
             "1 if the last key lookup and capture write reached the store, else 0",

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+import yaml
 
 from loadtest.bench._cluster import (
     HEAD_PORT,
@@ -31,6 +32,8 @@ from tests.conftest import require_postgres
 pytestmark = pytest.mark.multinode
 
 BASE = "http://127.0.0.1:8000"
+BACKGROUND_CAP = 2
+"""Judge and eval requests in flight per gateway replica (``gateway.priority``)."""
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +49,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
     with scratch_database("gavel_mn") as store_url:
         stack = Stack(tmp_path_factory.mktemp("multinode"), store_url)
+        cfg = yaml.safe_load(stack.config.read_text())
+        cfg["gateway"]["priority"] = {"max_in_flight": BACKGROUND_CAP, "max_wait_s": 20}
+        stack.config.write_text(yaml.safe_dump(cfg))
         start_nodes()
         try:
             stack.serve()
@@ -315,3 +321,40 @@ def test_a_client_gone_at_any_point_is_settled_and_captured(cluster: Stack) -> N
     while _in_flight(_scrape()) != 0 and time.monotonic() < deadline:
         time.sleep(0.5)
     assert _in_flight(_scrape()) == 0
+
+
+def _waiting(page: str) -> float:
+    found = re.findall(r"^gavel_background_waiting_requests (\S+)$", page, re.M)
+    return float(found[0]) if found else 0.0
+
+
+def test_judge_traffic_waits_behind_its_cap_and_gives_its_slots_back(cluster: Stack) -> None:
+    """Three bursts of judge-sourced requests, each larger than the two replicas' slots:
+    some wait (the gauge shows it), and every one is served, so every slot came back
+    (a slot kept would leave the later ones waiting out ``max_wait_s`` into 429)."""
+    key = cluster.key("--scopes", "judge,infer")
+    headers = {"Authorization": f"Bearer {key}", "X-Gavel-Source": "judge"}
+    body = {"model": "judge-model", "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 20, "ignore_eos": True}  # fmt: skip
+
+    async def burst(n: int) -> tuple[list[int], float]:
+        async with httpx.AsyncClient(base_url=BASE, timeout=60) as c:
+            sends = [
+                asyncio.create_task(c.post("/v1/chat/completions", json=body, headers=headers))
+                for _ in range(n)
+            ]
+            peak = 0.0
+            while not all(t.done() for t in sends):
+                peak = max(peak, _waiting((await c.get("/metrics")).text))
+                await asyncio.sleep(0.2)
+            bad = [t.result().text for t in sends if t.result().status_code != 200]
+            assert not bad, bad[:2]
+            return [t.result().status_code for t in sends], peak
+
+    peaks = []
+    for _ in range(3):
+        statuses, peak = asyncio.run(burst(6 * BACKGROUND_CAP))
+        assert statuses == [200] * (6 * BACKGROUND_CAP)
+        peaks.append(peak)
+    assert max(peaks) > 0, peaks
+    assert _waiting(_scrape()) == 0
