@@ -221,7 +221,7 @@ def calibration_row(
     kappa, lo, hi = cohen_kappa(m)
     human_fail = m.both_fail + m.judge_pass_human_fail
     human_pass = m.judge_fail_human_pass + m.both_pass
-    trusted, reason = _trust(m.n, kappa, cfg)
+    trusted, reason = trust_rule(m.n, kappa, cfg)
     notes = [
         DriftNote(
             item_id=lab.item_id,
@@ -255,7 +255,8 @@ def calibration_row(
     )
 
 
-def _trust(n: int, kappa: float | None, cfg: CalibrationConfig) -> tuple[bool, str]:
+def trust_rule(n: int, kappa: float | None, cfg: CalibrationConfig) -> tuple[bool, str]:
+    """The trust rule of every judge: enough labels, and kappa at least ``min_kappa``."""
     if n < cfg.min_labels:
         return False, f"too few labels to tell ({n} < {cfg.min_labels})"
     if kappa is None:

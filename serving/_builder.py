@@ -149,19 +149,25 @@ def gateway_settings(config: StackConfig, *, base_dir: Path) -> dict[str, Any]:
 
     gw = config.gateway
     spool = Path(gw.capture.spool_dir)
-    prices = {m.model_id: m.price for m in config.models}
+    # A swap's variant is asked for by its own id and served by its base's engine: it
+    # has the base's role, price, objectives and context length.
+    models = {m.model_id: m for m in config.models}
+    variant = config.swap.variant if config.swap is not None else None
+    if variant is not None:
+        models[variant.model_id] = models[variant.base]
     settings = GatewaySettings(
         config=gw,
         store_url=resolve_url(gw.store.url, base_dir=base_dir),
         spool_dir=str(spool if spool.is_absolute() else (base_dir / spool).resolve()),
-        roles={m.model_id: m.role for m in config.models},
-        prices=prices,
-        slos={m.model_id: m.slo for m in config.models},
+        roles={i: m.role for i, m in models.items()},
+        prices={i: m.price for i, m in models.items()},
+        slos={i: m.slo for i, m in models.items()},
         context_lens={
-            m.model_id: m.engine.max_model_len
-            for m in config.models
+            i: m.engine.max_model_len
+            for i, m in models.items()
             if m.engine.max_model_len is not None
         },
+        swap=config.swap,
     )
     return settings.model_dump(mode="json")
 

@@ -46,6 +46,7 @@ from serving._model_config import (
     SloConfig,
     hourly_per_mtok,
 )
+from serving._swap_config import SwapConfig, VariantConfig
 
 __all__ = [
     "LATENCY_BUCKETS",
@@ -69,6 +70,8 @@ __all__ = [
     "SloConfig",
     "StackConfig",
     "StoreConfig",
+    "SwapConfig",
+    "VariantConfig",
     "hourly_per_mtok",
     "load_config",
     "load_model",
@@ -91,6 +94,8 @@ class StackConfig(GavelModel):
     judging: str = "judging.yaml"
     """The judging config (sampling, criteria, reports) that ``gavel judge``, ``label`` and
     ``eval`` use with this stack unless ``--judging`` names another."""
+    swap: SwapConfig | None = None
+    """A candidate beside the production model, on shadow and canary (``gavel swap``)."""
     state_dir: str = ".gavel"
     """Where ``gavel serve`` records the running stack for ``gavel status`` and ``gavel
     down`` (``$GAVEL_STATE_DIR`` overrides it)."""
@@ -105,6 +110,8 @@ class StackConfig(GavelModel):
                 raise ValueError(f"duplicate {label}: {', '.join(dupes)}")
         if "app" not in roles:
             raise ValueError("a model with role 'app' is required")
+        if self.swap is not None:
+            _check_swap(self.swap, ids)
         return self
 
     def model(self, role: Role) -> ModelConfig:
@@ -142,6 +149,25 @@ class StackConfig(GavelModel):
                 "state_dir": rebase_path(self.state_dir, base_dir),
             }
         )
+
+
+def _check_swap(swap: SwapConfig, ids: list[str]) -> None:
+    """The swap's models exist: production and the candidate are served ids, or the
+    candidate is a variant of one."""
+    served = ", ".join(ids)
+    if swap.production not in ids:
+        raise ValueError(f"swap.production: {swap.production!r} is not a served model ({served})")
+    v = swap.variant
+    if v is None and swap.candidate not in ids:
+        raise ValueError(
+            f"swap.candidate: {swap.candidate!r} is not a served model ({served}); "
+            "serve it, or describe it as swap.variant"
+        )
+    if v is not None:
+        if v.model_id in ids:
+            raise ValueError(f"swap.variant.model_id: {v.model_id!r} is already a served model")
+        if v.base not in ids:
+            raise ValueError(f"swap.variant.base: {v.base!r} is not a served model ({served})")
 
 
 def parse_config(data: object, *, source: str = "<config>") -> StackConfig:

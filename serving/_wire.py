@@ -15,7 +15,11 @@ page (``gavel label``), ``admin`` everything."""
 
 ROLE_SCOPE: dict[str, Scope] = {"app": "infer", "judge": "judge"}
 
-Source = Literal["production", "judge", "eval"]
+Source = Literal["production", "judge", "eval", "shadow"]
+"""Who sent a request: a client, Gavel's judge or evals, or the gateway's shadow of a
+production request (a model swap)."""
+HeaderSource = Literal["production", "judge", "eval"]
+"""The sources a client may name in ``X-Gavel-Source`` (``shadow`` is the gateway's own)."""
 """Who sent a request: applications (``production``), the judging job, or an eval run.
 Only production traffic is sampled for judging and counted as production cost."""
 
@@ -113,6 +117,10 @@ class TrafficRecord(GavelModel):
     """Why the text is gone: ``gavel store purge`` (``retention``) or ``gavel store erase``."""
     kept: Literal["golden"] | None = None
     """Why retention keeps the text: the record was promoted to a golden set."""
+    arm: Literal["production", "candidate"] | None = None
+    """Under a model swap, the arm that answered (``None``: no swap concerned it)."""
+    twin_id: Annotated[str, Field(max_length=64)] | None = None
+    """A shadow request's production twin (that record's ``request_id``)."""
 
 
 FigureJob = Literal["judge", "judge_status", "loadtest", "store"]

@@ -46,6 +46,12 @@ class Call:
     """The limiter's reservation of this request's tokens, settled when it ends."""
     pieces: int = 0
     """Content deltas streamed so far (about one token each)."""
+    arm: str | None = None
+    """Under a model swap, the arm that answers (``production`` or ``candidate``)."""
+    twin_id: str | None = None
+    """A shadow request's production twin."""
+    after: Callable[[Call], None] | None = None
+    """Run once the request has ended (its shadow is sent then, with its final id)."""
     background_slot: bool = False
     """It holds one of its replica's background slots (:mod:`._priority`) until it ends."""
     finished: bool = False

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, get_args
 
 from serving._errors import openai_error
-from serving._wire import SOURCE_HEADER, ApiKey, Source
+from serving._wire import SOURCE_HEADER, ApiKey, HeaderSource, Source
 from serving.gateway._text import unstorable_path
 
 if TYPE_CHECKING:
@@ -77,6 +77,7 @@ def parse_extras(
             return None, _bad("X-Gavel-Replay-Date must be YYYY-MM-DD.")
         ts = datetime.now(UTC).replace(year=d.year, month=d.month, day=d.day)
     source = headers.get(SOURCE_HEADER, "production")
-    if source not in get_args(Source):
-        return None, _bad(f"X-Gavel-Source must be one of {', '.join(get_args(Source))}.")
+    if source not in get_args(HeaderSource):
+        names = ", ".join(get_args(HeaderSource))
+        return None, _bad(f"X-Gavel-Source must be one of {names}.")
     return Extras(metadata=meta, ts=ts, source=source), None  # type: ignore[arg-type]

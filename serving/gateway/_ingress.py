@@ -22,11 +22,7 @@ from typing import Any
 from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
-from ray.llm._internal.serve.core.configs.openai_api_models import (
-    ChatCompletionRequest,
-    CompletionRequest,
-    OpenAIHTTPException,
-)
+from ray.llm._internal.serve.core.configs.openai_api_models import OpenAIHTTPException
 from ray.serve.handle import DeploymentHandle
 from ray.serve.llm.ingress import OpenAiIngress
 
@@ -58,16 +54,14 @@ from serving.gateway._record import (
     prepare_for_storage,
     to_record,
 )
+from serving.gateway._shadow import REQUEST_MODELS, ShadowRunner
+from serving.gateway._swap import ARM_HEADER, SwapRouter
 from serving.store import Store
 
 log = logging.getLogger("gavel.gateway")
 
 
 _ERROR_TYPES = {400: "invalid_request_error", 404: "model_not_found"}
-_REQUEST_MODELS: dict[str, type[ChatCompletionRequest] | type[CompletionRequest]] = {
-    "chat": ChatCompletionRequest,
-    "completions": CompletionRequest,
-}
 _SERVER_ERROR = "The model could not serve this request; it was recorded. Retry shortly."
 
 
@@ -93,6 +87,11 @@ class GavelIngress(OpenAiIngress):
         self._metrics = GatewayMetrics()
         self._admitter = Admitter(limiter, self._settings.config.limits, self._metrics)
         self._gate = BackgroundGate(self._settings.config.priority, self._metrics)
+        self._swap = SwapRouter(self._settings.swap)
+        self._shadows = ShadowRunner(self._swap, self._metrics, self._finish)
+        if (swap := self._settings.swap) is not None:
+            for kind, share in (("shadow", swap.shadow_rate), ("canary", swap.canary_weight)):
+                self._metrics.swap_share.labels(swap.production, swap.candidate, kind).set(share)
         self._metrics.know_models(sorted(self._settings.roles), self._settings.slos)
         self._reporter = MetricsReporter(hub, self._metrics.registry) if hub else None
         cfg = self._settings.config
@@ -124,7 +123,9 @@ class GavelIngress(OpenAiIngress):
             )
 
     async def __del__(self) -> None:
-        """Graceful shutdown (Serve awaits this): flush every captured record."""
+        """Graceful shutdown (Serve awaits this): finish the shadow requests in flight and
+        flush every captured record."""
+        await self._shadows.drain()
         if self._writer is not None:
             await self._writer.close()
 
@@ -236,6 +237,8 @@ class GavelIngress(OpenAiIngress):
                 denied = check_scope(key, model, role, self._metrics)
                 if denied is not None:
                     return denied
+            arm = self._swap.arm(model, key)  # under a swap, the arm that answers
+            served = self._swap.served(model, arm)
             extras, bad = parse_extras(request.headers, key, steering=cfg.steering_metadata)
             if bad is not None or extras is None:
                 return bad  # type: ignore[return-value]
@@ -253,7 +256,7 @@ class GavelIngress(OpenAiIngress):
                 cap = completion_cap(
                     data,
                     default=cfg.limits.default_completion_reserve,
-                    context_len=self._settings.context_lens.get(model),
+                    context_len=self._settings.context_lens.get(served),
                     prompt_est=prompt_est,
                 )
                 if cap is not None:  # no max_tokens: generate no more than was reserved
@@ -265,14 +268,15 @@ class GavelIngress(OpenAiIngress):
                     # Usage is needed for cost and limits; its chunk is not passed on.
                     base = opts if isinstance(opts, dict) else {}
                     engine_data["stream_options"] = {**base, "include_usage": True}
+            engine_data = self._swap.engine_body(engine_data, served)
             try:
-                body = _REQUEST_MODELS[endpoint].model_validate(engine_data)
+                body = REQUEST_MODELS[endpoint].model_validate(engine_data)
             except ValidationError as exc:
                 e = exc.errors()[0]
                 where = ".".join(str(p) for p in e.get("loc", ())) or "body"
                 raise Refusal(400, f"{where}: {e.get('msg')}") from None
             if key is not None:
-                ask = budget_ask(key, self._settings.prices.get(model), prompt_est, reserve)
+                ask = budget_ask(key, self._settings.prices.get(served), prompt_est, reserve)
                 await self._admitter.admit(key, reserve, gavel_id, ask)
         except BaseException as exc:
             if gated:
@@ -291,7 +295,7 @@ class GavelIngress(OpenAiIngress):
         call = Call(
             request_id=gavel_id,
             key=key,
-            model=model,
+            model=served,
             role=role,
             endpoint=endpoint,
             stream=bool(data.get("stream")),
@@ -302,10 +306,13 @@ class GavelIngress(OpenAiIngress):
             prompt_estimate=prompt_est,
             reservation=gavel_id if key is not None and key.tpm is not None else None,
             background_slot=gated,
+            arm=arm,
         )
+        if self._swap.wants_shadow(arm):  # sent to the candidate once this one has ended
+            call.after = lambda c: self._shadows.send(c, captured, handler)
         if extras.ts is not None:
             call.ts = extras.ts
-        self._metrics.in_flight.labels(model).inc()
+        self._metrics.in_flight.labels(served).inc()
         task = asyncio.current_task()
         if task is not None:  # the one ending that runs whatever happens to the request
             task.add_done_callback(lambda _: call.end_if_abandoned(self._record))
@@ -331,6 +338,8 @@ class GavelIngress(OpenAiIngress):
             raise
         if cap is not None:
             resp.headers[MAX_TOKENS_HEADER] = str(cap)
+        if arm is not None:
+            resp.headers[ARM_HEADER] = arm
         if isinstance(resp, StreamingResponse):
             resp.body_iterator = tap(
                 resp.body_iterator, call, pass_usage=client_wants_usage, finish=self._record
@@ -359,7 +368,8 @@ class GavelIngress(OpenAiIngress):
         used = (call.prompt_tokens or 0) + (call.completion_tokens or 0)
         if key is not None:
             self._admitter.settle(key, call.reservation, used, cost)
-        if self._writer is None:
-            return
-        self._writer.start()
-        self._writer.submit(to_record(call, self._settings, cost=cost, e2e_s=e2e))
+        if self._writer is not None:
+            self._writer.start()
+            self._writer.submit(to_record(call, self._settings, cost=cost, e2e_s=e2e))
+        if call.after is not None and call.status < 400:
+            call.after(call)

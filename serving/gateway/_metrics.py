@@ -105,6 +105,16 @@ class GatewayMetrics:
             "Judge and eval requests waiting for a slot behind production",
             registry=r,
         )
+        self.shadow_dropped = Counter(
+            "gavel_shadow_dropped_requests",
+            "Shadow requests not sent: the replica's shadow slots were all taken",
+            ["model"], registry=r,
+        )  # fmt: skip
+        self.swap_share = Gauge(
+            "gavel_swap_share",
+            "A model swap's configured shares: shadow (rate) and canary (weight)",
+            ["production", "candidate", "kind"], registry=r,
+        )  # fmt: skip
         self.store_up = Gauge(
             "gavel_store_up",
             "1 if the last key lookup and capture write reached the store, else 0",
@@ -141,7 +151,7 @@ class GatewayMetrics:
             self.tpot.labels(m)
             self.output_len.labels(m)
             self.in_flight.labels(m)
-            for src in ("production", "judge", "eval"):
+            for src in ("production", "judge", "eval", "shadow"):
                 self.input_tokens.labels(m, src)
                 self.output_tokens.labels(m, src)
                 self.cost.labels(m, src)

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from serving._config import GatewayConfig, GavelModel, PriceConfig, SloConfig
+from serving._swap_config import SwapConfig
 from serving._wire import TrafficRecord
 from serving.gateway._call import Call
 from serving.gateway._metrics import GatewayMetrics, length_bucket
@@ -26,6 +27,8 @@ class GatewaySettings(GavelModel):
     """Served model id -> latency objectives (the gateway counts attainment)."""
     context_lens: dict[str, int] = {}
     """Served model id -> its engine's ``max_model_len``, where the config sets it."""
+    swap: SwapConfig | None = None
+    """A candidate beside the production model (shadow, canary), if one is configured."""
 
 
 def observe(call: Call, metrics: GatewayMetrics, cost: float | None, e2e_s: float) -> None:
@@ -139,6 +142,8 @@ def to_record(
         metadata=metadata,
         source=call.source,
         client_request_id=client_id,
+        arm=call.arm,  # type: ignore[arg-type]
+        twin_id=call.twin_id,
     )
 
 

@@ -74,7 +74,11 @@ traffic = Table(
     Column("text_removed", String(16)),
     # Why the text is kept past retention: ``golden`` (promoted to a golden set).
     Column("kept", String(16)),
+    # Under a model swap: the arm that answered, and a shadow request's production twin.
+    Column("arm", String(16)),
+    Column("twin_id", String(64)),
     Index("ix_gavel_traffic_key_day", "key_name", "day"),
+    Index("ix_gavel_traffic_twin_id", "twin_id"),
 )
 
 # ``gavel store purge`` looks for text still held, by day: an index of those rows only.

@@ -57,7 +57,7 @@ def test_a_database_of_the_previous_commit_upgrades_and_every_row_survives(
     state = store.schema()
     assert state.current is None and not state.empty and not state.up_to_date
     before, after = store.upgrade()
-    assert before.current is None and after.current == head_revision() == "0003"
+    assert before.current is None and after.current == head_revision() == "0004"
     rows = _rows(store)
     assert [len(rows[t]) for t in rows] == [2, 4, 1, 1, 1, 1, 1, 1]
     first = rows["gavel_traffic"][0]
@@ -103,7 +103,7 @@ def test_an_out_of_date_store(scratch_store_url: str, tmp_path: Path) -> None:
 
     current = gavel("store", "current")
     assert current.returncode == 1
-    assert current.stdout.strip() == "revision none (made before migrations): this Gavel needs 0003"
+    assert current.stdout.strip() == "revision none (made before migrations): this Gavel needs 0004"
     if scratch_store_url.startswith("postgresql"):
         # Several nodes share it: nothing upgrades it behind the operator's back.
         with pytest.raises(SchemaOutOfDate, match="run `gavel store upgrade`"):
@@ -115,11 +115,11 @@ def test_an_out_of_date_store(scratch_store_url: str, tmp_path: Path) -> None:
         assert serve.returncode == 1 and serve.stderr.count("\n") == 1
         assert serve.stderr == (
             "gavel: error: the store's schema is at revision none (made before migrations): "
-            "this Gavel needs 0003; run `gavel store upgrade`\n"
+            "this Gavel needs 0004; run `gavel store upgrade`\n"
         )
     up = gavel("store", "upgrade")
-    assert up.returncode == 0 and "from revision none to 0003" in up.stdout, up.stderr
-    assert gavel("store", "upgrade").stdout.startswith("already at revision 0003")
+    assert up.returncode == 0 and "from revision none to 0004" in up.stdout, up.stderr
+    assert gavel("store", "upgrade").stdout.startswith("already at revision 0004")
     assert gavel("store", "current").returncode == 0
 
 

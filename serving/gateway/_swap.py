@@ -1,0 +1,86 @@
+"""A model swap at the gateway: which arm answers a request for the production id
+(canary), whether the candidate also gets it in the background (shadow), and the body a
+variant's engine is sent.
+
+Shadow requests run beside production, in slots of their own per replica: when every
+slot is taken the shadow is dropped and counted, never queued, so production latency
+does not move. Pure decisions here; the ingress does the calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from typing import Any, Literal
+
+from serving._swap_config import SwapConfig, VariantConfig
+from serving._wire import ApiKey
+
+Arm = Literal["production", "candidate"]
+ARM_HEADER = "X-Gavel-Arm"
+
+
+class SwapRouter:
+    """The swap of one ingress replica (``None`` config: no swap, nothing changes)."""
+
+    def __init__(self, swap: SwapConfig | None, *, rng: random.Random | None = None) -> None:
+        self.swap = swap
+        self._rng = rng or random.Random()
+        self._variants: dict[str, VariantConfig] = (
+            {swap.variant.model_id: swap.variant} if swap and swap.variant else {}
+        )
+        self._shadows = 0
+
+    def arm(self, model: str, key: ApiKey | None) -> Arm | None:
+        """The arm that answers a request for ``model``: ``None`` when no swap concerns it."""
+        s = self.swap
+        if s is None or model != s.production:
+            return None
+        if s.promoted:
+            return "candidate"
+        if s.canary_weight <= 0:
+            return "production"
+        if s.sticky and key is not None:
+            digest = hashlib.sha256(f"{s.candidate}:{key.name}".encode()).digest()
+            draw = int.from_bytes(digest[:8], "big") / 2**64
+        else:
+            draw = self._rng.random()
+        return "candidate" if draw < s.canary_weight else "production"
+
+    def served(self, model: str, arm: Arm | None) -> str:
+        """The model id that answers: the candidate's on its arm, else the one asked for."""
+        return self.swap.candidate if arm == "candidate" and self.swap else model
+
+    def wants_shadow(self, arm: Arm | None) -> bool:
+        """Whether a request on production's arm is also sent to the candidate."""
+        s = self.swap
+        if s is None or arm != "production" or s.shadow_rate <= 0:
+            return False
+        return self._rng.random() < s.shadow_rate
+
+    def take_shadow_slot(self) -> bool:
+        """A slot for one shadow request, or False (drop it) when all are taken."""
+        if self.swap is None or self._shadows >= self.swap.shadow_max_in_flight:
+            return False
+        self._shadows += 1
+        return True
+
+    def give_shadow_slot(self) -> None:
+        """Give back a slot of :meth:`take_shadow_slot`."""
+        self._shadows = max(0, self._shadows - 1)
+
+    def engine_body(self, data: dict[str, Any], served: str) -> dict[str, Any]:
+        """The body sent to the engine that answers ``served``: a variant's goes to its
+        base engine with the variant's system prompt and defaults."""
+        v = self._variants.get(served)
+        if v is None:
+            return {**data, "model": served}
+        out = {**data, "model": v.base}
+        if v.system_prompt is not None and isinstance(out.get("messages"), list):
+            out["messages"] = [{"role": "system", "content": v.system_prompt}, *out["messages"]]
+        if v.max_tokens is not None:
+            asked = out.get("max_tokens")
+            out["max_tokens"] = min(asked, v.max_tokens) if isinstance(asked, int) else v.max_tokens
+        if v.temperature is not None:
+            out["temperature"] = v.temperature
+        return out
