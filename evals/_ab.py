@@ -3,7 +3,8 @@ pairwise, in both orders, with the suite's pairwise criterion."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from evals._compare import PairOutcome, PairwiseReport, pairwise_report
 from evals._result import RunResult
@@ -53,73 +54,71 @@ def judge_pairs(
     log: Callable[[str], None] = print,
 ) -> PairwiseReport:
     """Judge A's and B's first-epoch answers to every item pairwise (both orders)."""
-    by_id = {it.id: it for it in loaded.items}
     a_items, b_items = {i.id: i for i in a.items}, {i.id: i for i in b.items}
-    outcomes: list[PairOutcome] = []
-    asks: list[JudgeItem] = []
-    pending: dict[str, tuple[str, int, int]] = {}
-    for item_id, item in by_id.items():
+    pairs: list[tuple[str, Exchange, Exchange]] = []
+    for item_id, item in {it.id: it for it in loaded.items}.items():
         ra, rb = a_items[item_id].epochs[0].response, b_items[item_id].epochs[0].response
         if ra is None or rb is None:
             continue
-        wa, wb = len(ra.split()), len(rb.split())
-        if ra == rb:
-            outcomes.append(
-                PairOutcome(
-                    item_id=item_id,
-                    winner="tie",
-                    orders=None,
-                    words_a=wa,
-                    words_b=wb,
-                    identical=True,
-                )
+        ex_a, ex_b = (
+            Exchange(
+                id=f"ab-{run.run_id}-{item_id}",
+                model=run.model,
+                messages=item.messages,
+                prompt=item.prompt,
+                response=text,
             )
-            continue
-        ex_a = Exchange(
-            id=f"ab-{a.run_id}-{item_id}",
-            model=a.model,
-            messages=item.messages,
-            prompt=item.prompt,
-            response=ra,
+            for run, text in ((a, ra), (b, rb))
         )
-        ex_b = Exchange(
-            id=f"ab-{b.run_id}-{item_id}",
-            model=b.model,
-            messages=item.messages,
-            prompt=item.prompt,
-            response=rb,
-        )
-        ask = JudgeItem(criterion=crit.name, exchanges=[ex_a, ex_b])
-        asks.append(ask)
-        pending[ask.item_id] = (item_id, wa, wb)
-    if asks:
-        vstore = VerdictStore(store)
-        judge_items(
-            asks,
-            [crit],
-            stack,
-            judging,
-            vstore,
-            run_id=f"ab-{a.run_id}-{b.run_id}",
-            day=None,
-            api_key=api_key,
-            use_ray=False,
-            log=log,
-        )
-        for v in vstore.for_items(pending):
-            if v.criterion != crit.name or v.criterion_version != crit.version:
-                continue
-            item_id, wa, wb = pending[v.item_id]
-            if v.verdict not in ("A", "B", "tie"):
-                continue
-            outcome = PairOutcome(
-                item_id=item_id,
-                winner=v.verdict,  # type: ignore[arg-type]
-                orders=v.order_winners,
-                words_a=wa,
-                words_b=wb,
-            )
-            outcomes.append(outcome)
+        pairs.append((item_id, ex_a, ex_b))
+    ctx = PairJudging(crit, store, stack, judging, api_key, log)
+    outcomes = judge_exchange_pairs(pairs, ctx, run_id=f"ab-{a.run_id}-{b.run_id}")
     return pairwise_report(
         crit.name, outcomes, max_flip_rate=max_flip_rate, judge_trusted=judge_trusted
     )
+
+
+@dataclass(frozen=True)
+class PairJudging:
+    """What judging pairs needs: the criterion, the store, the configs and the key."""
+
+    crit: Criterion
+    store: Store
+    stack: StackConfig
+    judging: JudgingConfig
+    api_key: str
+    log: Callable[[str], None] = print
+
+
+def judge_exchange_pairs(
+    pairs: Sequence[tuple[str, Exchange, Exchange]], ctx: PairJudging, *, run_id: str
+) -> list[PairOutcome]:
+    """Judge each (id, A, B) pairwise in both orders (identical answers are a tie without
+    asking); the outcomes of the pairs the judge decided."""
+    outcomes: list[PairOutcome] = []
+    asks: list[JudgeItem] = []
+    pending: dict[str, tuple[str, int, int]] = {}
+    for pair_id, ex_a, ex_b in pairs:
+        ra, rb = ex_a.response or "", ex_b.response or ""
+        wa, wb = len(ra.split()), len(rb.split())
+        if ra == rb:
+            outcomes.append(PairOutcome(item_id=pair_id, winner="tie", orders=None, words_a=wa,
+                                        words_b=wb, identical=True))  # fmt: skip
+            continue
+        ask = JudgeItem(criterion=ctx.crit.name, exchanges=[ex_a, ex_b])
+        asks.append(ask)
+        pending[ask.item_id] = (pair_id, wa, wb)
+    if not asks:
+        return outcomes
+    vstore = VerdictStore(ctx.store)
+    judge_items(asks, [ctx.crit], ctx.stack, ctx.judging, vstore, run_id=run_id, day=None,
+                api_key=ctx.api_key, use_ray=False, log=ctx.log)  # fmt: skip
+    for v in vstore.for_items(pending):
+        if v.criterion != ctx.crit.name or v.criterion_version != ctx.crit.version:
+            continue
+        if v.verdict not in ("A", "B", "tie"):
+            continue
+        pair_id, wa, wb = pending[v.item_id]
+        outcomes.append(PairOutcome(item_id=pair_id, winner=v.verdict, orders=v.order_winners,  # type: ignore[arg-type]
+                                    words_a=wa, words_b=wb))  # fmt: skip
+    return outcomes

@@ -20,6 +20,7 @@ class AssertArgs(GavelModel):
 
     pattern: str | None = None
     max: Annotated[int, Field(ge=1)] | None = None
+    min: Annotated[int, Field(ge=1)] | None = None
     json_schema: dict[str, Any] | None = None
     refusal_patterns: list[str] | None = None
 
@@ -138,6 +139,12 @@ def valid_json(answer: str, expected: str | None, args: AssertArgs) -> Outcome:
 def max_words(answer: str, expected: str | None, args: AssertArgs) -> Outcome:
     """At most ``args.max`` words."""
     return "pass" if len(answer.split()) <= int(args.max or 0) else "fail"
+
+
+@ASSERTIONS.register("min_words", needs=("min",))
+def min_words(answer: str, expected: str | None, args: AssertArgs) -> Outcome:
+    """At least ``args.min`` words."""
+    return "pass" if len(answer.split()) >= int(args.min or 0) else "fail"
 
 
 @ASSERTIONS.register("no_refusal")

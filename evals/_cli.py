@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from evals._cli_common import configs, endpoint, load
 from evals._judge_cli import add_judge_commands
+from evals._swap_cli import commands as add_swap_commands
 from serving import EXIT_USAGE, CliError, CommandSet, open_store
 
 if TYPE_CHECKING:
@@ -84,6 +85,7 @@ def commands(cli: CommandSet) -> None:
     ab.set_defaults(func=cmd_ab)
 
     add_judge_commands(ev, common=_common)
+    add_swap_commands(cli)
 
 
 def _run(

@@ -24,6 +24,7 @@ from serving._config import (
     PriceConfig,
     Role,
     StackConfig,
+    SwapConfig,
     hourly_per_mtok,
     load_config,
     load_model,
@@ -35,6 +36,7 @@ from serving._errors import CliError, openai_error
 from serving._figures import figures_registry
 from serving._keys import bearer_token, hash_key, new_key
 from serving._stack import connect_ray
+from serving._swap_config import SwapCheck
 from serving._wire import SOURCE_HEADER, ApiKey, Figure, FigureJob, Scope, Source, TrafficRecord
 
 __all__ = [
@@ -55,6 +57,8 @@ __all__ = [
     "Source",
     "StackConfig",
     "SubParsers",
+    "SwapCheck",
+    "SwapConfig",
     "TrafficRecord",
     "app_builder",
     "bearer_token",

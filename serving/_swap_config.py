@@ -42,6 +42,19 @@ class VariantConfig(GavelModel):
         return self
 
 
+class SwapCheck(GavelModel):
+    """A deterministic check of every answer on both arms: one of the evals' registered
+    assertions (``max_words``, ``min_words``, ``valid_json``, ``regex``, ``no_refusal``),
+    with the arguments it needs. A decision can rest on these when no judge is trusted."""
+
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")]
+    assertion: Annotated[str, Field(min_length=1)]
+    pattern: str | None = None
+    max: Annotated[int, Field(ge=1)] | None = None
+    min: Annotated[int, Field(ge=1)] | None = None
+    refusal_patterns: list[str] | None = None
+
+
 class SwapConfig(GavelModel):
     """A candidate beside the production model: a share of production's requests is also
     sent to it in the background (shadow), and a share is answered by it (canary)."""
@@ -65,13 +78,20 @@ class SwapConfig(GavelModel):
     promoted: bool = False
     """Set by ``gavel swap promote``: the candidate answers every request for the
     production id."""
-    criteria: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
-    """Judging criteria the swap report uses (default: the judging config's own)."""
+    checks: list[SwapCheck] = Field(default_factory=list)
+    """Deterministic checks of both arms' answers (``gavel swap report``)."""
+    pairwise: Annotated[str, Field(min_length=1)] = "preferred_response"
+    """The pairwise criterion that judges shadow pairs (both orders)."""
+    min_pairs: Annotated[int, Field(ge=1)] = 30
+    """With fewer shadow pairs (or answers per arm) no decision but ``continue``."""
 
     @model_validator(mode="after")
     def _two_models(self) -> SwapConfig:
         if self.candidate == self.production:
             raise ValueError("candidate: it is the production model; name another model")
+        names = [c.name for c in self.checks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"checks: names must be unique ({', '.join(names)})")
         if self.variant is not None and self.variant.model_id != self.candidate:
             raise ValueError(
                 f"variant.model_id: {self.variant.model_id!r} is not the candidate "

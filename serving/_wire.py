@@ -123,7 +123,7 @@ class TrafficRecord(GavelModel):
     """A shadow request's production twin (that record's ``request_id``)."""
 
 
-FigureJob = Literal["judge", "judge_status", "loadtest", "store"]
+FigureJob = Literal["judge", "judge_status", "loadtest", "store", "swap"]
 """Which job published a set of figures; each job's set replaces its previous one."""
 
 

@@ -80,6 +80,7 @@ def rows(n: int, seed: int = 0, *, on: date | None = None) -> Iterator[dict[str,
             "ttft_ms": rng.uniform(20, 400), "e2e_ms": rng.uniform(200, 4000),
             "cost_usd": len(answer) / 4 * 7e-7, "metadata_only": False, "metadata_json": None,
             "source": source, "client_request_id": None, "text_removed": None, "kept": None,
+            "arm": None, "twin_id": None,
         }  # fmt: skip
 
 

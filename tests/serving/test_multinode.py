@@ -33,6 +33,16 @@ pytestmark = pytest.mark.multinode
 
 BASE = "http://127.0.0.1:8000"
 BACKGROUND_CAP = 2
+SWAP = {
+    "production": "judge-model",
+    "candidate": "judge-terse",
+    "variant": {"model_id": "judge-terse", "base": "judge-model",
+                "system_prompt": "Answer in one word.", "max_tokens": 2},
+    "shadow_rate": 1.0,
+    "canary_weight": 0.5,
+}  # fmt: skip
+"""A swap on the judge model's id (the other tests send app-model), its candidate a
+degraded variant of the same engine."""
 """Judge and eval requests in flight per gateway replica (``gateway.priority``)."""
 
 
@@ -51,6 +61,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         stack = Stack(tmp_path_factory.mktemp("multinode"), store_url)
         cfg = yaml.safe_load(stack.config.read_text())
         cfg["gateway"]["priority"] = {"max_in_flight": BACKGROUND_CAP, "max_wait_s": 20}
+        cfg["swap"] = SWAP
         stack.config.write_text(yaml.safe_dump(cfg))
         start_nodes()
         try:
@@ -358,3 +369,77 @@ def test_judge_traffic_waits_behind_its_cap_and_gives_its_slots_back(cluster: St
         peaks.append(peak)
     assert max(peaks) > 0, peaks
     assert _waiting(_scrape()) == 0
+
+
+def _dropped(page: str) -> float:
+    found = re.findall(r"^gavel_shadow_dropped_requests_total\{[^}]*\} (\S+)$", page, re.M)
+    return sum(float(v) for v in found)
+
+
+def test_a_swap_canaries_and_shadows_without_touching_clients_or_their_limits(
+    cluster: Stack,
+) -> None:
+    """A key at rpm 12 sends 12 requests for the production id. Each is answered on one
+    arm (the header says which; the candidate's answers are the variant's, at most 2
+    tokens) and captured once with its arm. Every request answered on production's arm
+    was sent to the candidate as a shadow or counted as dropped; each shadow is captured
+    with its twin's id and never counted against the key (else the key would get 429)."""
+    key = cluster.key("--rpm", "12")
+    prefix = f"mn-s-{uuid.uuid4().hex[:6]}-"
+    dropped_before = _dropped(_scrape())
+    arms: dict[str, str] = {}
+    tokens: dict[str, int] = {}
+    with httpx.Client(base_url=BASE, timeout=60) as c:
+        for i in range(12):
+            rid = f"{prefix}{i}"
+            r = c.post(
+                "/v1/chat/completions",
+                json={
+                    "model": "judge-model",
+                    "max_tokens": 6,
+                    "ignore_eos": True,
+                    "messages": [{"role": "user", "content": rid}],
+                },
+                headers={"Authorization": f"Bearer {key}", "X-Request-Id": rid},
+            )
+            assert r.status_code == 200, r.text
+            assert r.json()["model"] == "judge-model"  # the client sees the id it asked for
+            arms[rid] = r.headers["x-gavel-arm"]
+            tokens[rid] = r.json()["usage"]["completion_tokens"]
+    assert {tokens[r] for r in arms if arms[r] == "candidate"} <= {1, 2}
+    assert {tokens[r] for r in arms if arms[r] == "production"} <= {6}
+    assert set(arms.values()) == {"production", "candidate"}, arms  # 2**-11 to fail by chance
+    from serving.store import Store
+
+    store = Store(cluster.store_url)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            day = store.traffic_for_day(datetime.now(UTC).date())
+            mine = {
+                r.client_request_id: r
+                for r in day
+                if (r.client_request_id or "").startswith(prefix)
+            }
+            twins = {r.request_id: r for r in mine.values() if r.arm == "production"}
+            shadows = [r for r in day if r.twin_id in twins]
+            dropped = _dropped(_scrape()) - dropped_before
+            if len(mine) == 12 and len(shadows) + dropped == len(twins):
+                break
+            time.sleep(0.5)
+    finally:
+        store.close()
+    assert cluster.captured(prefix) == dict.fromkeys(arms, 1)
+    assert {rid: r.arm for rid, r in mine.items()} == arms
+    assert {r.model for r in mine.values() if r.arm == "candidate"} == {"judge-terse"}
+    assert len(shadows) + dropped == len(twins) and shadows, (len(shadows), dropped, len(twins))
+    for s in shadows:
+        twin = twins[s.twin_id]  # type: ignore[index]
+        assert (s.source, s.arm, s.model, s.key_name) == (
+            "shadow",
+            "candidate",
+            "judge-terse",
+            None,
+        )
+        assert s.request["messages"] == twin.request["messages"]
+        assert (s.completion_tokens or 0) <= 2 and s.status == 200

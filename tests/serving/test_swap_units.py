@@ -26,20 +26,46 @@ def _key(name: str) -> ApiKey:
 
 def test_config_checks_the_swap_models() -> None:
     ok = parse_config(
-        {"models": MODELS, "swap": {"production": "app-model", "candidate": "app-terse",
-                                    "variant": TERSE, "shadow_rate": 0.5}}  # fmt: skip
+        {
+            "models": MODELS,
+            "swap": {
+                "production": "app-model",
+                "candidate": "app-terse",
+                "variant": TERSE,
+                "shadow_rate": 0.5,
+            },
+        }
     )
     assert ok.swap is not None and ok.swap.variant is not None
     bad = [
         ({"production": "nope", "candidate": "judge-model"}, "swap.production"),
         ({"production": "app-model", "candidate": "other"}, "swap.candidate"),
         ({"production": "app-model", "candidate": "app-model"}, "production model"),
-        ({"production": "app-model", "candidate": "judge-model",
-          "variant": {**TERSE, "model_id": "other"}}, "not the candidate"),  # fmt: skip
-        ({"production": "app-model", "candidate": "x",
-          "variant": {**TERSE, "model_id": "x", "base": "gone"}}, "swap.variant.base"),  # fmt: skip
-        ({"production": "app-model", "candidate": "app-terse", "variant": TERSE,
-          "shadow_rate": 1.5}, "shadow_rate"),  # fmt: skip
+        (
+            {
+                "production": "app-model",
+                "candidate": "judge-model",
+                "variant": {**TERSE, "model_id": "other"},
+            },
+            "not the candidate",
+        ),
+        (
+            {
+                "production": "app-model",
+                "candidate": "x",
+                "variant": {**TERSE, "model_id": "x", "base": "gone"},
+            },
+            "swap.variant.base",
+        ),
+        (
+            {
+                "production": "app-model",
+                "candidate": "app-terse",
+                "variant": TERSE,
+                "shadow_rate": 1.5,
+            },
+            "shadow_rate",
+        ),
     ]
     for swap, words in bad:
         with pytest.raises(ConfigError, match=words):

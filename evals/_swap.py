@@ -1,0 +1,204 @@
+"""The judged comparison of a model swap on live traffic: shadow pairs and canary arms,
+deterministic checks on both, the pairwise judge's verdicts, and the decision.
+
+Every interval here is a confidence sequence (:mod:`evals._sequential`), valid at every
+day at once, so the report can be read daily without inflating the error. Pure
+functions over captured records; :mod:`evals._swap_report` does the I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from evals._checks import ASSERTIONS, AssertArgs
+from evals._compare import PairwiseReport
+from evals._sequential import confidence_sequence, cs_difference, win_scores
+from serving import GavelModel, SwapCheck, SwapConfig, TrafficRecord
+
+Decision = Literal["promote", "rollback", "continue"]
+
+
+@dataclass
+class SwapTraffic:
+    """A swap's captured traffic: the canary's two arms and the shadow pairs."""
+
+    production_arm: list[TrafficRecord] = field(default_factory=list)
+    candidate_arm: list[TrafficRecord] = field(default_factory=list)
+    pairs: list[tuple[TrafficRecord, TrafficRecord]] = field(default_factory=list)
+    """(production twin, its shadow on the candidate)."""
+
+
+def split(records: Sequence[TrafficRecord], swap: SwapConfig) -> SwapTraffic:
+    """The answered (2xx) records of the swap: arms by their ``arm``, and each shadow with
+    its production twin."""
+    ok = [r for r in records if r.status < 400 and r.response_text is not None]
+    out = SwapTraffic()
+    twins: dict[str, TrafficRecord] = {}
+    for r in ok:
+        if r.source == "production" and r.arm == "production" and r.model == swap.production:
+            out.production_arm.append(r)
+            twins[r.request_id] = r
+        elif r.source == "production" and r.arm == "candidate" and r.model == swap.candidate:
+            out.candidate_arm.append(r)
+    out.pairs = [
+        (twins[r.twin_id], r)
+        for r in ok
+        if r.source == "shadow" and r.twin_id in twins and r.model == swap.candidate
+    ]
+    return out
+
+
+class ArmCheck(GavelModel):
+    """One deterministic check, candidate against production, on shadow pairs or arms."""
+
+    check: str
+    on: Literal["shadow", "canary"]
+    n_production: int
+    n_candidate: int
+    production_rate: float | None
+    candidate_rate: float | None
+    diff: float | None
+    """Candidate minus production (paired by twin on shadow)."""
+    cs_low: float | None
+    cs_high: float | None
+    worse: bool
+    """The candidate is worse: the whole confidence sequence is below 0."""
+
+
+def passes(check: SwapCheck, answer: str) -> float | None:
+    """1.0 pass, 0.0 fail, ``None`` when the assertion does not apply."""
+    args = AssertArgs(
+        pattern=check.pattern, max=check.max, min=check.min, refusal_patterns=check.refusal_patterns
+    )
+    outcome = ASSERTIONS.run(check.assertion, answer, None, args)
+    return None if outcome == "skip" else float(outcome == "pass")
+
+
+def _rate(xs: Sequence[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
+
+
+def shadow_check(
+    check: SwapCheck, pairs: Sequence[tuple[TrafficRecord, TrafficRecord]]
+) -> ArmCheck:
+    """The check on shadow pairs: the paired difference's confidence sequence."""
+    a: list[float] = []
+    b: list[float] = []
+    for twin, shadow in pairs:
+        pa, pb = passes(check, twin.response_text or ""), passes(check, shadow.response_text or "")
+        if pa is not None and pb is not None:
+            a.append(pa)
+            b.append(pb)
+    cs = confidence_sequence([y - x for x, y in zip(a, b, strict=True)], bounds=(-1.0, 1.0))
+    return ArmCheck(
+        check=check.name, on="shadow", n_production=len(a), n_candidate=len(b),
+        production_rate=_rate(a), candidate_rate=_rate(b),
+        diff=cs[0] if cs else None, cs_low=cs[1] if cs else None, cs_high=cs[2] if cs else None,
+        worse=cs is not None and cs[2] < 0,
+    )  # fmt: skip
+
+
+def canary_check(
+    check: SwapCheck, production: Sequence[TrafficRecord], candidate: Sequence[TrafficRecord]
+) -> ArmCheck:
+    """The check on the canary's two arms: the difference of two independent arms."""
+
+    def scores(rs: Sequence[TrafficRecord]) -> list[float]:
+        return [s for r in rs if (s := passes(check, r.response_text or "")) is not None]
+
+    a, b = scores(production), scores(candidate)
+    cs = cs_difference(a, b)
+    return ArmCheck(
+        check=check.name, on="canary", n_production=len(a), n_candidate=len(b),
+        production_rate=_rate(a), candidate_rate=_rate(b),
+        diff=cs[0] if cs else None, cs_low=cs[1] if cs else None, cs_high=cs[2] if cs else None,
+        worse=cs is not None and cs[2] < 0,
+    )  # fmt: skip
+
+
+def arm_checks(swap: SwapConfig, traffic: SwapTraffic) -> list[ArmCheck]:
+    """Every configured check on shadow pairs and on the canary's arms (where there is
+    traffic on them)."""
+    out: list[ArmCheck] = []
+    for check in swap.checks:
+        if traffic.pairs:
+            out.append(shadow_check(check, traffic.pairs))
+        if traffic.candidate_arm:
+            out.append(canary_check(check, traffic.production_arm, traffic.candidate_arm))
+    return out
+
+
+class SwapVerdict(GavelModel):
+    """The decision and why; ``withheld`` says which decision could not be taken."""
+
+    decision: Decision
+    reason: str
+    withheld: str | None = None
+    win_rate_cs: tuple[float, float] | None = None
+    """The candidate's pairwise win rate (ties half): its confidence sequence."""
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.0%}"
+
+
+def decide(
+    swap: SwapConfig,
+    traffic: SwapTraffic,
+    checks: Sequence[ArmCheck],
+    pairwise: PairwiseReport | None,
+    *,
+    judge_trusted: bool | None,
+    trust_reason: str,
+) -> SwapVerdict:
+    """``rollback`` when a deterministic check (or a trusted pairwise judge) shows the
+    candidate worse; ``promote`` when a trusted pairwise judge shows it better and no
+    check is worse, with enough pairs; else ``continue``, saying what is missing."""
+    cs: tuple[float, float] | None = None
+    if pairwise is not None:
+        seq = confidence_sequence(win_scores(pairwise.wins_b, pairwise.ties, pairwise.losses_b))
+        cs = (seq[1], seq[2]) if seq else None
+    worse = [c for c in checks if c.worse]
+    if worse:
+        c = worse[0]
+        return SwapVerdict(
+            decision="rollback", win_rate_cs=cs,
+            reason=f"check {c.check} on {c.on}: the candidate passes {_pct(c.candidate_rate)} "
+            f"against production's {_pct(c.production_rate)} (n={c.n_candidate}); the "
+            f"difference's confidence sequence [{c.cs_low:+.2f}, {c.cs_high:+.2f}] is below 0",
+        )  # fmt: skip
+    n_pairs = len(traffic.pairs)
+    trusted = judge_trusted is True
+    if trusted and cs is not None and n_pairs >= swap.min_pairs and cs[1] < 0.5:
+        return SwapVerdict(
+            decision="rollback", win_rate_cs=cs,
+            reason=f"pairwise ({swap.pairwise}): the candidate's win rate's confidence "
+            f"sequence [{cs[0]:.2f}, {cs[1]:.2f}] is below 0.5 over {n_pairs} pairs",
+        )  # fmt: skip
+    if n_pairs < swap.min_pairs:
+        return SwapVerdict(
+            decision="continue", win_rate_cs=cs,
+            reason=f"too few shadow pairs to decide ({n_pairs} < {swap.min_pairs}); no "
+            "check shows the candidate worse",
+            withheld="promote: too few pairs",
+        )  # fmt: skip
+    if not trusted:
+        return SwapVerdict(
+            decision="continue", win_rate_cs=cs,
+            reason="no check shows the candidate worse",
+            withheld=f"promote: the pairwise judge is not trusted ({trust_reason})",
+        )  # fmt: skip
+    if cs is not None and cs[0] > 0.5:
+        return SwapVerdict(
+            decision="promote", win_rate_cs=cs,
+            reason=f"pairwise ({swap.pairwise}): the candidate's win rate's confidence "
+            f"sequence [{cs[0]:.2f}, {cs[1]:.2f}] is above 0.5 over {n_pairs} pairs, and no "
+            "check shows it worse",
+        )  # fmt: skip
+    return SwapVerdict(
+        decision="continue", win_rate_cs=cs,
+        reason="no significant difference yet: the win rate's confidence sequence contains "
+        "0.5 and no check shows the candidate worse",
+    )  # fmt: skip

@@ -1,0 +1,184 @@
+"""``gavel swap report``'s I/O: a swap's captured traffic over some days, its shadow
+pairs judged pairwise, the report as JSON and HTML, and the decision as figures for
+Prometheus (``gavel_swap_decision``, ``gavel_swap_win_rate``, ``gavel_swap_pairs``)."""
+
+from __future__ import annotations
+
+import html
+import time
+from collections.abc import Callable, Sequence
+from datetime import date, timedelta
+from pathlib import Path
+
+from evals._ab import PairJudging, judge_exchange_pairs
+from evals._checks import ASSERTIONS, AssertArgs
+from evals._compare import PairwiseReport, pairwise_report
+from evals._swap import ArmCheck, SwapTraffic, SwapVerdict, arm_checks, decide, split
+from judges import Criterion, JudgingConfig, default_kinds, load_criteria, to_exchange
+from serving import EXIT_USAGE, CliError, Figure, GavelModel, SwapConfig, TrafficRecord
+from serving.store import Store
+
+NO_PAIRWISE_LABELS = "no pairwise labels yet: label shadow pairs, then `gavel judge calibrate`"
+
+
+class SwapReport(GavelModel):
+    """A swap over some days: traffic on each arm, checks, the pairwise judge, the decision."""
+
+    production: str
+    candidate: str
+    days: list[str]
+    production_arm: int
+    candidate_arm: int
+    shadow_pairs: int
+    checks: list[ArmCheck]
+    pairwise: PairwiseReport | None
+    judge_trusted: bool | None
+    trust_reason: str
+    verdict: SwapVerdict
+    seconds: float
+
+
+def days_of(day: date | None, since: date | None, today: date) -> list[date]:
+    """The days a report covers: one day, or every day from ``since`` to ``today``."""
+    if since is not None:
+        return [since + timedelta(days=i) for i in range((today - since).days + 1)]
+    return [day or today]
+
+
+def check_config(swap: SwapConfig, config_path: str) -> None:
+    """Every check names a registered assertion with the arguments it needs."""
+    for i, c in enumerate(swap.checks):
+        args = AssertArgs(pattern=c.pattern, max=c.max, min=c.min,
+                          refusal_patterns=c.refusal_patterns)  # fmt: skip
+        problem = ASSERTIONS.problem(c.assertion, args)
+        if problem is not None:
+            raise CliError(f"{config_path}: swap.checks[{i}] ({c.name}): {problem}", EXIT_USAGE)
+
+
+def pairwise_criterion(swap: SwapConfig, judging: JudgingConfig) -> Criterion:
+    """The swap's pairwise criterion from the judging config's criteria."""
+    kinds = default_kinds()
+    found = {c.name: c for c in load_criteria(Path(judging.criteria_dir), kinds)}
+    crit = found.get(swap.pairwise)
+    if crit is None or kinds.get(crit.kind).arity != 2:
+        raise CliError(
+            f"swap.pairwise = {swap.pairwise!r}: no pairwise criterion of that name in "
+            f"{judging.criteria_dir}",
+            EXIT_USAGE,
+        )
+    return crit
+
+
+def build_report(
+    swap: SwapConfig,
+    records: Sequence[TrafficRecord],
+    days: Sequence[date],
+    *,
+    judge: Callable[[SwapTraffic], PairwiseReport | None],
+) -> SwapReport:
+    """Split, check, judge (``judge`` may return ``None``: not judged) and decide."""
+    t0 = time.perf_counter()
+    traffic = split(records, swap)
+    checks = arm_checks(swap, traffic)
+    pairwise = judge(traffic)
+    trusted: bool | None = None  # pairwise labels and their calibration come next
+    verdict = decide(swap, traffic, checks, pairwise, judge_trusted=trusted,
+                     trust_reason=NO_PAIRWISE_LABELS)  # fmt: skip
+    return SwapReport(
+        production=swap.production, candidate=swap.candidate,
+        days=[d.isoformat() for d in days], production_arm=len(traffic.production_arm),
+        candidate_arm=len(traffic.candidate_arm), shadow_pairs=len(traffic.pairs),
+        checks=checks, pairwise=pairwise, judge_trusted=trusted,
+        trust_reason=NO_PAIRWISE_LABELS, verdict=verdict,
+        seconds=round(time.perf_counter() - t0, 2),
+    )  # fmt: skip
+
+
+def judge_shadow_pairs(
+    traffic: SwapTraffic, ctx: PairJudging, *, run_id: str, max_flip_rate: float = 0.15
+) -> PairwiseReport | None:
+    """Production's answer (A) against the candidate's (B) on every shadow pair."""
+    if not traffic.pairs:
+        return None
+    pairs = [(shadow.request_id, to_exchange(twin), to_exchange(shadow))
+             for twin, shadow in traffic.pairs]  # fmt: skip
+    outcomes = judge_exchange_pairs(pairs, ctx, run_id=run_id)
+    return pairwise_report(ctx.crit.name, outcomes, max_flip_rate=max_flip_rate,
+                           judge_trusted=None)  # fmt: skip
+
+
+def figures(report: SwapReport) -> list[Figure]:
+    """The decision, the win rate and the pair count, for Prometheus."""
+    base = {"production": report.production, "candidate": report.candidate}
+    out = [
+        Figure(name="gavel_swap_decision",
+               help="The last swap report's decision (1 for the one taken)",
+               labels={**base, "decision": d}, value=float(report.verdict.decision == d))
+        for d in ("promote", "rollback", "continue")
+    ]  # fmt: skip
+    out.append(Figure(name="gavel_swap_pairs", help="Shadow pairs in the last swap report",
+                      labels=base, value=report.shadow_pairs))  # fmt: skip
+    pw = report.pairwise
+    if pw is not None and pw.win_rate_b is not None and report.verdict.win_rate_cs is not None:
+        lo, hi = report.verdict.win_rate_cs
+        for bound, value in (("estimate", pw.win_rate_b), ("low", lo), ("high", hi)):
+            out.append(Figure(name="gavel_swap_win_rate",
+                              help="The candidate's pairwise win rate and its confidence sequence",
+                              labels={**base, "bound": bound}, value=value))  # fmt: skip
+    return out
+
+
+def _cell(x: float | None, fmt: str = "{:.0%}") -> str:
+    return "n/a" if x is None else fmt.format(x)
+
+
+def to_html(report: SwapReport) -> str:
+    """A one-page HTML report."""
+    e = html.escape
+    v = report.verdict
+    rows = "".join(
+        f"<tr><td>{e(c.check)}</td><td>{c.on}</td><td>{c.n_production}</td>"
+        f"<td>{_cell(c.production_rate)}</td><td>{c.n_candidate}</td>"
+        f"<td>{_cell(c.candidate_rate)}</td><td>{_cell(c.diff, '{:+.2f}')}</td>"
+        f"<td>[{_cell(c.cs_low, '{:+.2f}')}, {_cell(c.cs_high, '{:+.2f}')}]</td>"
+        f"<td>{'worse' if c.worse else ''}</td></tr>"
+        for c in report.checks
+    )
+    pw = report.pairwise
+    pair = (
+        f"<p>Pairwise ({e(pw.criterion)}): candidate wins {pw.wins_b}, ties {pw.ties}, "
+        f"loses {pw.losses_b}; win rate {_cell(pw.win_rate_b)}, confidence sequence "
+        f"{e(str(v.win_rate_cs))}; sign test p={pw.sign_test_p:.3g}; position flips "
+        f"{_cell(pw.position_flip_rate)}; length-controlled "
+        f"{_cell(pw.length_controlled_win_rate)}. "
+        f"Judge trusted: {report.judge_trusted} ({e(report.trust_reason)}).</p>"
+        if pw is not None
+        else "<p>No shadow pair judged.</p>"
+    )
+    return (
+        "<!doctype html><meta charset=utf-8><title>Gavel swap report</title>"
+        f"<h1>{e(report.production)} &rarr; {e(report.candidate)}</h1>"
+        f"<p>Days {e(', '.join(report.days))}. Production arm {report.production_arm}, "
+        f"candidate arm {report.candidate_arm}, shadow pairs {report.shadow_pairs}.</p>"
+        f"<h2>Decision: {v.decision}</h2><p>{e(v.reason)}</p>"
+        + (f"<p>Withheld: {e(v.withheld)}</p>" if v.withheld else "")
+        + "<h2>Deterministic checks</h2><table border=1><tr><th>check</th><th>on</th>"
+        "<th>n prod</th><th>prod</th><th>n cand</th><th>cand</th><th>diff</th>"
+        f"<th>confidence sequence</th><th></th></tr>{rows}</table>{pair}"
+    )
+
+
+def write(report: SwapReport, out: Path, store: Store) -> None:
+    """``report.json`` and ``report.html`` in ``out``, and the figures in the store."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(report.model_dump_json(indent=2))
+    (out / "report.html").write_text(to_html(report))
+    store.replace_figures("swap", figures(report))
+
+
+def load_days(store: Store, days: Sequence[date]) -> list[TrafficRecord]:
+    """Every record captured on these days."""
+    out: list[TrafficRecord] = []
+    for d in days:
+        out += store.traffic_for_day(d)
+    return out

@@ -1,0 +1,137 @@
+"""The swap report's decision from captured traffic (issue 20): deterministic checks on
+shadow pairs and canary arms, the pairwise judge's trust, too few pairs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import yaml
+
+from evals._compare import PairOutcome, pairwise_report
+from evals._swap import arm_checks, decide, split
+from serving import SwapConfig, TrafficRecord
+from serving.store import Store
+
+SWAP = SwapConfig.model_validate(
+    {
+        "production": "app-model",
+        "candidate": "app-terse",
+        "variant": {"model_id": "app-terse", "base": "app-model", "max_tokens": 2},
+        "checks": [{"name": "three_words", "assertion": "min_words", "min": 3}],
+        "min_pairs": 10,
+    }
+)
+LONG = "Paris is the capital of France."
+
+
+def _rec(model: str, text: str, *, source: str = "production", arm: str | None = None,
+         twin: str | None = None, status: int = 200) -> TrafficRecord:  # fmt: skip
+    return TrafficRecord(
+        request_id=uuid.uuid4().hex, ts=datetime.now(UTC), key_name="k", model=model,
+        endpoint="chat",
+        stream=False, request={"messages": [{"role": "user", "content": "q"}]},
+        response_text=text, status=status, source=source, arm=arm, twin_id=twin,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def _day(n: int, shadow_text: str, canary_text: str | None = None) -> list[TrafficRecord]:
+    out: list[TrafficRecord] = []
+    for _ in range(n):
+        twin = _rec("app-model", LONG, arm="production")
+        out += [twin, _rec("app-terse", shadow_text, source="shadow", arm="candidate",
+                           twin=twin.request_id)]  # fmt: skip
+        if canary_text is not None:
+            out.append(_rec("app-terse", canary_text, arm="candidate"))
+    out.append(_rec("app-terse", "x", source="shadow", arm="candidate", twin="gone"))
+    out.append(_rec("app-model", LONG, arm="production", status=500))
+    return out
+
+
+def _verdict(records: list[TrafficRecord], *, trusted: bool | None = None, wins: int = 0):  # type: ignore[no-untyped-def]
+    traffic = split(records, SWAP)
+    checks = arm_checks(SWAP, traffic)
+    outcomes = [PairOutcome(item_id=str(i), winner="B" if i < wins else "tie", orders=["B", "B"],
+                            words_a=5, words_b=5) for i in range(len(traffic.pairs))]  # fmt: skip
+    pw = pairwise_report("preferred_response", outcomes, judge_trusted=trusted)
+    return traffic, checks, decide(SWAP, traffic, checks, pw, judge_trusted=trusted,
+                                   trust_reason="no pairwise labels")  # fmt: skip
+
+
+def test_pairs_and_arms_are_split_by_twin_and_arm() -> None:
+    traffic, _, _ = _verdict(_day(12, "Paris.", canary_text="Paris."))
+    assert len(traffic.pairs) == 12  # the shadow of a missing twin is left out
+    assert len(traffic.production_arm) == 12  # the 500 is left out
+    assert len(traffic.candidate_arm) == 12
+    assert all(t.request_id == s.twin_id for t, s in traffic.pairs)
+
+
+def test_a_one_word_candidate_is_rolled_back_on_a_deterministic_check() -> None:
+    _, checks, v = _verdict(_day(12, "Paris.", canary_text="Paris."))
+    assert {(c.on, c.worse) for c in checks} == {("shadow", True), ("canary", True)}
+    assert v.decision == "rollback" and "three_words" in v.reason
+
+
+def test_an_identical_candidate_is_never_rolled_back() -> None:
+    _, checks, v = _verdict(_day(40, LONG, canary_text=LONG))
+    assert not any(c.worse for c in checks)
+    assert v.decision == "continue"
+    assert v.withheld is not None and "not trusted" in v.withheld
+
+
+def test_too_few_pairs_continue() -> None:
+    _, _, v = _verdict(_day(5, LONG), trusted=True, wins=5)
+    assert v.decision == "continue" and "too few" in v.reason
+
+
+def test_a_trusted_judge_promotes_a_better_candidate_and_an_untrusted_one_cannot() -> None:
+    records = _day(60, LONG)
+    assert _verdict(records, trusted=True, wins=55)[2].decision == "promote"
+    untrusted = _verdict(records, trusted=None, wins=55)[2]
+    assert untrusted.decision == "continue" and "not trusted" in (untrusted.withheld or "")
+
+
+def _run_report(
+    tmp_path: Path, swap: dict[str, object], *extra: str
+) -> subprocess.CompletedProcess[str]:
+    cfg = {
+        "models": [
+            {"role": "app", "model_id": "app-model", "source": {"simulate": "llama-3.1-8b-h100"}}
+        ],
+        "gateway": {"store": {"url": f"sqlite:///{tmp_path / 'gavel.db'}"}},
+        "swap": swap,
+    }  # fmt: skip
+    (tmp_path / "stack.yaml").write_text(yaml.safe_dump(cfg))
+    gavel = str(Path(sys.executable).parent / "gavel")
+    return subprocess.run(
+        [gavel, "swap", "report", "--no-judge", "--config", str(tmp_path / "stack.yaml"),
+         "--out", str(tmp_path / "out"), *extra],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_the_report_command_decides_from_the_store_and_publishes_the_decision(
+    tmp_path: Path,
+) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'gavel.db'}")
+    store.ensure_schema()
+    store.insert_traffic(_day(15, "Paris.", canary_text="Paris."))
+    swap = SWAP.model_dump(mode="json", exclude_defaults=True)
+    done = _run_report(tmp_path, swap)
+    assert done.returncode == 0, done.stderr
+    assert "decision: rollback" in done.stdout
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert (report["shadow_pairs"], report["verdict"]["decision"]) == (15, "rollback")
+    assert "<h2>Decision: rollback</h2>" in (tmp_path / "out" / "report.html").read_text()
+    taken = {
+        f.labels["decision"]: f.value for f in store.figures() if f.name == "gavel_swap_decision"
+    }
+    assert taken == {"promote": 0.0, "rollback": 1.0, "continue": 0.0}
+    store.close()
+    bad = _run_report(tmp_path, {**swap, "checks": [{"name": "x", "assertion": "min_wordz"}]})
+    assert bad.returncode == 2 and "swap.checks[0] (x): unknown assertion 'min_wordz'" in bad.stderr
+    assert "Traceback" not in bad.stderr
