@@ -56,6 +56,7 @@ from serving.gateway._record import (
 )
 from serving.gateway._shadow import REQUEST_MODELS, ShadowRunner
 from serving.gateway._swap import ARM_HEADER, SwapRouter
+from serving.gateway._swap_state import SwapStateWatcher
 from serving.store import Store
 
 log = logging.getLogger("gavel.gateway")
@@ -89,14 +90,12 @@ class GavelIngress(OpenAiIngress):
         self._gate = BackgroundGate(self._settings.config.priority, self._metrics)
         self._swap = SwapRouter(self._settings.swap)
         self._shadows = ShadowRunner(self._swap, self._metrics, self._finish)
-        if (swap := self._settings.swap) is not None:
-            for kind, share in (("shadow", swap.shadow_rate), ("canary", swap.canary_weight)):
-                self._metrics.swap_share.labels(swap.production, swap.candidate, kind).set(share)
         self._metrics.know_models(sorted(self._settings.roles), self._settings.slos)
         self._reporter = MetricsReporter(hub, self._metrics.registry) if hub else None
         cfg = self._settings.config
         store = Store(self._settings.store_url)
         self._store = store
+        self._swap_state = SwapStateWatcher(self._swap, store, self._metrics)
         self._keys = KeyCache(
             store, ttl_s=cfg.auth.key_cache_ttl_s, max_entries=cfg.auth.key_cache_size
         )
@@ -140,6 +139,7 @@ class GavelIngress(OpenAiIngress):
         if self._reporter is not None:
             self._reporter.start()
         self._admitter.start()
+        self._swap_state.start()
 
     async def health(self) -> dict[str, str]:
         """Liveness; open without a key."""

@@ -115,6 +115,12 @@ class GatewayMetrics:
             "A model swap's configured shares: shadow (rate) and canary (weight)",
             ["production", "candidate", "kind"], registry=r,
         )  # fmt: skip
+        self.swap_state = Gauge(
+            "gavel_swap_state_id",
+            "The last swap change (gavel swap set|promote|rollback) this replica applied; "
+            "0: the config's state (the page shows the lowest over replicas)",
+            registry=r,
+        )
         self.store_up = Gauge(
             "gavel_store_up",
             "1 if the last key lookup and capture write reached the store, else 0",

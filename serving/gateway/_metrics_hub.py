@@ -37,7 +37,8 @@ RETIRE_AFTER_S = 30.0
 FIGURES_TTL_S = 10.0
 """The batch jobs' figures are re-read from the store this often."""
 _GAUGE_MERGE = {"gavel_store_up": min, "gavel_key_budget_used_ratio": max,
-                "gavel_slo_target_seconds": max, "gavel_slo_objective": max}  # fmt: skip
+                "gavel_slo_target_seconds": max, "gavel_slo_objective": max,
+                "gavel_swap_share": max, "gavel_swap_state_id": min}  # fmt: skip
 """How gauges combine across replicas; any other gauge is summed (in flight, queues)."""
 
 

@@ -31,6 +31,14 @@ class SwapRouter:
         )
         self._shadows = 0
 
+    def apply(self, *, shadow_rate: float, canary_weight: float, promoted: bool) -> None:
+        """Take a new state of the swap (``gavel swap set|promote|rollback``)."""
+        if self.swap is not None:
+            self.swap = self.swap.model_copy(
+                update={"shadow_rate": shadow_rate, "canary_weight": canary_weight,
+                        "promoted": promoted}
+            )  # fmt: skip
+
     def arm(self, model: str, key: ApiKey | None) -> Arm | None:
         """The arm that answers a request for ``model``: ``None`` when no swap concerns it."""
         s = self.swap

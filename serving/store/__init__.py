@@ -23,6 +23,7 @@ from serving.store._lifecycle import (
 )
 from serving.store._revisions import SchemaState
 from serving.store._store import Store
+from serving.store._swap import SwapAction, SwapEvent, latest_swap, record_swap, swap_history
 
 __all__ = [
     "BackupError",
@@ -33,14 +34,19 @@ __all__ = [
     "SchemaOutOfDate",
     "SchemaState",
     "Store",
+    "SwapAction",
+    "SwapEvent",
     "as_utc",
     "backup",
     "describe",
     "erase",
     "erasure_log",
     "keep_golden",
+    "latest_swap",
     "purge",
+    "record_swap",
     "resolve_url",
     "restore",
+    "swap_history",
     "tables",
 ]

@@ -101,6 +101,23 @@ erasures = Table(
     Column("erased_at", DateTime(timezone=True), nullable=False),
 )
 
+# Every change of a model swap's state (``gavel swap set|promote|rollback``), who made
+# it and when; the gateway replicas apply the latest one for their swap.
+swap_events = Table(
+    "gavel_swap_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("production", String(128), nullable=False),
+    Column("candidate", String(128), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("shadow_rate", Float, nullable=False),
+    Column("canary_weight", Float, nullable=False),
+    Column("promoted", Boolean, nullable=False),
+    Column("by", String(128), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_gavel_swap_events_pair", "production", "candidate", "id"),
+)
+
 verdicts = Table(
     "gavel_verdicts",
     metadata,

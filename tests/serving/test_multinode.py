@@ -443,3 +443,65 @@ def test_a_swap_canaries_and_shadows_without_touching_clients_or_their_limits(
         )
         assert s.request["messages"] == twin.request["messages"]
         assert (s.completion_tokens or 0) <= 2 and s.status == 200
+
+
+def test_swap_promote_and_rollback_under_traffic_drop_nothing(cluster: Stack) -> None:
+    """Requests for the production id flow at concurrency 8 while ``gavel swap promote``
+    and then ``gavel swap rollback`` run: every request gets 200 and is captured once;
+    once a change is applied, every answer comes from its arm (the header says which)."""
+    key = cluster.key()
+    prefix = f"mn-p-{uuid.uuid4().hex[:6]}-"
+    seen: list[tuple[float, str, int, str]] = []  # (sent at, id, status, arm)
+    marks: dict[str, float] = {}
+
+    async def traffic(stop: asyncio.Event) -> None:
+        n = 0
+
+        async def one(c: httpx.AsyncClient, rid: str) -> None:
+            t = time.monotonic()
+            r = await c.post(
+                "/v1/chat/completions",
+                json={
+                    "model": "judge-model",
+                    "max_tokens": 3,
+                    "messages": [{"role": "user", "content": rid}],
+                },
+                headers={"Authorization": f"Bearer {key}", "X-Request-Id": rid},
+            )
+            seen.append((t, rid, r.status_code, r.headers.get("x-gavel-arm", "")))
+
+        async with httpx.AsyncClient(base_url=BASE, timeout=60) as c:
+            running: set[asyncio.Task[None]] = set()
+            while not stop.is_set():
+                while len(running) < 8:
+                    task = asyncio.create_task(one(c, f"{prefix}{n}"))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+                    n += 1
+                await asyncio.sleep(0.02)
+            await asyncio.gather(*running)
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        load = asyncio.create_task(traffic(stop))
+        await asyncio.sleep(3)
+        for action in ("promote", "rollback"):
+            done = await asyncio.to_thread(cluster.gavel, "swap", action, "--by", "ci")
+            assert done.returncode == 0 and "applied by every" in done.stdout, done
+            marks[action] = time.monotonic()
+            await asyncio.sleep(4)
+        stop.set()
+        await load
+
+    asyncio.run(scenario())
+    assert seen and {s for _, _, s, _ in seen} == {200}, [x for x in seen if x[2] != 200][:3]
+    promoted = {a for t, _, _, a in seen if marks["promote"] < t < marks["rollback"]}
+    rolled_back = {a for t, _, _, a in seen if t > marks["rollback"]}
+    assert promoted == {"candidate"} and rolled_back == {"production"}, (promoted, rolled_back)
+    ids = [rid for _, rid, _, _ in seen]
+    deadline = time.monotonic() + 30
+    while len(cluster.captured(prefix)) < len(ids) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert cluster.captured(prefix) == dict.fromkeys(ids, 1)
+    status = cluster.gavel("swap", "status").stdout
+    assert "promote  by ci" in status and "rollback by ci" in status, status

@@ -3,10 +3,15 @@ sampling and slots, and a variant's body."""
 
 from __future__ import annotations
 
+import asyncio
 import random
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
+import yaml
 
 from serving import ConfigError, parse_config
 from serving._swap_config import SwapConfig, VariantConfig
@@ -124,3 +129,63 @@ def test_a_variant_body_goes_to_its_base_with_its_defaults() -> None:
     assert (out["max_tokens"], out["temperature"]) == (8, 0)
     assert r.engine_body({**body, "max_tokens": 4}, "app-terse")["max_tokens"] == 4
     assert body["messages"] == [{"role": "user", "content": "hi"}]  # the client's body is untouched
+
+
+def test_changes_are_recorded_and_a_replica_applies_the_latest(tmp_path: Path) -> None:
+    from serving.gateway._metrics import GatewayMetrics
+    from serving.gateway._swap_state import SwapStateWatcher
+    from serving.store import Store, latest_swap, record_swap, swap_history
+
+    store = Store(f"sqlite:///{tmp_path / 'g.db'}")
+    swap = SwapConfig(production="app-model", candidate="judge-model", shadow_rate=0.2)
+    metrics = GatewayMetrics()
+    router = SwapRouter(swap, rng=random.Random(0))
+    watcher = SwapStateWatcher(router, store, metrics)
+
+    def share(kind: str) -> float | None:
+        labels = {"production": "app-model", "candidate": "judge-model", "kind": kind}
+        return metrics.registry.get_sample_value("gavel_swap_share", labels)
+
+    assert share("shadow") == 0.2 and latest_swap(store, "app-model", "judge-model") is None
+    asyncio.run(watcher.refresh())  # nothing recorded: the config's state holds
+    assert router.swap is not None and router.swap.shadow_rate == 0.2
+    record_swap(store, "app-model", "judge-model", "set", shadow_rate=0.5, canary_weight=0.1,
+                promoted=False, by="ana")  # fmt: skip
+    last = record_swap(store, "app-model", "judge-model", "promote", shadow_rate=0.0,
+                       canary_weight=1.0, promoted=True, by="bo")  # fmt: skip
+    record_swap(store, "app-model", "other", "rollback", shadow_rate=0, canary_weight=0,
+                promoted=False, by="cy")  # another swap's change is not this one's  # fmt: skip
+    asyncio.run(watcher.refresh())
+    assert router.arm("app-model", None) == "candidate"
+    assert (share("canary"), share("shadow")) == (1.0, 0.0)
+    assert metrics.registry.get_sample_value("gavel_swap_state_id") == last.id
+    history = swap_history(store, "app-model", "judge-model")
+    assert [(e.action, e.by) for e in history] == [("set", "ana"), ("promote", "bo")]
+    store.close()
+
+
+def test_swap_commands_need_a_swap_and_something_to_set(tmp_path: Path) -> None:
+    cfg = {"models": MODELS[:1], "gateway": {"store": {"url": f"sqlite:///{tmp_path / 'g.db'}"}},
+           "http": {"port": 18999}}  # fmt: skip
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(yaml.safe_dump(cfg))
+    swapped = tmp_path / "swap.yaml"
+    swap = {"production": "app-model", "candidate": "app-terse", "variant": TERSE}
+    swapped.write_text(yaml.safe_dump({**cfg, "swap": swap}))
+    gavel = str(Path(sys.executable).parent / "gavel")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([gavel, *args], capture_output=True, text=True, timeout=60)
+
+    none = run("swap", "promote", "--config", str(plain))
+    assert none.returncode == 2 and "no swap block" in none.stderr
+    empty = run("swap", "set", "--config", str(swapped))
+    assert empty.returncode == 2 and "--shadow R and/or --canary W" in empty.stderr
+    bad = run("swap", "set", "--canary", "2", "--config", str(swapped))
+    assert bad.returncode == 2 and "share from 0 to 1" in bad.stderr
+    down = run("swap", "set", "--canary", "0.25", "--by", "ana", "--config", str(swapped))
+    assert down.returncode == 0 and "applies the change when it starts" in down.stdout
+    status = run("swap", "status", "--config", str(swapped))
+    assert "shadow 0, canary 0.25" in status.stdout and "set      by ana" in status.stdout
+    for r in (none, empty, bad, down, status):
+        assert "Traceback" not in r.stderr
