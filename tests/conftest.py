@@ -45,6 +45,19 @@ CONFIG = str(SESSION_DIR / "stack.yaml")
 LOG = SESSION_DIR / "test-serve.log"
 
 
+SESSION_SWAP = {
+    "production": "app-model",
+    "candidate": "app-terse",
+    "variant": {"model_id": "app-terse", "base": "app-model", "max_tokens": 1},
+    "shadow_rate": 0.0,
+    "canary_weight": 0.0,
+    "checks": [{"name": "three_words", "assertion": "min_words", "min": 3}],
+    "min_pairs": 10,
+}
+"""A degraded candidate beside the app model (the same engine, one token per answer),
+off until a test turns it on (``gavel swap set``)."""
+
+
 def _write_session_config() -> None:
     """config/cpu.yaml moved to the session folder: its paths into the checkout made
     absolute (they are relative to the config file's folder), the store and spool apart."""
@@ -56,6 +69,7 @@ def _write_session_config() -> None:
     gateway = data.setdefault("gateway", {})
     gateway["store"] = {"url": STORE_URL}
     gateway.setdefault("capture", {})["spool_dir"] = str(SESSION_DIR / "spool")
+    data["swap"] = SESSION_SWAP
     Path(CONFIG).write_text(yaml.safe_dump(data))
 
 

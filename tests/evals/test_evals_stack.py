@@ -160,6 +160,17 @@ def test_ab_of_the_app_model_against_itself(runs: dict[str, object], api_key: st
     assert "decision: no significant difference" in proc.stdout
 
 
+def test_ab_of_a_degraded_variant_fails(runs: dict[str, object], api_key: str) -> None:
+    """B is the session's swap candidate: the app model cut to one token per answer. Its
+    answers lose the reference (``correct``, a gating check): exit 1."""
+    proc = run_gavel(
+        "eval", "ab", str(runs["suite"]), "--a", "app-model", "--b", "app-terse",
+        "--api-key", api_key, "--out", str(Path(str(runs["tmp"])) / "ab-terse"), timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "gate: FAIL" in proc.stdout
+
+
 def test_the_judge_against_labels(stack: str, api_key: str) -> None:
     proc = run_gavel(
         "eval",

@@ -1,0 +1,152 @@
+"""Model swap on the real stack (issue 20): the session's degraded candidate (the app
+model cut to one token per answer, ``tests.conftest.SESSION_SWAP``) on shadow and canary,
+the report's decision, and a promote under the load test's traffic.
+
+Each test turns the swap on with ``gavel swap set`` and leaves it off (rolled back)."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from serving.store import Store
+from tests.conftest import STORE_URL, run_gavel
+
+pytestmark = pytest.mark.stack
+N = 16
+
+
+@pytest.fixture
+def swap_off(stack: str) -> Iterator[None]:
+    """The swap is rolled back (no shadow, no canary) after the test, whatever happened."""
+    yield
+    done = run_gavel("swap", "rollback", "--by", "tests", "--wait", "30")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _dropped(base: str) -> float:
+    page = httpx.get(base.removesuffix("/v1") + "/metrics", timeout=10).text
+    found = re.findall(r"^gavel_shadow_dropped_requests_total\{[^}]*\} (\S+)$", page, re.M)
+    return sum(float(v) for v in found)
+
+
+def _today(prefix: str | None = None) -> list:  # type: ignore[type-arg]
+    store = Store(STORE_URL)
+    try:
+        rows = store.traffic_for_day(datetime.now(UTC).date())
+    finally:
+        store.close()
+    return [r for r in rows if prefix is None or (r.client_request_id or "").startswith(prefix)]
+
+
+def test_a_degraded_candidate_on_shadow_and_canary_is_rolled_back(
+    stack: str, api_key: str, swap_off: None, tmp_path: Path
+) -> None:
+    """A key at rpm 16 sends 16 requests for app-model with shadow 1 and canary 0.5: all
+    are served (a shadow counted against the key would make the last ones 429); the
+    candidate's arm answers in one token; each production-arm request has its shadow
+    captured with its twin's id (or was counted as dropped); the report decides
+    ``rollback`` on the deterministic check, with the pairwise judge withheld."""
+    key = run_gavel("keys", "create", f"swap-{uuid.uuid4().hex[:6]}", "--rpm", str(N))
+    assert key.returncode == 0, key.stderr
+    secret = key.stdout.strip().splitlines()[-1]
+    on = run_gavel("swap", "set", "--shadow", "1", "--canary", "0.5", "--by", "tests")
+    assert on.returncode == 0 and "applied by every" in on.stdout, on.stdout + on.stderr
+    dropped_before = _dropped(stack)
+    prefix = f"swap-{uuid.uuid4().hex[:6]}-"
+    arms: dict[str, str] = {}
+    with httpx.Client(base_url=stack, timeout=120) as c:
+        for i in range(N):
+            rid = f"{prefix}{i}"
+            r = c.post(
+                "/chat/completions",
+                json={
+                    "model": "app-model",
+                    "max_tokens": 16,
+                    "temperature": 0,
+                    "messages": [
+                        {"role": "user", "content": f"Describe the sea in a sentence ({i})."}
+                    ],
+                },
+                headers={"Authorization": f"Bearer {secret}", "X-Request-Id": rid},
+            )
+            assert r.status_code == 200, r.text
+            arms[rid] = r.headers["x-gavel-arm"]
+            if arms[rid] == "candidate":
+                assert r.json()["usage"]["completion_tokens"] == 1
+    assert set(arms.values()) == {"production", "candidate"}, arms  # 2**-15 to fail by chance
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        mine = {r.client_request_id: r for r in _today(prefix)}
+        twins = {r.request_id: r for r in mine.values() if r.arm == "production"}
+        shadows = [r for r in _today() if r.twin_id in twins]
+        dropped = _dropped(stack) - dropped_before
+        if len(mine) == N and len(shadows) + dropped == len(twins):
+            break
+        time.sleep(1)
+    assert {rid: r.arm for rid, r in mine.items()} == arms
+    assert len(shadows) + dropped == len(twins) and shadows, (len(shadows), dropped, len(twins))
+    for s in shadows:
+        twin = twins[s.twin_id]  # type: ignore[index]
+        assert (s.source, s.model, s.key_name, s.completion_tokens) == (
+            "shadow", "app-terse", None, 1,
+        )  # fmt: skip
+        assert s.request["messages"] == twin.request["messages"]
+        assert s.response_text != twin.response_text  # the client got production's answer
+    t0 = time.perf_counter()
+    report = run_gavel("swap", "report", "--api-key", api_key, "--out", str(tmp_path / "r"),
+                       timeout=900)  # fmt: skip
+    seconds = time.perf_counter() - t0
+    assert report.returncode == 0, report.stdout + report.stderr
+    doc = json.loads((tmp_path / "r/report.json").read_text())
+    print(f"swap report for one day: {seconds:.1f} s, {doc['shadow_pairs']} pairs judged")
+    assert doc["verdict"]["decision"] == "rollback", doc["verdict"]
+    assert "three_words" in doc["verdict"]["reason"]
+    assert doc["pairwise"] is not None and doc["pairwise"]["decision"] is None  # not trusted
+
+
+def test_promote_under_the_load_test_s_traffic_drops_nothing(stack: str, api_key: str,
+                                                             swap_off: None) -> None:  # fmt: skip
+    """Locust streams requests for app-model while ``gavel swap promote`` runs: every
+    request gets a 2xx and is captured once, and every request that arrives after the
+    promote was applied is answered by the candidate."""
+    from loadtest._models import SweepSpec
+    from loadtest._runner import run_cell
+
+    prefix = f"promote-{uuid.uuid4().hex[:6]}-"
+    applied: list[datetime] = []
+
+    def promote() -> None:
+        time.sleep(4)
+        done = run_gavel("swap", "promote", "--by", "tests", "--wait", "30")
+        applied.append(datetime.now(UTC))
+        assert done.returncode == 0 and "applied by every" in done.stdout, done
+
+    spec = SweepSpec(base_url=stack.removesuffix("/v1"), model="app-model", output_lens=[8],
+                     concurrency=[4], requests_per_cell=48, request_timeout_s=120)  # fmt: skip
+    thread = threading.Thread(target=promote)
+    thread.start()
+    records, _ = run_cell(spec, prompt="Say something about the sea.", output_len=8,
+                          concurrency=4, api_key=api_key, request_id_prefix=prefix)  # fmt: skip
+    thread.join()
+    assert len(records) == 48 and all(r.ok for r in records), [r.error for r in records][:3]
+    ids = {f"{prefix}{r.index}" for r in records}
+    deadline = time.monotonic() + 30
+    while len(_today(prefix)) < len(ids) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    rows = _today(prefix)
+    assert sorted(r.client_request_id or "" for r in rows) == sorted(ids)  # each once
+    assert applied, "the promote did not finish"
+    after = [r for r in rows if r.ts > applied[0]]
+    before = [r for r in rows if r.ts <= applied[0]]
+    assert after and {r.arm for r in after} == {"candidate"}, [r.arm for r in after]
+    assert {r.arm for r in before} >= {"production"}
