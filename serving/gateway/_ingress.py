@@ -96,6 +96,8 @@ class GavelIngress(OpenAiIngress):
         store = Store(self._settings.store_url)
         self._store = store
         self._swap_state = SwapStateWatcher(self._swap, store, self._metrics)
+        if self._settings.swap is not None:  # every swap series exists from the start
+            self._metrics.shadow_dropped.labels(self._settings.swap.candidate)
         self._keys = KeyCache(
             store, ttl_s=cfg.auth.key_cache_ttl_s, max_entries=cfg.auth.key_cache_size
         )

@@ -277,6 +277,30 @@ def _quality() -> DashboardSpec:
                   queries=[_q("(time() - max(gavel_judge_last_success_timestamp_seconds)) / 3600",
                               "hours")]),
         ]),
+        Row(title="Model swap", panels=[
+            Panel(title="Swap decision", kind="stat", unit="short",
+                  description="The last `gavel swap report`: 1 on the decision taken "
+                              "(promote, rollback or continue). Alert GavelSwapRollback.",
+                  queries=[_q("max by (production, candidate, decision) (gavel_swap_decision)",
+                              "{{candidate}} {{decision}}")]),
+            Panel(title="Candidate win rate with its confidence sequence", unit="percentunit",
+                  description="The candidate's pairwise win rate on shadow pairs (ties half) "
+                              "and its confidence sequence, valid however often it is read.",
+                  queries=[_q("max by (candidate, bound) (gavel_swap_win_rate)",
+                              "{{candidate}} {{bound}}")]),
+            Panel(title="Shadow and canary shares", unit="percentunit",
+                  description="The swap's shares now: requests shadowed to the candidate, "
+                              "and requests it answers (1 once promoted).",
+                  queries=[_q("max by (candidate, kind) (gavel_swap_share)",
+                              "{{candidate}} {{kind}}")]),
+            Panel(title="Shadow cost and drops", unit="short",
+                  description="USD spent on shadow requests, and shadows dropped because "
+                              "the replica's shadow slots were taken, over 24 hours.",
+                  queries=[_q('sum(increase(gavel_cost_usd_total{source="shadow"}[1d]))',
+                              "shadow USD, 24 h"),
+                           _q("sum by (model) (increase(gavel_shadow_dropped_requests_total"
+                              "[1d]))", "{{model}} dropped, 24 h")]),
+        ]),
     ]  # fmt: skip
     return DashboardSpec(uid="gavel-quality", title="Gavel / Quality",
                          description="Daily judge pass rates, drops, judge trust, job health.",

@@ -62,7 +62,9 @@ def test_the_issue_s_panels_are_there() -> None:
         "USD per day by model", "USD per hour by key", "USD per day by key",
         "USD per 1M output tokens: measured vs load test", "Pass rate with 95% interval",
         "Drop flagged", "Judge trusted (agrees with people)", "Judged items and errors",
-        "Judge cost", "Load test p50 latency by output length",
+        "Judge cost", "Load test p50 latency by output length", "Swap decision",
+        "Candidate win rate with its confidence sequence", "Shadow and canary shares",
+        "Shadow cost and drops",
     ):  # fmt: skip
         assert needed in titles
     uids = [s.uid for s in dashboard_specs()]

@@ -132,7 +132,9 @@ def test_every_panel_query_returns_series(
     # The gateway re-reads the figures every 10 s; Prometheus scrapes every second. Wait
     # for the kappa, which only the second run publishes: the pass rate is there already
     # from the first run, so waiting for it would not wait for the re-read.
+    _swap_figures(stack, api_key, tmp_path)
     _wait_for(prometheus, "gavel_judge_kappa")
+    _wait_for(prometheus, "gavel_swap_win_rate")
     _wait_for(prometheus, "gavel_loadtest_output_tokens_per_second")
     _wait_for(prometheus, "ray_vllm_kv_cache_usage_perc")
     time.sleep(3)  # a few more scrapes, so every rate() has two samples after the load
@@ -155,6 +157,27 @@ def test_every_panel_query_returns_series(
     rules = httpx.get(f"{prometheus.url}/api/v1/rules", timeout=10).json()["data"]["groups"]
     assert {g["name"] for g in rules} == {"gavel.recording", "gavel.alerts"}
     assert all(r["health"] == "ok" for g in rules for r in g["rules"]), rules
+
+
+def _swap_figures(stack: str, api_key: str, tmp: Path) -> None:
+    """The session's swap shadows a few requests, and its report judges the pairs: the
+    swap's decision and win-rate figures in the store. The swap is rolled back after."""
+    assert run_gavel("swap", "set", "--shadow", "1", "--by", "tests").returncode == 0
+    try:
+        for i in range(3):
+            r = httpx.post(
+                f"{stack}/chat/completions",
+                json={"model": "app-model", "max_tokens": 12,
+                      "messages": [{"role": "user", "content": f"Name a colour ({i})."}]},
+                headers={"Authorization": f"Bearer {api_key}"}, timeout=120,
+            )  # fmt: skip
+            assert r.status_code == 200, r.text
+        time.sleep(3)  # the shadows are answered and captured in the background
+        report = run_gavel("swap", "report", "--api-key", api_key, "--out", str(tmp / "swap"),
+                           timeout=600)  # fmt: skip
+        assert report.returncode == 0, report.stdout + report.stderr
+    finally:
+        run_gavel("swap", "rollback", "--by", "tests")
 
 
 def _wait_up(prom: LocalPrometheus, timeout_s: float = 30) -> bool:
