@@ -16,14 +16,17 @@ def _pct(v: float | None) -> str:
 
 
 def check_table(checks: list[CheckSummary]) -> str:
-    """One line per check: pass rate with its 95% Wilson interval."""
-    lines = [f"{'check':<24} {'pass':>7} {'95% CI':>16} {'n':>5}  gating"]
+    """One line per check: pass rate with its 95% Wilson interval, and for a judge check
+    whether its judge is trusted (calibrated against people)."""
+    lines = [f"{'check':<24} {'pass':>7} {'95% CI':>16} {'n':>5}  gating  judge"]
     for c in checks:
         ci = f"[{_pct(c.ci_low)}, {_pct(c.ci_high)}]"
         extra = f"  ({c.skipped} skipped, {c.errors} errors)" if c.skipped or c.errors else ""
+        judge = {None: "-", True: "trusted", False: "NOT trusted"}[c.judge_trusted]
+        why = f" ({c.trust_reason})" if c.judge_trusted is False and c.trust_reason else ""
         lines.append(
             f"{c.name:<24} {_pct(c.rate):>7} {ci:>16} {c.n:>5}  "
-            f"{'yes' if c.gating else 'no'}{extra}"
+            f"{'yes' if c.gating else 'no':<6}  {judge}{why}{extra}"
         )
     return "\n".join(lines)
 

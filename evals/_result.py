@@ -49,6 +49,10 @@ class CheckSummary(GavelModel):
     ci_high: float
     skipped: int = 0
     errors: int = 0
+    judge_trusted: bool | None = None
+    """For a judge check: whether its judge agrees with people (calibration); ``None``
+    for a deterministic check."""
+    trust_reason: str | None = None
 
 
 class RunResult(GavelModel):

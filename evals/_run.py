@@ -25,6 +25,7 @@ from evals._judging import exchange_of, judge_once
 from evals._result import CheckSummary, EpochResult, ItemResult, Outcome, RunResult
 from evals._stats import clustered_wilson
 from evals._suite import LoadedSuite
+from evals._trust import judge_trust
 from judges import JudgeItem, JudgingConfig
 from serving import EXIT_USAGE, CliError, StackConfig
 from serving.store import Store, tables
@@ -128,7 +129,14 @@ def run_suite(
         )
         for it in loaded.items
     ]
-    checks = [summarise(c.name, c.gating, items, c.name) for c in suite.checks]
+    trust = judge_trust(store, judging, loaded.criteria)
+    checks = [
+        summarise(c.name, c.gating, items, c.name).model_copy(
+            update={"judge_trusted": trust.get(c.name, (None, None))[0],
+                    "trust_reason": trust.get(c.name, (None, None))[1]}
+        )
+        for c in suite.checks
+    ]  # fmt: skip
     by_tag: dict[str, list[ItemResult]] = defaultdict(list)
     for item in items:
         for tag in item.tags:

@@ -103,13 +103,16 @@ def shadow_check(
 def canary_check(
     check: SwapCheck, production: Sequence[TrafficRecord], candidate: Sequence[TrafficRecord]
 ) -> ArmCheck:
-    """The check on the canary's two arms: the difference of two independent arms."""
+    """The check on the canary's two arms: the difference of two independent arms, each
+    clustered by key (a key that sends many requests counts as fewer observations)."""
 
-    def scores(rs: Sequence[TrafficRecord]) -> list[float]:
-        return [s for r in rs if (s := passes(check, r.response_text or "")) is not None]
+    def scores(rs: Sequence[TrafficRecord]) -> tuple[list[float], list[str]]:
+        got = [(s, r.key_name or "") for r in rs
+               if (s := passes(check, r.response_text or "")) is not None]  # fmt: skip
+        return [s for s, _ in got], [k for _, k in got]
 
-    a, b = scores(production), scores(candidate)
-    cs = cs_difference(a, b)
+    (a, keys_a), (b, keys_b) = scores(production), scores(candidate)
+    cs = cs_difference(a, b, clusters=(keys_a, keys_b))
     return ArmCheck(
         check=check.name, on="canary", n_production=len(a), n_candidate=len(b),
         production_rate=_rate(a), candidate_rate=_rate(b),

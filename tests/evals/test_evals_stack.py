@@ -88,6 +88,9 @@ def test_a_suite_runs_end_to_end(runs: dict[str, object]) -> None:
     )  # type: ignore[operator]
     judged = first.check("matches_reference")
     assert judged.n + judged.errors == 8  # the judge role scored every answer
+    # Its pass rate carries its trust: no one labelled matches_reference in this session.
+    assert judged.judge_trusted is False and "too few labels" in (judged.trust_reason or "")
+    assert correct.judge_trusted is None  # a deterministic check has no judge
     assert first.git_commit and first.suite_hash and first.dataset_hash
     out = Path(str(runs["tmp"])) / "r1"
     assert (out / "report.html").exists() and (out / "pass_rates.png").read_bytes()[

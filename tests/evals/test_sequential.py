@@ -63,3 +63,16 @@ def test_constant_outcomes_keep_a_width() -> None:
 def test_win_scores() -> None:
     assert win_scores(2, 1, 1) == [1.0, 1.0, 0.5, 0.0]
     assert confidence_sequence([]) is None
+
+
+def test_clusters_widen_the_sequence_when_keys_differ() -> None:
+    """Two keys, one always passing and one always failing, 200 requests each: as
+    clusters they are worth about 2 observations, not 400."""
+    xs = [1.0] * 200 + [0.0] * 200
+    keys = ["a"] * 200 + ["b"] * 200
+    _, lo, hi = confidence_sequence(xs)  # type: ignore[misc]
+    _, clo, chi = confidence_sequence(xs, clusters=keys)  # type: ignore[misc]
+    assert chi - clo > 2 * (hi - lo)
+    mixed = ["a", "b"] * 200  # keys alike: no design effect
+    _, mlo, mhi = confidence_sequence([1.0, 1.0, 0.0, 0.0] * 100, clusters=mixed)  # type: ignore[misc]
+    assert abs((mhi - mlo) - (hi - lo)) < 0.02
