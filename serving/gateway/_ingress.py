@@ -89,7 +89,7 @@ class GavelIngress(OpenAiIngress):
         self._admitter = Admitter(limiter, self._settings.config.limits, self._metrics)
         self._gate = BackgroundGate(self._settings.config.priority, self._metrics)
         self._swap = SwapRouter(self._settings.swap)
-        self._shadows = ShadowRunner(self._swap, self._metrics, self._finish)
+        self._shadows = ShadowRunner(self._swap, self._metrics, self._record)
         self._metrics.know_models(sorted(self._settings.roles), self._settings.slos)
         self._reporter = MetricsReporter(hub, self._metrics.registry) if hub else None
         cfg = self._settings.config

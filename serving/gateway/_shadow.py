@@ -35,11 +35,12 @@ class ShadowRunner:
     """The shadow requests of one ingress replica."""
 
     def __init__(
-        self, router: SwapRouter, metrics: GatewayMetrics, finish: Callable[[Call], None]
+        self, router: SwapRouter, metrics: GatewayMetrics, record: Callable[[Call], None]
     ) -> None:
+        """``record`` ends a call (metrics, capture); :meth:`Call.end` runs it once."""
         self._router = router
         self._metrics = metrics
-        self._finish = finish
+        self._record = record
         self._tasks: set[asyncio.Task[None]] = set()
 
     def send(self, twin: Call, body: dict[str, Any], handler: Handler) -> None:
@@ -84,7 +85,7 @@ class ShadowRunner:
             call.status, call.error = 500, f"{type(exc).__name__}: {exc}"
         finally:
             self._router.give_shadow_slot()
-            call.end(self._finish)
+            call.end(self._record)
 
     async def drain(self) -> None:
         """Wait for the shadow requests in flight (graceful shutdown)."""

@@ -384,7 +384,7 @@ def test_a_swap_canaries_and_shadows_without_touching_clients_or_their_limits(
     tokens) and captured once with its arm. Every request answered on production's arm
     was sent to the candidate as a shadow or counted as dropped; each shadow is captured
     with its twin's id and never counted against the key (else the key would get 429)."""
-    key = cluster.key("--rpm", "12")
+    key = cluster.key("--rpm", "12", "--scopes", "judge,infer")
     prefix = f"mn-s-{uuid.uuid4().hex[:6]}-"
     dropped_before = _dropped(_scrape())
     arms: dict[str, str] = {}
@@ -449,7 +449,7 @@ def test_swap_promote_and_rollback_under_traffic_drop_nothing(cluster: Stack) ->
     """Requests for the production id flow at concurrency 8 while ``gavel swap promote``
     and then ``gavel swap rollback`` run: every request gets 200 and is captured once;
     once a change is applied, every answer comes from its arm (the header says which)."""
-    key = cluster.key()
+    key = cluster.key("--scopes", "judge,infer")
     prefix = f"mn-p-{uuid.uuid4().hex[:6]}-"
     seen: list[tuple[float, str, int, str]] = []  # (sent at, id, status, arm)
     marks: dict[str, float] = {}
@@ -486,6 +486,7 @@ def test_swap_promote_and_rollback_under_traffic_drop_nothing(cluster: Stack) ->
         load = asyncio.create_task(traffic(stop))
         await asyncio.sleep(3)
         for action in ("promote", "rollback"):
+            marks[f"{action} asked"] = time.monotonic()
             done = await asyncio.to_thread(cluster.gavel, "swap", action, "--by", "ci")
             assert done.returncode == 0 and "applied by every" in done.stdout, done
             marks[action] = time.monotonic()
@@ -495,7 +496,8 @@ def test_swap_promote_and_rollback_under_traffic_drop_nothing(cluster: Stack) ->
 
     asyncio.run(scenario())
     assert seen and {s for _, _, s, _ in seen} == {200}, [x for x in seen if x[2] != 200][:3]
-    promoted = {a for t, _, _, a in seen if marks["promote"] < t < marks["rollback"]}
+    # Applied between asking and the command's return: the window in between is either.
+    promoted = {a for t, _, _, a in seen if marks["promote"] < t < marks["rollback asked"]}
     rolled_back = {a for t, _, _, a in seen if t > marks["rollback"]}
     assert promoted == {"candidate"} and rolled_back == {"production"}, (promoted, rolled_back)
     ids = [rid for _, rid, _, _ in seen]

@@ -189,3 +189,51 @@ def test_swap_commands_need_a_swap_and_something_to_set(tmp_path: Path) -> None:
     assert "shadow 0, canary 0.25" in status.stdout and "set      by ana" in status.stdout
     for r in (none, empty, bad, down, status):
         assert "Traceback" not in r.stderr
+
+
+def test_a_shadow_is_recorded_once_with_its_twin_and_dropped_beyond_its_slots() -> None:
+    """The shadow runner at its boundary: a fake engine handler in place of Ray's."""
+    from serving.gateway._call import Call
+    from serving.gateway._metrics import GatewayMetrics
+    from serving.gateway._shadow import ShadowRunner
+
+    swap = SwapConfig.model_validate({"production": "app-model", "candidate": "app-terse",
+                                      "variant": TERSE, "shadow_max_in_flight": 1})  # fmt: skip
+    metrics = GatewayMetrics()
+    recorded: list[Call] = []
+    sent: list[object] = []
+
+    class Resp:
+        status_code = 200
+        body = (
+            b'{"choices": [{"message": {"content": "Blue."}}], "usage": {"completion_tokens": 2}}'
+        )
+
+    async def handler(request: object, raw: object) -> Resp:
+        sent.append(request)
+        await asyncio.sleep(0.05)
+        return Resp()
+
+    async def go() -> None:
+        runner = ShadowRunner(SwapRouter(swap), metrics, recorded.append)
+        twin = Call(request_id="prod-1", key=None, model="app-model", role="app",
+                    endpoint="chat", stream=True, body={})  # fmt: skip
+        body = {"model": "app-model", "messages": [{"role": "user", "content": "hi"}],
+                "stream": True, "request_id": "x"}  # fmt: skip
+        runner.send(twin, body, handler)
+        runner.send(twin, body, handler)  # the one slot is taken: dropped
+        await runner.drain()
+
+    asyncio.run(go())
+    assert len(recorded) == 1
+    shadow = recorded[0]
+    assert (shadow.source, shadow.arm, shadow.twin_id, shadow.model, shadow.key) == (
+        "shadow", "candidate", "prod-1", "app-terse", None,
+    )  # fmt: skip
+    assert "".join(shadow.text) == "Blue." and shadow.completion_tokens == 2
+    assert sent[0].messages[0]["content"] == "One word."  # type: ignore[attr-defined]
+    assert not sent[0].stream  # type: ignore[attr-defined]
+    dropped = metrics.registry.get_sample_value(
+        "gavel_shadow_dropped_requests_total", {"model": "app-terse"}
+    )
+    assert dropped == 1
