@@ -173,7 +173,12 @@ class GavelIngress(OpenAiIngress):
         denied, _ = await self._authenticate(request)
         if denied is not None:
             return denied
-        return await super().models()
+        listed = await super().models()
+        for card in list(listed.data):  # a swap's variant is listed like its base
+            for model in self._settings.roles:
+                if self._swap.variant_base(model) == card.id:
+                    listed.data.append(card.model_copy(update={"id": model}))
+        return listed
 
     async def model_data(self, model: str, request: Request) -> Any:  # type: ignore[override]
         """One model's card (any valid key); only exactly configured ids exist."""
@@ -182,6 +187,9 @@ class GavelIngress(OpenAiIngress):
             return denied
         if model not in self._settings.roles:
             return _refused(Refusal(404, f"No model {model[:128]!r}.", code="model_not_found"))
+        base = self._swap.variant_base(model)
+        if base is not None:
+            return (await super().model_data(base)).model_copy(update={"id": model})
         return await super().model_data(model)
 
     async def chat(self, request: Request) -> Response:  # type: ignore[override]

@@ -31,6 +31,11 @@ class SwapRouter:
         )
         self._shadows = 0
 
+    def variant_base(self, model: str) -> str | None:
+        """The served model whose engine answers the variant ``model`` (else ``None``)."""
+        v = self._variants.get(model)
+        return v.base if v is not None else None
+
     def apply(self, *, shadow_rate: float, canary_weight: float, promoted: bool) -> None:
         """Take a new state of the swap (``gavel swap set|promote|rollback``)."""
         if self.swap is not None:
