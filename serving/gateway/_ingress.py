@@ -66,6 +66,12 @@ _ERROR_TYPES = {400: "invalid_request_error", 404: "model_not_found"}
 _SERVER_ERROR = "The model could not serve this request; it was recorded. Retry shortly."
 
 
+def _engine_message(message: str) -> str:
+    """An engine's 4xx message without Ray's internals (its exception chain)."""
+    text = message.removeprefix("Message: ")
+    return text.split(" (Request ID:", 1)[0].split(", Internal exception:", 1)[0][:1000]
+
+
 def _refused(r: Refusal) -> JSONResponse:
     return openai_error(r.status, r.message, type_=r.type_, code=r.code)
 
@@ -333,6 +339,7 @@ class GavelIngress(OpenAiIngress):
             self._finish(call)
             if exc.status_code >= 500:
                 return openai_error(500, _SERVER_ERROR, type_="server_error")
+            exc.message = _engine_message(exc.message)  # Ray's shape, without its internals
             raise
         except Exception as exc:
             call.status, call.error = 500, f"{type(exc).__name__}: {exc}"

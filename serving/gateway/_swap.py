@@ -93,7 +93,11 @@ class SwapRouter:
             out["messages"] = [{"role": "system", "content": v.system_prompt}, *out["messages"]]
         if v.max_tokens is not None:
             asked = out.get("max_tokens")
-            out["max_tokens"] = min(asked, v.max_tokens) if isinstance(asked, int) else v.max_tokens
+            cap = min(asked, v.max_tokens) if isinstance(asked, int) else v.max_tokens
+            out["max_tokens"] = cap
+            floor = out.get("min_tokens")
+            if isinstance(floor, int) and floor > cap:  # the cap wins over a length floor
+                out["min_tokens"] = cap
         if v.temperature is not None:
             out["temperature"] = v.temperature
         return out

@@ -385,3 +385,15 @@ def test_budget_reservations_released_early_or_never_settled() -> None:
     b.reserve("k", later, ask, "fresh")
     assert b.open_reservations() == 1  # "stuck" forgotten, and still charged (safe side)
     assert b.spent[("k", "2026-11-29")] == pytest.approx(0.8)
+
+
+def test_an_engine_4xx_message_loses_ray_s_internals() -> None:
+    from serving.gateway._ingress import _engine_message
+
+    raw = (
+        "Message: min_tokens must be less than or equal to max_tokens=1, got 8. (Request ID:"
+        " promote-25), Internal exception: ray.llm._internal.serve.core.configs."
+        "openai_api_models.OpenAIHTTPException (Request ID: promote-25), original exception: "
+    )
+    assert _engine_message(raw) == "min_tokens must be less than or equal to max_tokens=1, got 8."
+    assert _engine_message("plain") == "plain"

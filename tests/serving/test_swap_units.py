@@ -128,6 +128,8 @@ def test_a_variant_body_goes_to_its_base_with_its_defaults() -> None:
     assert out["messages"][1:] == body["messages"]
     assert (out["max_tokens"], out["temperature"]) == (8, 0)
     assert r.engine_body({**body, "max_tokens": 4}, "app-terse")["max_tokens"] == 4
+    floor = r.engine_body({**body, "min_tokens": 20}, "app-terse")  # a load test's floor
+    assert (floor["max_tokens"], floor["min_tokens"]) == (8, 8)
     assert body["messages"] == [{"role": "user", "content": "hi"}]  # the client's body is untouched
 
 
