@@ -22,6 +22,8 @@ from tests.conftest import STORE_URL, run_gavel
 
 pytestmark = pytest.mark.stack
 N = 16
+N_LOAD = 160
+"""Requests of the promote test's load: enough to outlast the promote (asked after 2 s)."""
 
 
 @pytest.fixture
@@ -127,13 +129,13 @@ def test_promote_under_the_load_test_s_traffic_drops_nothing(stack: str, api_key
     applied: list[datetime] = []
 
     def promote() -> None:
-        gevent.sleep(4)
+        gevent.sleep(2)
         done = run_gavel("swap", "promote", "--by", "tests", "--wait", "30")
         applied.append(datetime.now(UTC))
         assert done.returncode == 0 and "applied by every" in done.stdout, done
 
     spec = SweepSpec(base_url=stack.removesuffix("/v1"), model="app-model", output_lens=[8],
-                     concurrency=[4], requests_per_cell=48, request_timeout_s=120)  # fmt: skip
+                     concurrency=[4], requests_per_cell=N_LOAD, request_timeout_s=120)  # fmt: skip
     timer = gevent.spawn(promote)
     records, _ = run_cell(spec, prompt="Say something about the sea.", output_len=8,
                           concurrency=4, api_key=api_key, request_id_prefix=prefix)  # fmt: skip
@@ -142,7 +144,7 @@ def test_promote_under_the_load_test_s_traffic_drops_nothing(stack: str, api_key
     # (a 2xx, checked on its captured status below).
     empty = "stream ended without content or usage"
     failed = [r.error for r in records if not r.ok and r.error != empty]
-    assert len(records) == 48 and not failed, failed[:3]
+    assert len(records) == N_LOAD and not failed, failed[:3]
     ids = {f"{prefix}{r.index}" for r in records}
     deadline = time.monotonic() + 30
     while len(_today(prefix)) < len(ids) and time.monotonic() < deadline:
