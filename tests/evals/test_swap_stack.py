@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,8 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from loadtest._models import RequestRecord
 from serving.store import Store
-from tests.conftest import STORE_URL, run_gavel
+from tests.conftest import ROOT, STORE_URL, run_gavel
 
 pytestmark = pytest.mark.stack
 N = 16
@@ -120,26 +123,18 @@ def test_promote_under_the_load_test_s_traffic_drops_nothing(stack: str, api_key
     """Locust streams requests for app-model while ``gavel swap promote`` runs: every
     request gets a 2xx and is captured once, and every request that arrives after the
     promote was applied is answered by the candidate."""
-    import gevent  # the load generator's loop: the promote runs as one of its greenlets
-
-    from loadtest._models import SweepSpec
-    from loadtest._runner import run_cell
-
     prefix = f"promote-{uuid.uuid4().hex[:6]}-"
-    applied: list[datetime] = []
-
-    def promote() -> None:
-        gevent.sleep(2)
-        done = run_gavel("swap", "promote", "--by", "tests", "--wait", "30")
-        applied.append(datetime.now(UTC))
-        assert done.returncode == 0 and "applied by every" in done.stdout, done
-
-    spec = SweepSpec(base_url=stack.removesuffix("/v1"), model="app-model", output_lens=[8],
-                     concurrency=[4], requests_per_cell=N_LOAD, request_timeout_s=120)  # fmt: skip
-    timer = gevent.spawn(promote)
-    records, _ = run_cell(spec, prompt="Say something about the sea.", output_len=8,
-                          concurrency=4, api_key=api_key, request_id_prefix=prefix)  # fmt: skip
-    timer.join()
+    load = subprocess.run(
+        [sys.executable, "-m", "tests.evals.promote_load", stack.removesuffix("/v1"), api_key,
+         prefix, str(N_LOAD)],
+        cwd=ROOT, capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    assert load.returncode == 0, load.stdout[-2000:] + load.stderr[-3000:]
+    result = json.loads(load.stdout.strip().splitlines()[-1])
+    promoted = result["promote"]
+    assert promoted.get("code") == 0 and "applied by every" in promoted["output"], promoted
+    applied = [datetime.fromisoformat(promoted["at"])]
+    records = [RequestRecord.model_validate(r) for r in result["records"]]
     # A one-token answer may carry no text: Locust counts it not ok, but it was served
     # (a 2xx, checked on its captured status below).
     empty = "stream ended without content or usage"
@@ -152,7 +147,6 @@ def test_promote_under_the_load_test_s_traffic_drops_nothing(stack: str, api_key
     rows = _today(prefix)
     assert sorted(r.client_request_id or "" for r in rows) == sorted(ids)  # each once
     assert {r.status for r in rows} == {200}
-    assert applied, "the promote did not finish"
     after = [r for r in rows if r.ts > applied[0]]
     before = [r for r in rows if r.ts <= applied[0]]
     assert after and {r.arm for r in after} == {"candidate"}, [r.arm for r in after]
