@@ -182,6 +182,10 @@ async def tap(
                     event = _SERVER_ERROR_EVENT
                 if keep or pass_usage:
                     out.append(event + "\n\n")
+            if any(e.strip() == "data: [DONE]" for e in text.split("\n\n")):
+                # Everything was streamed: end the call before the last chunk goes out, so
+                # that a client that hangs up on [DONE] is recorded as served.
+                call.end(finish)
             if out:
                 yield "".join(out)
     except BaseException as exc:  # client gone (CancelledError) or stream failure
