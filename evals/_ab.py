@@ -23,20 +23,25 @@ from serving import EXIT_USAGE, CliError, StackConfig
 from serving.store import Store
 
 
-def pairwise_criterion(loaded: LoadedSuite, criteria_dir: str) -> Criterion:
-    """The suite's pairwise criterion, which must be of a two-answer kind."""
+def find_pairwise(name: str | None, criteria_dir: str, *, where: str) -> Criterion:
+    """The criterion ``name`` of ``criteria_dir``, which must be of a two-answer kind;
+    else a usage error that starts with ``where`` (the file and field that name it)."""
     from pathlib import Path
 
     kinds = default_kinds()
     found = {c.name: c for c in load_criteria(Path(criteria_dir), kinds)}
-    crit = found.get(loaded.suite.pairwise)
+    crit = found.get(name or "")
     if crit is None or kinds.get(crit.kind).arity != 2:
         raise CliError(
-            f"{loaded.path}: pairwise = {loaded.suite.pairwise!r}: no pairwise criterion of "
-            f"that name in {criteria_dir}",
+            f"{where} = {name!r}: no pairwise criterion of that name in {criteria_dir}",
             EXIT_USAGE,
         )
     return crit
+
+
+def pairwise_criterion(loaded: LoadedSuite, criteria_dir: str) -> Criterion:
+    """The suite's pairwise criterion, which must be of a two-answer kind."""
+    return find_pairwise(loaded.suite.pairwise, criteria_dir, where=f"{loaded.path}: pairwise")
 
 
 def judge_pairs(

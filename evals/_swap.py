@@ -80,6 +80,22 @@ def _rate(xs: Sequence[float]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
+def _arm_check(
+    check: SwapCheck,
+    on: Literal["shadow", "canary"],
+    a: Sequence[float],
+    b: Sequence[float],
+    cs: tuple[float, float, float] | None,
+) -> ArmCheck:
+    """Production's scores ``a``, the candidate's ``b`` and their difference's sequence."""
+    return ArmCheck(
+        check=check.name, on=on, n_production=len(a), n_candidate=len(b),
+        production_rate=_rate(a), candidate_rate=_rate(b),
+        diff=cs[0] if cs else None, cs_low=cs[1] if cs else None, cs_high=cs[2] if cs else None,
+        worse=cs is not None and cs[2] < 0,
+    )  # fmt: skip
+
+
 def shadow_check(
     check: SwapCheck, pairs: Sequence[tuple[TrafficRecord, TrafficRecord]]
 ) -> ArmCheck:
@@ -92,12 +108,7 @@ def shadow_check(
             a.append(pa)
             b.append(pb)
     cs = confidence_sequence([y - x for x, y in zip(a, b, strict=True)], bounds=(-1.0, 1.0))
-    return ArmCheck(
-        check=check.name, on="shadow", n_production=len(a), n_candidate=len(b),
-        production_rate=_rate(a), candidate_rate=_rate(b),
-        diff=cs[0] if cs else None, cs_low=cs[1] if cs else None, cs_high=cs[2] if cs else None,
-        worse=cs is not None and cs[2] < 0,
-    )  # fmt: skip
+    return _arm_check(check, "shadow", a, b, cs)
 
 
 def canary_check(
@@ -112,13 +123,7 @@ def canary_check(
         return [s for s, _ in got], [k for _, k in got]
 
     (a, keys_a), (b, keys_b) = scores(production), scores(candidate)
-    cs = cs_difference(a, b, clusters=(keys_a, keys_b))
-    return ArmCheck(
-        check=check.name, on="canary", n_production=len(a), n_candidate=len(b),
-        production_rate=_rate(a), candidate_rate=_rate(b),
-        diff=cs[0] if cs else None, cs_low=cs[1] if cs else None, cs_high=cs[2] if cs else None,
-        worse=cs is not None and cs[2] < 0,
-    )  # fmt: skip
+    return _arm_check(check, "canary", a, b, cs_difference(a, b, clusters=(keys_a, keys_b)))
 
 
 def arm_checks(swap: SwapConfig, traffic: SwapTraffic) -> list[ArmCheck]:

@@ -10,11 +10,11 @@ from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
-from evals._ab import PairJudging, judge_exchange_pairs
+from evals._ab import PairJudging, find_pairwise, judge_exchange_pairs
 from evals._checks import ASSERTIONS, AssertArgs
 from evals._compare import PairwiseReport, pairwise_report
 from evals._swap import ArmCheck, SwapTraffic, SwapVerdict, arm_checks, decide, split
-from judges import Criterion, JudgingConfig, default_kinds, load_criteria, to_exchange
+from judges import Criterion, JudgingConfig, to_exchange
 from serving import EXIT_USAGE, CliError, Figure, GavelModel, SwapConfig, TrafficRecord
 from serving.store import Store
 
@@ -57,16 +57,7 @@ def check_config(swap: SwapConfig, config_path: str) -> None:
 
 def pairwise_criterion(swap: SwapConfig, judging: JudgingConfig) -> Criterion:
     """The swap's pairwise criterion from the judging config's criteria."""
-    kinds = default_kinds()
-    found = {c.name: c for c in load_criteria(Path(judging.criteria_dir), kinds)}
-    crit = found.get(swap.pairwise)
-    if crit is None or kinds.get(crit.kind).arity != 2:
-        raise CliError(
-            f"swap.pairwise = {swap.pairwise!r}: no pairwise criterion of that name in "
-            f"{judging.criteria_dir}",
-            EXIT_USAGE,
-        )
-    return crit
+    return find_pairwise(swap.pairwise, judging.criteria_dir, where="swap.pairwise")
 
 
 def build_report(
