@@ -56,6 +56,7 @@ def judge_pairs(
     *,
     max_flip_rate: float = 0.15,
     judge_trusted: bool | None = None,
+    trust_reason: str | None = None,
     log: Callable[[str], None] = print,
 ) -> PairwiseReport:
     """Judge A's and B's first-epoch answers to every item pairwise (both orders)."""
@@ -79,7 +80,11 @@ def judge_pairs(
     ctx = PairJudging(crit, store, stack, judging, api_key, log)
     outcomes = judge_exchange_pairs(pairs, ctx, run_id=f"ab-{a.run_id}-{b.run_id}")
     return pairwise_report(
-        crit.name, outcomes, max_flip_rate=max_flip_rate, judge_trusted=judge_trusted
+        crit.name,
+        outcomes,
+        max_flip_rate=max_flip_rate,
+        judge_trusted=judge_trusted,
+        trust_reason=trust_reason,
     )
 
 

@@ -170,6 +170,7 @@ def cmd_ab(args: argparse.Namespace) -> int:
     """Run both arms, compare them, judge them pairwise; exit 1 if B is worse."""
     from evals._ab import judge_pairs, pairwise_criterion
     from evals._report import pairwise_table
+    from evals._trust import pairwise_trust
 
     stack, judging = configs(args)
     loaded = load(args, judging)
@@ -181,16 +182,21 @@ def cmd_ab(args: argparse.Namespace) -> int:
     print("== B ==")
     b = _run(args, ep_b, loaded, stack, judging)
     comparison = _gate(args, a, b)
+    store = open_store(args.config)
+    trusted, why = pairwise_trust(store, judging, crit)
+    print(f"pairwise judge ({crit.name}): {'trusted' if trusted else 'NOT trusted'}: {why}")
     report = judge_pairs(
         loaded,
         a,
         b,
         crit,
-        open_store(args.config),
+        store,
         stack,
         judging,
         ep_a.api_key,
         max_flip_rate=args.max_flip_rate,
+        judge_trusted=trusted,
+        trust_reason=why,
     )
     print(pairwise_table(report))
     worse = comparison.failed or report.decision == "A better"

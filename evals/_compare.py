@@ -159,6 +159,7 @@ def pairwise_report(
     *,
     max_flip_rate: float = 0.15,
     judge_trusted: bool | None = None,
+    trust_reason: str | None = None,
     alpha: float = 0.05,
 ) -> PairwiseReport:
     """Wins, ties and losses; B's win rate (ties half) with a paired bootstrap interval;
@@ -188,7 +189,7 @@ def pairwise_report(
             "the pairwise criterion's judge is not calibrated against human labels"
             if judge_trusted is None
             else "the pairwise criterion's judge is not trustworthy by calibration"
-        )
+        ) + (f" ({trust_reason})" if trust_reason else "")
     if why is not None:
         decision = None
     return PairwiseReport(

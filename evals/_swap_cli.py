@@ -20,8 +20,12 @@ def commands(cli: CommandSet) -> None:
     sw = cli.group("swap", help="a candidate model beside production: shadow, canary, decision")
     rp = sw.add_parser("report", help="judge the swap's traffic and decide")
     when = rp.add_mutually_exclusive_group()
-    when.add_argument("--date", type=day_arg, help="one UTC day (default: today)")
-    when.add_argument("--since", type=day_arg, help="every day from this one to today")
+    when.add_argument("--date", type=day_arg, help="one UTC day")
+    when.add_argument(
+        "--since", type=day_arg,
+        help="every day from this one to today (default: from the day the swap was first "
+        "set, as `gavel swap status` lists it, or today)",
+    )  # fmt: skip
     rp.add_argument("--no-judge", action="store_true",
                     help="deterministic checks only (no pairwise judging)")  # fmt: skip
     rp.add_argument("--out", type=Path, help="output folder (default: reports/swap/LAST_DAY)")
@@ -37,6 +41,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     """Load the days' traffic, check, judge, decide; write JSON, HTML and the figures."""
     from evals._ab import PairJudging
     from evals._swap_report import (
+        NOT_JUDGED,
         build_report,
         check_config,
         days_of,
@@ -45,8 +50,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         pairwise_criterion,
         write,
     )
+    from evals._trust import pairwise_trust
     from judges import load_judging
     from serving import load_config
+    from serving.store import swap_history
 
     stack = load_config(args.config)
     swap = stack.swap
@@ -57,9 +64,15 @@ def cmd_report(args: argparse.Namespace) -> int:
             EXIT_USAGE,
         )
     check_config(swap, args.config)
-    days = days_of(args.date, args.since, datetime.now(UTC).date())
     store = open_store(args.config)
+    today = datetime.now(UTC).date()
+    since = args.since
+    if args.date is None and since is None:
+        events = swap_history(store, swap.production, swap.candidate)
+        since = min(events[0].at.astimezone(UTC).date(), today) if events else today
+    days = days_of(args.date, since, today)
     judge = None
+    trust: tuple[bool | None, str] = (None, NOT_JUDGED)
     if not args.no_judge:
         if not args.api_key:
             raise CliError(
@@ -70,8 +83,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         judging = load_judging(args.judging)
         ctx = PairJudging(pairwise_criterion(swap, judging), store, stack, judging, args.api_key)
         run_id = f"swap-{swap.candidate}-{days[-1].isoformat()}"
-        judge = lambda traffic: judge_shadow_pairs(traffic, ctx, run_id=run_id)  # noqa: E731
-    report = build_report(swap, load_days(store, days), days, judge=judge or (lambda _: None))
+        known = pairwise_trust(store, judging, ctx.crit)
+        trust = known
+        judge = lambda traffic: judge_shadow_pairs(traffic, ctx, run_id=run_id, trust=known)  # noqa: E731
+    report = build_report(swap, load_days(store, days), days, judge=judge or (lambda _: None),
+                          trust=trust)  # fmt: skip
     out = args.out or Path("reports/swap") / days[-1].isoformat()
     write(report, out, store)
     v = report.verdict

@@ -18,7 +18,7 @@ from judges import Criterion, JudgingConfig, to_exchange
 from serving import EXIT_USAGE, CliError, Figure, GavelModel, SwapConfig, TrafficRecord
 from serving.store import Store
 
-NO_PAIRWISE_LABELS = "no pairwise labels yet: label shadow pairs, then `gavel judge calibrate`"
+NOT_JUDGED = "not judged (--no-judge)"
 
 
 class SwapReport(GavelModel):
@@ -66,27 +66,34 @@ def build_report(
     days: Sequence[date],
     *,
     judge: Callable[[SwapTraffic], PairwiseReport | None],
+    trust: tuple[bool | None, str] = (None, NOT_JUDGED),
 ) -> SwapReport:
-    """Split, check, judge (``judge`` may return ``None``: not judged) and decide."""
+    """Split, check, judge (``judge`` may return ``None``: not judged) and decide, with
+    ``trust``: whether the pairwise judge is trusted, and why."""
     t0 = time.perf_counter()
     traffic = split(records, swap)
     checks = arm_checks(swap, traffic)
     pairwise = judge(traffic)
-    trusted: bool | None = None  # pairwise labels and their calibration come next
+    trusted, why = trust
     verdict = decide(swap, traffic, checks, pairwise, judge_trusted=trusted,
-                     trust_reason=NO_PAIRWISE_LABELS)  # fmt: skip
+                     trust_reason=why)  # fmt: skip
     return SwapReport(
         production=swap.production, candidate=swap.candidate,
         days=[d.isoformat() for d in days], production_arm=len(traffic.production_arm),
         candidate_arm=len(traffic.candidate_arm), shadow_pairs=len(traffic.pairs),
         checks=checks, pairwise=pairwise, judge_trusted=trusted,
-        trust_reason=NO_PAIRWISE_LABELS, verdict=verdict,
+        trust_reason=why, verdict=verdict,
         seconds=round(time.perf_counter() - t0, 2),
     )  # fmt: skip
 
 
 def judge_shadow_pairs(
-    traffic: SwapTraffic, ctx: PairJudging, *, run_id: str, max_flip_rate: float = 0.15
+    traffic: SwapTraffic,
+    ctx: PairJudging,
+    *,
+    run_id: str,
+    trust: tuple[bool, str],
+    max_flip_rate: float = 0.15,
 ) -> PairwiseReport | None:
     """Production's answer (A) against the candidate's (B) on every shadow pair."""
     if not traffic.pairs:
@@ -95,7 +102,7 @@ def judge_shadow_pairs(
              for twin, shadow in traffic.pairs]  # fmt: skip
     outcomes = judge_exchange_pairs(pairs, ctx, run_id=run_id)
     return pairwise_report(ctx.crit.name, outcomes, max_flip_rate=max_flip_rate,
-                           judge_trusted=None)  # fmt: skip
+                           judge_trusted=trust[0], trust_reason=trust[1])  # fmt: skip
 
 
 def figures(report: SwapReport) -> list[Figure]:

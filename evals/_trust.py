@@ -12,6 +12,7 @@ from judges import (
     LabelStore,
     VerdictStore,
     calibrate,
+    calibrate_pairs,
     default_kinds,
 )
 from serving.store import Store
@@ -37,3 +38,18 @@ def judge_trust(
         for check, c in criteria.items()
         if c.name in rows
     }
+
+
+def pairwise_trust(store: Store, judging: JudgingConfig, crit: Criterion) -> tuple[bool, str]:
+    """Whether the pairwise criterion's judge is trusted: its calibration against the
+    pairwise labels (``gavel judge calibrate``), by the binary judges' rule."""
+    labels = LabelStore(store).query(criterion=crit.name)
+    verdicts = VerdictStore(store).current({crit.name: crit.version})
+    rows = calibrate_pairs([crit], labels, verdicts, judging.calibration)
+    if not rows:
+        return False, f"{crit.name} is not a pairwise criterion"
+    row = rows[0]
+    if row.n == 0:
+        return False, (f"no pairwise labels of {crit.name} yet: label shadow pairs "
+                       "(`gavel label`), then `gavel judge calibrate`")  # fmt: skip
+    return row.trusted, row.reason

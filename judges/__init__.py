@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from judges._items import build_items, to_exchange
     from judges._label_app import build_label_app
     from judges._labels import Label, LabelRow, LabelStore
+    from judges._pairwise_calibration import PairwiseCalibration, calibrate_pairs
     from judges._registry import CriterionKind, JudgeOutcome, KindRegistry
     from judges._result import DailyResult
     from judges._rows import Aggregate, PairRow, RateRow
@@ -61,6 +62,8 @@ _WHERE = {
     "Label": "_labels",
     "LabelRow": "_labels",
     "LabelStore": "_labels",
+    "PairwiseCalibration": "_pairwise_calibration",
+    "calibrate_pairs": "_pairwise_calibration",
     "CriterionKind": "_registry",
     "JudgeOutcome": "_registry",
     "KindRegistry": "_registry",
@@ -91,6 +94,7 @@ __all__ = [
     "LabelRow",
     "LabelStore",
     "PairRow",
+    "PairwiseCalibration",
     "PassFailAnswer",
     "RateRow",
     "Verdict",
@@ -100,6 +104,7 @@ __all__ = [
     "build_items",
     "build_label_app",
     "calibrate",
+    "calibrate_pairs",
     "consensus",
     "default_kinds",
     "judge_items",

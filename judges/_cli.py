@@ -7,22 +7,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from judges._calibrate_cli import cmd_calibrate
+from judges._cli_open import open_configs
 from serving import EXIT_USAGE, CliError, CommandSet, day_arg, open_store, yesterday
-
-if TYPE_CHECKING:
-    from judges._calibration import CalibrationRow
-    from judges._config import JudgingConfig
-    from judges._criteria import Criterion
-    from judges._registry import KindRegistry
-    from serving.store import Store
 
 
 def commands(cli: CommandSet) -> None:
@@ -222,39 +214,13 @@ def _add_calibrate(judge_sub: argparse._SubParsersAction[argparse.ArgumentParser
     cal.set_defaults(func=cmd_calibrate)
 
 
-@dataclass(frozen=True)
-class _Opened:
-    store: Store
-    judging: JudgingConfig
-    criteria: list[Criterion]
-    kinds: KindRegistry
-
-
-def _open(args: argparse.Namespace, *, criterion: str | None = None) -> _Opened:
-    """Configs and the store; ``criterion``, if given, must be a pass/fail criterion."""
-    from judges._catalog import load_criteria
-    from judges._config import load_judging
-    from judges.kinds import default_kinds
-
-    kinds = default_kinds()
-    store = open_store(args.config)
-    judging = load_judging(args.judging)
-    criteria = load_criteria(Path(judging.criteria_dir), kinds)
-    names = sorted(c.name for c in kinds.pass_fail(criteria))
-    if criterion is not None and criterion not in names:
-        raise CliError(
-            f"unknown criterion {criterion!r}; pass/fail criteria: {', '.join(names)}", EXIT_USAGE
-        )
-    return _Opened(store, judging, criteria, kinds)
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the labelling page until Ctrl-C."""
     import uvicorn
 
     from judges._label_app import build_label_app
 
-    opened = _open(args)
+    opened = open_configs(args)
     app = build_label_app(opened.store, opened.criteria, kinds=opened.kinds)
     print(
         f"labelling page: http://{args.host}:{args.port}/ (sign in with a key that has the "
@@ -269,7 +235,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     """Import a JSONL label file in one transaction."""
     from judges._labels import LabelImportError, LabelStore, parse_label_file
 
-    opened = _open(args)
+    opened = open_configs(args)
     try:
         rows = parse_label_file(
             args.file,
@@ -297,94 +263,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     """Write labels as JSONL."""
     from judges._labels import LabelStore, since_filter, write_label_file
 
-    opened = _open(args, criterion=args.criterion)
+    opened = open_configs(args, criterion=args.criterion)
     found = since_filter(LabelStore(opened.store).query(criterion=args.criterion), args.since)
     try:
         write_label_file(args.file, found)
     except OSError as exc:
         raise CliError(f"cannot write {args.file}: {exc.strerror or exc}") from None
     print(f"exported {len(found)} labels to {args.file}")
-    return 0
-
-
-def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{100 * v:.1f}%"
-
-
-def _num(v: float | None) -> str:
-    return "-" if v is None else f"{v:.3f}"
-
-
-def format_rows(rows: list[CalibrationRow]) -> str:
-    """The calibration table and the criteria-drift notes, as text."""
-    out = [
-        f"{'criterion':<20} {'version':<12} {'n':>4} {'agree':>7} {'kappa':>7} "
-        f"{'95% CI':<17} {'coverage':>8} {'false-fail':>10}  trusted"
-    ]
-    for r in rows:
-        ci = f"[{_num(r.kappa_low)}, {_num(r.kappa_high)}]" if r.kappa is not None else "-"
-        out.append(
-            f"{r.criterion:<20} {r.criterion_version:<12} {r.n:>4} {_pct(r.agreement):>7} "
-            f"{_num(r.kappa):>7} {ci:<17} {_pct(r.coverage):>8} "
-            f"{_pct(r.false_failure_rate):>10}  {'yes' if r.trusted else 'NO'}: {r.reason}"
-        )
-        m = r.confusion
-        extra = []
-        if r.unjudged_labels:
-            extra.append(f"{r.unjudged_labels} labels without a pass/fail verdict")
-        if r.earlier_version_labels:
-            extra.append(f"{r.earlier_version_labels} labels of earlier versions not counted")
-        out.append(
-            f"    human fail: judge fail {m.both_fail}, judge pass {m.judge_pass_human_fail}"
-            f" | human pass: judge fail {m.judge_fail_human_pass}, judge pass {m.both_pass}"
-            + (f"  ({'; '.join(extra)})" if extra else "")
-        )
-    notes = [(r.criterion, n) for r in rows for n in r.drift_notes]
-    out.append("")
-    if not notes:
-        out.append("criteria drift notes: none")
-    else:
-        out.append(f"criteria drift notes ({len(notes)}):")
-        for crit, n in notes:
-            when = "current" if n.current else "earlier version"
-            out.append(
-                f"  {crit} ({n.criterion_version}, {when}) on {n.item_id} by {n.labeller}: {n.note}"
-            )
-    return "\n".join(out)
-
-
-def cmd_calibrate(args: argparse.Namespace) -> int:
-    """Print per-criterion agreement of the judge with people."""
-    from judges._calibration import calibrate, labeller_agreement
-    from judges._labels import LabelStore
-    from judges._store import VerdictStore
-
-    opened = _open(args, criterion=args.criterion)
-    versions = {c.name: c.version for c in opened.kinds.pass_fail(opened.criteria)}
-    labels = LabelStore(opened.store).query(criterion=args.criterion)
-    verdicts = VerdictStore(opened.store).current(versions)
-    rows = calibrate(
-        opened.criteria,
-        labels,
-        verdicts,
-        opened.judging.calibration,
-        criterion=args.criterion,
-        since=args.since,
-        kinds=opened.kinds,
-    )
-    print(format_rows(rows))
-    pairs = labeller_agreement(opened.kinds.pass_fail(opened.criteria), labels)
-    if pairs:
-        print("\nagreement between labellers (the ceiling for the judge's kappa):")
-        for a in pairs:
-            print(
-                f"  {a.criterion:<20} {a.labeller_a} / {a.labeller_b}: n={a.n} "
-                f"agreement {_pct(a.agreement)} kappa {_num(a.kappa)}"
-            )
-    if args.json is not None:
-        text = json.dumps([r.model_dump(mode="json") for r in rows], indent=2) + "\n"
-        try:
-            args.json.write_text(text)
-        except OSError as exc:
-            raise CliError(f"cannot write {args.json}: {exc.strerror or exc}") from None
     return 0

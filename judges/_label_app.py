@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException
 from judges._calibration import LabellerAgreement, labeller_agreement
 from judges._criteria import Criterion
 from judges._labels import Label, LabelStore, Note
+from judges._pair_app import PairLabels, add_pair_routes
 from judges._registry import KindRegistry
 from judges._store import VerdictStore
 from judges._wire import Verdict
@@ -195,6 +196,10 @@ def build_label_app(
         return openai_error(400, f"{loc}: {e.get('msg')}", type_="invalid_request_error")
 
     html = resources.files("judges").joinpath("label_page.html").read_text(encoding="utf-8")
+    pair_html = resources.files("judges").joinpath("pair_page.html").read_text(encoding="utf-8")
+    registry = kinds or default_kinds()
+    paired = [c for c in criteria if registry.get(c.kind).arity == 2]
+    add_pair_routes(app, PairLabels(store, paired), Depends(_labeller), pair_html)
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:

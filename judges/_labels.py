@@ -29,15 +29,20 @@ NOTE_MAX = 2000
 
 Note = Annotated[str, Field(max_length=NOTE_MAX)]
 
+LabelValue = Literal["pass", "fail", "A", "B", "tie"]
+"""pass/fail for a one-answer criterion; for a pairwise one, the better response (``A``,
+the pair's first, or ``B``) or ``tie``: by response, never by the side it was shown on."""
+PAIR_LABELS = frozenset({"A", "B", "tie"})
+
 
 class Label(GavelModel):
-    """One person's pass/fail on one criterion of one sampled record."""
+    """One person's label on one criterion of one sampled record (or pair of records)."""
 
     item_id: Annotated[str, Field(min_length=1, max_length=200)]
     """The judged item: the traffic record's request id."""
     criterion: Annotated[str, Field(min_length=1, max_length=128)]
     criterion_version: Annotated[str, Field(min_length=1, max_length=32)]
-    label: Literal["pass", "fail"]
+    label: LabelValue
     note: Note | None = None
     """Why, in the labeller's words."""
     criterion_note: Note | None = None
@@ -55,7 +60,7 @@ class LabelRow(GavelModel):
 
     item_id: Annotated[str, Field(min_length=1, max_length=200)]
     criterion: Annotated[str, Field(min_length=1, max_length=128)]
-    label: Literal["pass", "fail"]
+    label: LabelValue
     note: Note | None = None
     criterion_note: Note | None = None
     criterion_version: Annotated[str, Field(min_length=1, max_length=32)] | None = None
@@ -141,7 +146,9 @@ def parse_label_file(
     result in one transaction imports all rows or none.
     """
     by_name = {c.name: c for c in criteria}
-    labelled = {c.name for c in (kinds or default_kinds()).pass_fail(criteria)}
+    registry = kinds or default_kinds()
+    labelled = {c.name for c in registry.pass_fail(criteria)}
+    paired = {c.name for c in criteria if registry.get(c.kind).arity == 2}
     out: list[Label] = []
     problems: list[tuple[int, str]] = []
     seen: dict[tuple[str, str, str, str], int] = {}
@@ -167,8 +174,12 @@ def parse_label_file(
         if crit is None:
             problems.append((no, f"criterion: unknown criterion {row.criterion!r}"))
             continue
-        if crit.name not in labelled:
-            problems.append((no, f"criterion: {row.criterion!r} is {crit.kind}, not pass/fail"))
+        if crit.name not in labelled | paired:
+            problems.append((no, f"criterion: {row.criterion!r} is {crit.kind}, not labelled"))
+            continue
+        want = "A, B or tie" if crit.name in paired else "pass or fail"
+        if (row.label in PAIR_LABELS) != (crit.name in paired):
+            problems.append((no, f"label: {row.criterion!r} takes {want}, not {row.label!r}"))
             continue
         version = row.criterion_version or crit.label_version
         who = row.labeller or labeller

@@ -8,10 +8,17 @@ enough labelled pairs, and kappa at least ``min_kappa``. Pure functions.
 from __future__ import annotations
 
 import math
+from collections import Counter, defaultdict
 from collections.abc import Sequence
+from datetime import date
 
 from judges._calibration import CalibrationConfig, trust_rule
+from judges._criteria import Criterion
+from judges._labels import PAIR_LABELS, Label, since_filter
+from judges._registry import KindRegistry
 from judges._stats import Z95, position_consistency
+from judges._wire import Verdict
+from judges.kinds import default_kinds
 from serving import GavelModel
 
 CLASSES = ("A", "B", "tie")
@@ -33,6 +40,11 @@ class PairwiseCalibration(GavelModel):
     """Share of the judged pairs whose two orders named the same winner."""
     trusted: bool
     reason: str
+    criterion_version: str = ""
+    unjudged_labels: int = 0
+    """Labelled pairs with no verdict of the current version (or a judge error)."""
+    disputed_items: int = 0
+    """Pairs whose labellers gave no single most frequent label (not counted)."""
 
 
 def kappa3(matrix: Sequence[Sequence[int]], z: float = Z95) -> tuple[float | None, ...]:
@@ -80,3 +92,63 @@ def calibrate_pairwise(
         trusted=ok,
         reason=reason,
     )
+
+
+def pair_consensus(labels: Sequence[Label]) -> tuple[list[Label], int]:
+    """One label per pair: the labellers' most frequent (the latest such label stands for
+    it); pairs without a single most frequent label are left out. Returns (labels,
+    disputed pair count)."""
+    by_item: dict[str, list[Label]] = defaultdict(list)
+    for lab in labels:
+        by_item[lab.item_id].append(lab)
+    out: list[Label] = []
+    disputed = 0
+    for group in by_item.values():
+        ranked = Counter(lab.label for lab in group).most_common()
+        if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
+            disputed += 1
+            continue
+        out.append(max((x for x in group if x.label == ranked[0][0]), key=lambda x: x.labelled_at))
+    return out, disputed
+
+
+def pairwise_criteria(criteria: Sequence[Criterion], kinds: KindRegistry) -> list[Criterion]:
+    """The criteria of a two-answer kind."""
+    return [c for c in criteria if kinds.get(c.kind).arity == 2]
+
+
+def calibrate_pairs(
+    criteria: Sequence[Criterion],
+    labels: Sequence[Label],
+    verdicts: Sequence[Verdict],
+    cfg: CalibrationConfig,
+    *,
+    criterion: str | None = None,
+    since: date | None = None,
+    kinds: KindRegistry | None = None,
+) -> list[PairwiseCalibration]:
+    """One row per pairwise criterion (or just ``criterion``): its current version's
+    labels (made since ``since``; one per pair by consensus) against the judge's
+    verdicts of its current version, in both orders."""
+    out: list[PairwiseCalibration] = []
+    for crit in pairwise_criteria(criteria, kinds or default_kinds()):
+        if criterion is not None and crit.name != criterion:
+            continue
+        mine = [lab for lab in since_filter(labels, since)
+                if lab.criterion == crit.name and lab.criterion_version == crit.label_version
+                and lab.label in PAIR_LABELS]  # fmt: skip
+        agreed, disputed = pair_consensus(mine)
+        judged = {
+            v.item_id: v.order_winners
+            for v in verdicts
+            if v.criterion == crit.name and v.criterion_version == crit.version
+            and v.verdict in PAIR_LABELS and v.order_winners and len(v.order_winners) == 2
+        }  # fmt: skip
+        pairs = [(lab.label, judged[lab.item_id][0], judged[lab.item_id][1])
+                 for lab in agreed if lab.item_id in judged]  # fmt: skip
+        row = calibrate_pairwise(crit.name, pairs, cfg)
+        out.append(row.model_copy(update={
+            "criterion_version": crit.label_version,
+            "unjudged_labels": len(agreed) - len(pairs), "disputed_items": disputed,
+        }))  # fmt: skip
+    return out

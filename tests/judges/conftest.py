@@ -139,3 +139,50 @@ def seeded(store_url: str, tmp_path: Path) -> Seeded:
         judging_config=judging_cfg,
         tmp=tmp_path,
     )
+
+
+@dataclass
+class SeededPairs:
+    """Judged shadow pairs on the seeded day: production answer ``PROD-i``, the
+    candidate's ``CAND-i``."""
+
+    item_ids: list[str]
+    """``twin|shadow`` per pair, in index order."""
+    judge: list[str]
+    """The judge's winner per pair (by response: A production, B candidate)."""
+
+
+def seed_pairs(seeded: Seeded, n: int = 8) -> SeededPairs:
+    """``n`` production requests with their shadows, judged pairwise (both orders)."""
+    crit = next(c for c in seeded.criteria if c.name == "preferred_response")
+    tag = uuid.uuid4().hex[:8]
+    ts = datetime(seeded.day.year, seeded.day.month, seeded.day.day, 13, tzinfo=UTC)
+    records, verdicts, items, winners = [], [], [], []
+    for i in range(n):
+        body = {"model": "app-model", "messages": [{"role": "user", "content": f"Pair {i}?"}]}
+        twin = TrafficRecord(
+            request_id=f"chatcmpl-{tag}-p{i}", ts=ts + timedelta(minutes=i), key_name="app-team",
+            model="app-model", role="app", endpoint="chat", stream=False, request=body,
+            response_text=f"PROD-{i} answer", status=200, arm="production",
+        )  # fmt: skip
+        shadow = twin.model_copy(update={
+            "request_id": uuid.uuid4().hex, "model": "app-terse", "source": "shadow",
+            "arm": "candidate", "twin_id": twin.request_id, "response_text": f"CAND-{i}",
+            "request": {**body, "model": "app-terse"},
+        })  # fmt: skip
+        records += [twin, shadow]
+        winner = ("A", "B", "tie")[i % 3]
+        item_id = f"{twin.request_id}|{shadow.request_id}"
+        items.append(item_id)
+        winners.append(winner)
+        verdicts.append(Verdict(
+            item_id=item_id, criterion=crit.name, criterion_version=crit.version,
+            kind="pairwise", judge="pairwise", judge_version="1", judge_model="judge-model",
+            judge_args={"temperature": 0.0}, model="app-model|app-terse",
+            run_id=f"swap-app-terse-{seeded.day.isoformat()}", day=seeded.day.isoformat(),
+            verdict=winner, order_winners=[winner, winner],
+            reasoning=f"JUDGE-PAIR-{i}", created_at=ts,
+        ))  # fmt: skip
+    seeded.store.insert_traffic(records)
+    VerdictStore(seeded.store).insert(verdicts)
+    return SeededPairs(item_ids=items, judge=winners)

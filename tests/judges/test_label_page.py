@@ -19,7 +19,7 @@ import pytest
 
 from judges._labels import LabelStore
 from tests.conftest import GAVEL, ROOT
-from tests.judges.conftest import LABELLED_CRITERIA, Seeded, secret
+from tests.judges.conftest import LABELLED_CRITERIA, Seeded, secret, seed_pairs
 
 CHROMIUM = Path(os.environ.get("GAVEL_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -163,3 +163,86 @@ def test_label_three_records_with_the_keyboard(seeded: Seeded, label_server: str
             assert stored[(item, c)].label == d
             assert stored[(item, c)].labeller == name
     assert stored[(seeded.items[0], crits[0])].note == "reads fine"
+
+
+def _sides(page: object) -> tuple[str, str]:
+    left: str = page.locator("#left").text_content()  # type: ignore[attr-defined]
+    right: str = page.locator("#right").text_content()  # type: ignore[attr-defined]
+    return left, right
+
+
+def test_label_pairs_blind_with_the_keyboard(seeded: Seeded, label_server: str) -> None:
+    """Pairwise items: the arm, model and request ids are nowhere in the page; keys a/b/t
+    label by screen side and the store holds the label by response; the judge's verdict
+    appears only once labelled; a changed label keeps its history across a reload."""
+    from playwright.sync_api import expect, sync_playwright
+
+    pairs = seed_pairs(seeded)
+    name, key = seeded.key(["label"])
+    hidden = ["app-model", "app-terse", "shadow", "production", "candidate", "JUDGE-PAIR"]
+    hidden += [i for item in pairs.item_ids for i in item.split("|")]
+    want: dict[int, str] = {}  # pair index -> label by response
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(f"{label_server}/pairs?day={seeded.day.isoformat()}")
+            page.fill("#key", key)
+            page.press("#key", "Enter")
+            expect(page.locator("#position")).to_have_text(f"1 / {len(pairs.item_ids)}")
+            expect(page.locator("#who")).to_contain_text(name)
+            for n, choice in enumerate(["PROD", "tie", "CAND"]):
+                expect(page.locator("#mine")).to_have_text("not labelled")
+                html = page.content()
+                for text in hidden:
+                    assert text not in html, text
+                assert page.locator(".judge-verdict").count() == 0
+                left, right = _sides(page)
+                i = int((left if "PROD" in left else right).split("-")[1].split()[0])
+                if choice == "tie":
+                    page.keyboard.press("t")
+                    want[i] = "tie"
+                else:
+                    page.keyboard.press("a" if choice in left else "b")
+                    want[i] = "A" if choice == "PROD" else "B"
+                expect(page.locator(".judge-verdict")).to_have_count(1)
+                expect(page.locator(".history-entry")).to_have_count(1)
+                if n < 2:
+                    page.keyboard.press("ArrowRight")
+            # Change the last pair's label: the history keeps both, across a reload.
+            page.keyboard.press("t")
+            expect(page.locator(".history-entry")).to_have_count(2)
+            want[list(want)[-1]] = "tie"
+            page.reload()
+            expect(page.locator("#mine")).to_have_text("you: tie")
+            expect(page.locator(".history-entry")).to_have_count(2)
+            expect(page.locator(".judge-verdict")).to_have_count(1)
+        finally:
+            browser.close()
+
+    stored = {lab.item_id: lab for lab in LabelStore(seeded.store).for_items(pairs.item_ids)}
+    assert {pairs.item_ids.index(i): lab.label for i, lab in stored.items()} == want
+    assert all(lab.labeller == name and lab.criterion == "preferred_response"
+               for lab in stored.values())  # fmt: skip
+
+
+def test_pair_sides_are_drawn_per_labeller(seeded: Seeded, label_server: str) -> None:
+    """Over 8 pairs and two labellers, both sides carry production's answer."""
+    pairs = seed_pairs(seeded)
+    day = seeded.day.isoformat()
+    on_left = []
+    for _ in range(2):
+        _, key = seeded.key(["label"])
+        auth = {"authorization": f"Bearer {key}"}
+        queue = httpx.get(f"{label_server}/api/pairs?day={day}", headers=auth).json()
+        assert len(queue) == len(pairs.item_ids)
+        for entry in queue:
+            view = httpx.get(f"{label_server}/api/pairs/{entry['pair_id']}", headers=auth).json()
+            assert view["judge_verdict"] is None and "model" not in view["request"]
+            on_left.append(view["left"].startswith("PROD"))
+    assert any(on_left) and not all(on_left)
+    bad = httpx.put(f"{label_server}/api/pairs/nope", headers=auth, json={"label": "tie"})
+    assert bad.status_code == 404 and bad.json()["error"]["code"] == "not_found"
+    bad = httpx.put(f"{label_server}/api/pairs/{queue[0]['pair_id']}", headers=auth,
+                    json={"label": "A"})  # fmt: skip
+    assert bad.status_code == 400

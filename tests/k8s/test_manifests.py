@@ -136,6 +136,20 @@ def test_purge_cronjob_runs_gavel_store_purge_on_the_stack_config() -> None:
     assert "store-purge-cronjob.yaml" in kustomize["resources"]
 
 
+def test_swap_report_cronjob_runs_gavel_swap_report_and_waits_for_a_swap() -> None:
+    cron = _one("CronJob", "gavel-swap-report")
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid" and cron["spec"]["suspend"] is True
+    c = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    args = build_parser().parse_args(c["args"])
+    assert args.func.__name__ == "cmd_report" and not args.no_judge
+    assert args.date is None and args.since is None  # from the swap's first day
+    assert args.config == "/etc/gavel/stack.yaml" and args.judging == "/etc/gavel/judging.yaml"
+    assert str(args.out).startswith("/var/lib/gavel")
+    assert {e["name"] for e in c["env"]} >= {"GAVEL_API_KEY"}
+    kustomize = yaml.safe_load((ROOT / "k8s/kustomization.yaml").read_text())
+    assert "swap-report-cronjob.yaml" in kustomize["resources"]
+
+
 def test_scrape_objects_select_the_gateway_and_ray_ports() -> None:
     pod = _one("PodMonitor")
     assert [e["port"] for e in pod["spec"]["podMetricsEndpoints"]] == ["metrics"]
