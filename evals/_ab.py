@@ -121,8 +121,13 @@ def judge_exchange_pairs(
     if not asks:
         return outcomes
     vstore = VerdictStore(ctx.store)
-    judge_items(asks, [ctx.crit], ctx.stack, ctx.judging, vstore, run_id=run_id, day=None,
-                api_key=ctx.api_key, use_ray=False, log=ctx.log)  # fmt: skip
+    crit = ctx.crit  # a pair judged before (same criterion version) is not asked again
+    done = {v.item_id for v in vstore.for_items(pending)
+            if v.criterion == crit.name and v.criterion_version == crit.version}  # fmt: skip
+    asks = [a for a in asks if a.item_id not in done]
+    if asks:
+        judge_items(asks, [ctx.crit], ctx.stack, ctx.judging, vstore, run_id=run_id, day=None,
+                    api_key=ctx.api_key, use_ray=False, log=ctx.log)  # fmt: skip
     for v in vstore.for_items(pending):
         if v.criterion != ctx.crit.name or v.criterion_version != ctx.crit.version:
             continue

@@ -8,14 +8,16 @@ functions over captured records; :mod:`evals._swap_report` does the I/O.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal
 
 from evals._checks import ASSERTIONS, AssertArgs
 from evals._compare import PairwiseReport
 from evals._sequential import confidence_sequence, cs_difference, win_scores
 from serving import GavelModel, SwapCheck, SwapConfig, TrafficRecord
+from serving.store import SwapEvent
 
 Decision = Literal["promote", "rollback", "continue"]
 
@@ -50,8 +52,23 @@ def split(records: Sequence[TrafficRecord], swap: SwapConfig) -> SwapTraffic:
     return out
 
 
+def trial_start(events: Sequence[SwapEvent]) -> datetime | None:
+    """When the swap's current trial began: its first change after the last ``rollback``
+    or ``promote`` that came before a later change (a trial that has just ended is
+    still the current one, so the morning after a rollback reports on it)."""
+    start: datetime | None = None
+    ended = True
+    for e in events:
+        if ended:
+            start, ended = e.at, False
+        if e.action in ("rollback", "promote"):
+            ended = True
+    return start
+
+
 class ArmCheck(GavelModel):
-    """One deterministic check, candidate against production, on shadow pairs or arms."""
+    """One check, candidate against production, on shadow pairs or arms: a deterministic
+    assertion, or a pass/fail judge criterion (with whether its judge is trusted)."""
 
     check: str
     on: Literal["shadow", "canary"]
@@ -65,6 +82,14 @@ class ArmCheck(GavelModel):
     cs_high: float | None
     worse: bool
     """The candidate is worse: the whole confidence sequence is below 0."""
+    kind: Literal["assertion", "judge"] = "assertion"
+    judge_trusted: bool | None = None
+    """For a judge criterion: calibrated against people (``gavel judge calibrate``)."""
+    trust_reason: str | None = None
+
+
+Score = Callable[[TrafficRecord], float | None]
+"""1.0 pass, 0.0 fail, ``None``: the check does not apply (or the answer was not judged)."""
 
 
 def passes(check: SwapCheck, answer: str) -> float | None:
@@ -81,7 +106,7 @@ def _rate(xs: Sequence[float]) -> float | None:
 
 
 def _arm_check(
-    check: SwapCheck,
+    name: str,
     on: Literal["shadow", "canary"],
     a: Sequence[float],
     b: Sequence[float],
@@ -89,41 +114,59 @@ def _arm_check(
 ) -> ArmCheck:
     """Production's scores ``a``, the candidate's ``b`` and their difference's sequence."""
     return ArmCheck(
-        check=check.name, on=on, n_production=len(a), n_candidate=len(b),
+        check=name, on=on, n_production=len(a), n_candidate=len(b),
         production_rate=_rate(a), candidate_rate=_rate(b),
         diff=cs[0] if cs else None, cs_low=cs[1] if cs else None, cs_high=cs[2] if cs else None,
         worse=cs is not None and cs[2] < 0,
     )  # fmt: skip
 
 
-def shadow_check(
-    check: SwapCheck, pairs: Sequence[tuple[TrafficRecord, TrafficRecord]]
+def shadow_scores(
+    name: str, pairs: Sequence[tuple[TrafficRecord, TrafficRecord]], score: Score
 ) -> ArmCheck:
-    """The check on shadow pairs: the paired difference's confidence sequence."""
+    """A check on shadow pairs: the paired difference's confidence sequence."""
     a: list[float] = []
     b: list[float] = []
     for twin, shadow in pairs:
-        pa, pb = passes(check, twin.response_text or ""), passes(check, shadow.response_text or "")
+        pa, pb = score(twin), score(shadow)
         if pa is not None and pb is not None:
             a.append(pa)
             b.append(pb)
     cs = confidence_sequence([y - x for x, y in zip(a, b, strict=True)], bounds=(-1.0, 1.0))
-    return _arm_check(check, "shadow", a, b, cs)
+    return _arm_check(name, "shadow", a, b, cs)
+
+
+def canary_scores(
+    name: str, production: Sequence[TrafficRecord], candidate: Sequence[TrafficRecord],
+    score: Score,
+) -> ArmCheck:  # fmt: skip
+    """A check on the canary's two arms: the difference of two independent arms, each
+    clustered by key (a key that sends many requests counts as fewer observations)."""
+
+    def scores(rs: Sequence[TrafficRecord]) -> tuple[list[float], list[str]]:
+        got = [(s, r.key_name or "") for r in rs if (s := score(r)) is not None]
+        return [s for s, _ in got], [k for _, k in got]
+
+    (a, keys_a), (b, keys_b) = scores(production), scores(candidate)
+    return _arm_check(name, "canary", a, b, cs_difference(a, b, clusters=(keys_a, keys_b)))
+
+
+def _assertion(check: SwapCheck) -> Score:
+    return lambda r: passes(check, r.response_text or "")
+
+
+def shadow_check(
+    check: SwapCheck, pairs: Sequence[tuple[TrafficRecord, TrafficRecord]]
+) -> ArmCheck:
+    """A deterministic check on shadow pairs."""
+    return shadow_scores(check.name, pairs, _assertion(check))
 
 
 def canary_check(
     check: SwapCheck, production: Sequence[TrafficRecord], candidate: Sequence[TrafficRecord]
 ) -> ArmCheck:
-    """The check on the canary's two arms: the difference of two independent arms, each
-    clustered by key (a key that sends many requests counts as fewer observations)."""
-
-    def scores(rs: Sequence[TrafficRecord]) -> tuple[list[float], list[str]]:
-        got = [(s, r.key_name or "") for r in rs
-               if (s := passes(check, r.response_text or "")) is not None]  # fmt: skip
-        return [s for s, _ in got], [k for _, k in got]
-
-    (a, keys_a), (b, keys_b) = scores(production), scores(candidate)
-    return _arm_check(check, "canary", a, b, cs_difference(a, b, clusters=(keys_a, keys_b)))
+    """A deterministic check on the canary's two arms."""
+    return canary_scores(check.name, production, candidate, _assertion(check))
 
 
 def arm_checks(swap: SwapConfig, traffic: SwapTraffic) -> list[ArmCheck]:
@@ -168,12 +211,13 @@ def decide(
     if pairwise is not None:
         seq = confidence_sequence(win_scores(pairwise.wins_b, pairwise.ties, pairwise.losses_b))
         cs = (seq[1], seq[2]) if seq else None
-    worse = [c for c in checks if c.worse]
+    worse = [c for c in checks if c.worse and (c.kind == "assertion" or c.judge_trusted)]
     if worse:
         c = worse[0]
+        what = "check" if c.kind == "assertion" else "trusted judge criterion"
         return SwapVerdict(
             decision="rollback", win_rate_cs=cs,
-            reason=f"check {c.check} on {c.on}: the candidate passes {_pct(c.candidate_rate)} "
+            reason=f"{what} {c.check} on {c.on}: the candidate passes {_pct(c.candidate_rate)} "
             f"against production's {_pct(c.production_rate)} (n={c.n_candidate}); the "
             f"difference's confidence sequence [{c.cs_low:+.2f}, {c.cs_high:+.2f}] is below 0",
         )  # fmt: skip

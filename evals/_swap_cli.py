@@ -23,8 +23,8 @@ def commands(cli: CommandSet) -> None:
     when.add_argument("--date", type=day_arg, help="one UTC day")
     when.add_argument(
         "--since", type=day_arg,
-        help="every day from this one to today (default: from the day the swap was first "
-        "set, as `gavel swap status` lists it, or today)",
+        help="every day from this one to today (default: the current trial, from the swap's "
+        "first change after its last rollback or promote, as `gavel swap status` lists)",
     )  # fmt: skip
     rp.add_argument("--no-judge", action="store_true",
                     help="deterministic checks only (no pairwise judging)")  # fmt: skip
@@ -40,17 +40,17 @@ def commands(cli: CommandSet) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     """Load the days' traffic, check, judge, decide; write JSON, HTML and the figures."""
     from evals._ab import PairJudging
+    from evals._swap import trial_start
     from evals._swap_report import (
-        NOT_JUDGED,
         build_report,
         check_config,
         days_of,
-        judge_shadow_pairs,
+        judged_report,
         load_days,
         pairwise_criterion,
+        swap_criteria,
         write,
     )
-    from evals._trust import pairwise_trust
     from judges import load_judging
     from serving import load_config
     from serving.store import swap_history
@@ -66,14 +66,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     check_config(swap, args.config)
     store = open_store(args.config)
     today = datetime.now(UTC).date()
-    since = args.since
+    since, start = args.since, None
     if args.date is None and since is None:
-        events = swap_history(store, swap.production, swap.candidate)
-        since = min(events[0].at.astimezone(UTC).date(), today) if events else today
+        start = trial_start(swap_history(store, swap.production, swap.candidate))
+        since = min(start.astimezone(UTC).date(), today) if start else today
     days = days_of(args.date, since, today)
-    judge = None
-    trust: tuple[bool | None, str] = (None, NOT_JUDGED)
-    if not args.no_judge:
+    records = [r for r in load_days(store, days) if start is None or _utc(r.ts) >= _utc(start)]
+    if args.no_judge:
+        report = build_report(swap, records, days, judge=lambda _: None)
+    else:
         if not args.api_key:
             raise CliError(
                 "no API key for the pairwise judge: pass --api-key or set GAVEL_API_KEY (a "
@@ -82,12 +83,9 @@ def cmd_report(args: argparse.Namespace) -> int:
             )
         judging = load_judging(args.judging)
         ctx = PairJudging(pairwise_criterion(swap, judging), store, stack, judging, args.api_key)
+        crits = swap_criteria(swap, judging, args.config)
         run_id = f"swap-{swap.candidate}-{days[-1].isoformat()}"
-        known = pairwise_trust(store, judging, ctx.crit)
-        trust = known
-        judge = lambda traffic: judge_shadow_pairs(traffic, ctx, run_id=run_id, trust=known)  # noqa: E731
-    report = build_report(swap, load_days(store, days), days, judge=judge or (lambda _: None),
-                          trust=trust)  # fmt: skip
+        report = judged_report(swap, records, days, ctx, crits, run_id=run_id)
     out = args.out or Path("reports/swap") / days[-1].isoformat()
     write(report, out, store)
     v = report.verdict
@@ -101,3 +99,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"withheld: {v.withheld}")
     print(f"report: {out / 'report.html'} ({report.seconds} s)")
     return 0
+
+
+def _utc(t: datetime) -> datetime:
+    """An aware time (a store may hand back naive UTC)."""
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)

@@ -14,7 +14,18 @@ from evals._ab import PairJudging, find_pairwise, judge_exchange_pairs
 from evals._checks import ASSERTIONS, AssertArgs
 from evals._compare import PairwiseReport, pairwise_report
 from evals._swap import ArmCheck, SwapTraffic, SwapVerdict, arm_checks, decide, split
-from judges import Criterion, JudgingConfig, to_exchange
+from evals._swap_judged import judged_checks, to_judge, worse_but_untrusted
+from evals._trust import judge_trust, pairwise_trust
+from judges import (
+    Criterion,
+    JudgeItem,
+    JudgingConfig,
+    VerdictStore,
+    default_kinds,
+    judge_items,
+    load_criteria,
+    to_exchange,
+)
 from serving import EXIT_USAGE, CliError, Figure, GavelModel, SwapConfig, TrafficRecord
 from serving.store import Store
 
@@ -67,16 +78,22 @@ def build_report(
     *,
     judge: Callable[[SwapTraffic], PairwiseReport | None],
     trust: tuple[bool | None, str] = (None, NOT_JUDGED),
+    judge_arms: Callable[[SwapTraffic], list[ArmCheck]] = lambda _: [],
 ) -> SwapReport:
-    """Split, check, judge (``judge`` may return ``None``: not judged) and decide, with
-    ``trust``: whether the pairwise judge is trusted, and why."""
+    """Split, check, judge (``judge`` may return ``None``: not judged; ``judge_arms``
+    scores both arms on the pass/fail criteria) and decide, with ``trust``: whether the
+    pairwise judge is trusted, and why."""
     t0 = time.perf_counter()
     traffic = split(records, swap)
-    checks = arm_checks(swap, traffic)
+    checks = arm_checks(swap, traffic) + judge_arms(traffic)
     pairwise = judge(traffic)
     trusted, why = trust
     verdict = decide(swap, traffic, checks, pairwise, judge_trusted=trusted,
                      trust_reason=why)  # fmt: skip
+    ignored = worse_but_untrusted(checks)
+    if ignored:
+        note = f"not acted on, judge not trusted: {', '.join(ignored)} show the candidate worse"
+        verdict = verdict.model_copy(update={"reason": f"{verdict.reason}; {note}"})
     return SwapReport(
         production=swap.production, candidate=swap.candidate,
         days=[d.isoformat() for d in days], production_arm=len(traffic.production_arm),
@@ -84,6 +101,62 @@ def build_report(
         checks=checks, pairwise=pairwise, judge_trusted=trusted,
         trust_reason=why, verdict=verdict,
         seconds=round(time.perf_counter() - t0, 2),
+    )  # fmt: skip
+
+
+def swap_criteria(swap: SwapConfig, judging: JudgingConfig, config_path: str) -> list[Criterion]:
+    """The swap's pass/fail criteria from the judging config's criteria."""
+    kinds = default_kinds()
+    found = {c.name: c for c in kinds.pass_fail(load_criteria(Path(judging.criteria_dir), kinds))}
+    for i, name in enumerate(swap.criteria):
+        if name not in found:
+            raise CliError(
+                f"{config_path}: swap.criteria[{i}] = {name!r}: no pass/fail criterion of that "
+                f"name in {judging.criteria_dir} ({', '.join(sorted(found))})",
+                EXIT_USAGE,
+            )
+    return [found[n] for n in swap.criteria]
+
+
+def judge_both_arms(
+    traffic: SwapTraffic, swap: SwapConfig, ctx: PairJudging, criteria: Sequence[Criterion],
+    *, run_id: str,
+) -> list[ArmCheck]:  # fmt: skip
+    """Judge a stable sample of both arms' answers on ``criteria`` (answers judged before
+    are not asked again) and score the arms with each criterion's trust."""
+    if not criteria:
+        return []
+    recs = to_judge(traffic, swap.judge_sample)
+    vstore = VerdictStore(ctx.store)
+    versions = {c.name: c.version for c in criteria}
+
+    def known() -> dict[tuple[str, str], str]:
+        return {(v.item_id, v.criterion): v.verdict
+                for v in vstore.for_items([r.request_id for r in recs])
+                if versions.get(v.criterion) == v.criterion_version}  # fmt: skip
+
+    have = known()
+    asks = [JudgeItem(criterion=c.name, exchanges=[to_exchange(r)])
+            for c in criteria for r in recs if (r.request_id, c.name) not in have]  # fmt: skip
+    if asks:
+        judge_items(asks, list(criteria), ctx.stack, ctx.judging, vstore, run_id=run_id,
+                    day=None, api_key=ctx.api_key, use_ray=False, log=ctx.log)  # fmt: skip
+    trust = judge_trust(ctx.store, ctx.judging, {c.name: c for c in criteria})
+    return judged_checks(swap, traffic, known(), trust)
+
+
+def judged_report(
+    swap: SwapConfig, records: Sequence[TrafficRecord], days: Sequence[date],
+    ctx: PairJudging, criteria: Sequence[Criterion], *, run_id: str,
+) -> SwapReport:  # fmt: skip
+    """The report with its judges: shadow pairs judged pairwise (with the pairwise
+    judge's trust from its calibration) and both arms on the pass/fail ``criteria``."""
+    trust = pairwise_trust(ctx.store, ctx.judging, ctx.crit)
+    return build_report(
+        swap, records, days,
+        judge=lambda traffic: judge_shadow_pairs(traffic, ctx, run_id=run_id, trust=trust),
+        trust=trust,
+        judge_arms=lambda traffic: judge_both_arms(traffic, swap, ctx, criteria, run_id=run_id),
     )  # fmt: skip
 
 
@@ -116,6 +189,20 @@ def figures(report: SwapReport) -> list[Figure]:
     ]  # fmt: skip
     out.append(Figure(name="gavel_swap_pairs", help="Shadow pairs in the last swap report",
                       labels=base, value=report.shadow_pairs))  # fmt: skip
+    for c in report.checks:
+        for arm, rate in (("production", c.production_rate), ("candidate", c.candidate_rate)):
+            if rate is not None:
+                out.append(Figure(name="gavel_swap_pass_rate",
+                                  help="Pass rate of a swap check per arm (shadow pairs or canary)",
+                                  labels={**base, "check": c.check, "on": c.on, "arm": arm},
+                                  value=rate))  # fmt: skip
+    trusts = {c.check: c.judge_trusted for c in report.checks if c.kind == "judge"}
+    if report.pairwise is not None and report.judge_trusted is not None:
+        trusts[report.pairwise.criterion] = report.judge_trusted
+    for crit, ok in trusts.items():
+        out.append(Figure(name="gavel_swap_judge_trusted",
+                          help="1 if a judge of the swap report agrees with people (calibration)",
+                          labels={**base, "criterion": crit}, value=float(bool(ok))))  # fmt: skip
     pw = report.pairwise
     if pw is not None and pw.win_rate_b is not None and report.verdict.win_rate_cs is not None:
         lo, hi = report.verdict.win_rate_cs
@@ -130,6 +217,12 @@ def _cell(x: float | None, fmt: str = "{:.0%}") -> str:
     return "n/a" if x is None else fmt.format(x)
 
 
+def _trust(c: ArmCheck) -> str:
+    if c.kind == "assertion":
+        return "assertion"
+    return html.escape(f"{'trusted' if c.judge_trusted else 'NOT trusted'}: {c.trust_reason}")
+
+
 def to_html(report: SwapReport) -> str:
     """A one-page HTML report."""
     e = html.escape
@@ -139,7 +232,7 @@ def to_html(report: SwapReport) -> str:
         f"<td>{_cell(c.production_rate)}</td><td>{c.n_candidate}</td>"
         f"<td>{_cell(c.candidate_rate)}</td><td>{_cell(c.diff, '{:+.2f}')}</td>"
         f"<td>[{_cell(c.cs_low, '{:+.2f}')}, {_cell(c.cs_high, '{:+.2f}')}]</td>"
-        f"<td>{'worse' if c.worse else ''}</td></tr>"
+        f"<td>{'worse' if c.worse else ''}</td><td>{_trust(c)}</td></tr>"
         for c in report.checks
     )
     pw = report.pairwise
@@ -160,9 +253,9 @@ def to_html(report: SwapReport) -> str:
         f"candidate arm {report.candidate_arm}, shadow pairs {report.shadow_pairs}.</p>"
         f"<h2>Decision: {v.decision}</h2><p>{e(v.reason)}</p>"
         + (f"<p>Withheld: {e(v.withheld)}</p>" if v.withheld else "")
-        + "<h2>Deterministic checks</h2><table border=1><tr><th>check</th><th>on</th>"
-        "<th>n prod</th><th>prod</th><th>n cand</th><th>cand</th><th>diff</th>"
-        f"<th>confidence sequence</th><th></th></tr>{rows}</table>{pair}"
+        + "<h2>Checks: assertions and judge criteria</h2><table border=1><tr><th>check</th>"
+        "<th>on</th><th>n prod</th><th>prod</th><th>n cand</th><th>cand</th><th>diff</th>"
+        f"<th>confidence sequence</th><th></th><th>judge</th></tr>{rows}</table>{pair}"
     )
 
 

@@ -23,6 +23,7 @@ from judges._criteria import Criterion
 from judges._fanout import judge_items
 from judges._items import build_items, to_exchange
 from judges._labels import LabelStore
+from judges._pairwise_calibration import calibrate_pairs
 from judges._registry import KindRegistry
 from judges._report import daily_figures, report_dir, write_reports
 from judges._result import DailyResult
@@ -169,12 +170,10 @@ def _run_daily(
     today = vstore.for_days(day, day)
     trailing = vstore.for_days(day - timedelta(days=judging.trailing_days), day - timedelta(days=1))
     agg = aggregate(registry, today, trailing, drop_p=judging.drop_p_value)
-    calibration = calibrate(
-        criteria,
-        LabelStore(store).query(),
-        vstore.current(versions),
-        judging.calibration,
-        kinds=registry,
+    labels, current = LabelStore(store).query(), vstore.current(versions)
+    calibration = calibrate(criteria, labels, current, judging.calibration, kinds=registry)
+    pairwise_calibration = calibrate_pairs(
+        criteria, labels, current, judging.calibration, kinds=registry
     )
     res = DailyResult(
         day=day,
@@ -189,6 +188,7 @@ def _run_daily(
         errors=sum(v.verdict == "error" for v in today),
         seconds=time.perf_counter() - t0,
         calibration=calibration,
+        pairwise_calibration=pairwise_calibration,
     )
     if not write_report:
         return res

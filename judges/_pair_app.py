@@ -10,7 +10,6 @@ production; ``B``: the candidate), so sides never reach the calibration. The jud
 verdict is sent only once the pair is labelled.
 """
 
-
 import hashlib
 import hmac
 import secrets

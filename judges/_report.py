@@ -210,6 +210,14 @@ def daily_figures(res: DailyResult, calibration: Sequence[CalibrationRow] = ()) 
         add("gavel_judge_calibration_labels", "Labelled and judged records", c.n, **cv)
         if c.kappa is not None:
             add("gavel_judge_kappa", "Cohen's kappa, judge vs people", c.kappa, **cv)
+    for p in res.pairwise_calibration:
+        pv = {"criterion": p.criterion, "criterion_version": p.criterion_version}
+        add("gavel_judge_trusted",
+            "1 if the criterion's judge agrees with human labels (kappa and label count)",
+            int(p.trusted), **pv)  # fmt: skip
+        add("gavel_judge_calibration_labels", "Labelled and judged records", p.n, **pv)
+        if p.kappa is not None:
+            add("gavel_judge_kappa", "Cohen's kappa, judge vs people", p.kappa, **pv)
     add("gavel_judge_cost_usd", "Judge cost of the day", res.judge_cost_usd)
     add("gavel_judge_items", "Items sampled for judging on the day", res.sampled)
     add("gavel_judge_day_timestamp_seconds", "Start of the judged day (UTC), Unix seconds",

@@ -7,6 +7,7 @@ from datetime import date
 from pathlib import Path
 
 from judges._calibration import CalibrationRow
+from judges._pairwise_calibration import PairwiseCalibration
 from judges._rows import PairRow, RateRow
 
 
@@ -26,5 +27,6 @@ class DailyResult:
     errors: int
     seconds: float
     calibration: list[CalibrationRow] = field(default_factory=list)
+    pairwise_calibration: list[PairwiseCalibration] = field(default_factory=list)
     report: Path | None = None
     """The HTML report, once written."""

@@ -82,6 +82,12 @@ class SwapConfig(GavelModel):
     """Deterministic checks of both arms' answers (``gavel swap report``)."""
     pairwise: Annotated[str, Field(min_length=1)] = "preferred_response"
     """The pairwise criterion that judges shadow pairs (both orders)."""
+    criteria: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    """Pass/fail criteria of the judging config that judge both arms' answers (shadow
+    pairs and canary arms); a trusted one that shows the candidate worse rolls it back."""
+    judge_sample: Annotated[int, Field(ge=1, le=100_000)] = 200
+    """At most this many shadow pairs, and answers per canary arm, are judged per
+    criterion (a stable sample by request id)."""
     min_pairs: Annotated[int, Field(ge=1)] = 30
     """With fewer shadow pairs (or answers per arm) no decision but ``continue``."""
 
@@ -92,6 +98,8 @@ class SwapConfig(GavelModel):
         names = [c.name for c in self.checks]
         if len(set(names)) != len(names):
             raise ValueError(f"checks: names must be unique ({', '.join(names)})")
+        if len(set(self.criteria)) != len(self.criteria):
+            raise ValueError(f"criteria: a criterion is named twice ({', '.join(self.criteria)})")
         if self.variant is not None and self.variant.model_id != self.candidate:
             raise ValueError(
                 f"variant.model_id: {self.variant.model_id!r} is not the candidate "

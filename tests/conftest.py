@@ -52,6 +52,8 @@ SESSION_SWAP = {
     "shadow_rate": 0.0,
     "canary_weight": 0.0,
     "checks": [{"name": "three_words", "assertion": "min_words", "min": 3}],
+    "criteria": ["concise"],
+    "judge_sample": 6,
     "min_pairs": 10,
 }
 """A degraded candidate beside the app model (the same engine, one token per answer),

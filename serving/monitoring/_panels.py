@@ -288,6 +288,17 @@ def _quality() -> DashboardSpec:
                               "and its confidence sequence, valid however often it is read.",
                   queries=[_q("max by (candidate, bound) (gavel_swap_win_rate)",
                               "{{candidate}} {{bound}}")]),
+            Panel(title="Swap checks: pass rate per arm", unit="percentunit",
+                  description="Each check of the last swap report (assertions and judge "
+                              "criteria) on shadow pairs and canary arms, per arm.",
+                  queries=[_q("max by (check, on, arm) (gavel_swap_pass_rate)",
+                              "{{check}} {{on}} {{arm}}")]),
+            Panel(title="Swap judges trusted (agree with people)", kind="stat", unit="short",
+                  description="1 when a judge of the swap report (the pairwise one and the "
+                              "pass/fail criteria) is calibrated against human labels; an "
+                              "untrusted judge's figures do not decide the swap.",
+                  queries=[_q("max by (criterion) (gavel_swap_judge_trusted)",
+                              "{{criterion}}")]),
             Panel(title="Shadow and canary shares", unit="percentunit",
                   description="The swap's shares now: requests shadowed to the candidate, "
                               "and requests it answers (1 once promoted).",

@@ -13,9 +13,10 @@ from pathlib import Path
 import yaml
 
 from evals._compare import PairOutcome, pairwise_report
-from evals._swap import arm_checks, decide, split
+from evals._swap import arm_checks, decide, split, trial_start
+from evals._swap_judged import judged_checks, to_judge, worse_but_untrusted
 from serving import SwapConfig, TrafficRecord
-from serving.store import Store
+from serving.store import Store, SwapEvent
 
 SWAP = SwapConfig.model_validate(
     {
@@ -135,3 +136,45 @@ def test_the_report_command_decides_from_the_store_and_publishes_the_decision(
     bad = _run_report(tmp_path, {**swap, "checks": [{"name": "x", "assertion": "min_wordz"}]})
     assert bad.returncode == 2 and "swap.checks[0] (x): unknown assertion 'min_wordz'" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def _event(action: str, minute: int) -> SwapEvent:
+    return SwapEvent(production="p", candidate="c", action=action, shadow_rate=0.0,  # type: ignore[arg-type]
+                     canary_weight=0.0, promoted=False, by="t",
+                     at=datetime(2026, 11, 30, 12, minute, tzinfo=UTC))  # fmt: skip
+
+
+def test_the_report_covers_the_current_trial_only() -> None:
+    """set(0) rollback(1) | set(2) set(3) -> the trial from 2; after rollback(4), still
+    the trial from 2 (the morning-after report); a later set(5) starts a new one."""
+    assert trial_start([]) is None
+    events = [_event("set", 0), _event("rollback", 1), _event("set", 2), _event("set", 3)]
+    assert trial_start(events) == events[2].at
+    events.append(_event("rollback", 4))
+    assert trial_start(events) == events[2].at
+    events.append(_event("set", 5))
+    assert trial_start(events) == events[5].at
+
+
+def test_judge_criteria_score_both_arms_and_only_a_trusted_one_rolls_back() -> None:
+    """``concise`` fails every candidate answer and passes production's: worse on shadow
+    and canary. Trusted, it rolls back; untrusted, the report continues and says so."""
+    swap = SWAP.model_copy(update={"checks": [], "criteria": ["concise"], "judge_sample": 25})
+    traffic = split(_day(30, LONG, canary_text=LONG), swap)
+    judged = to_judge(traffic, swap.judge_sample)
+    assert 75 <= len(judged) <= 100  # 25 pairs (both sides), 25 per arm (twins are on one)
+    assert to_judge(traffic, swap.judge_sample) == judged  # stable
+    verdicts = {(r.request_id, "concise"): "fail" if r.model == "app-terse" else "pass"
+                for r in judged}  # fmt: skip
+    for trusted, decision in ((True, "rollback"), (False, "continue")):
+        checks = judged_checks(swap, traffic, verdicts, {"concise": (trusted, "kappa 0.7")})
+        assert [(c.on, c.kind, c.n_candidate, c.worse) for c in checks] == [
+            ("shadow", "judge", 25, True), ("canary", "judge", 25, True),
+        ]  # fmt: skip
+        assert checks[0].production_rate == 1.0 and checks[0].candidate_rate == 0.0
+        v = decide(swap, traffic, checks, None, judge_trusted=None, trust_reason="")
+        assert v.decision == decision, v
+        if trusted:
+            assert "trusted judge criterion concise" in v.reason
+        else:
+            assert worse_but_untrusted(checks) == ["concise (shadow)", "concise (canary)"]

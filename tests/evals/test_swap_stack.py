@@ -116,6 +116,10 @@ def test_a_degraded_candidate_on_shadow_and_canary_is_rolled_back(
     assert doc["verdict"]["decision"] == "rollback", doc["verdict"]
     assert "three_words" in doc["verdict"]["reason"]
     assert doc["pairwise"] is not None and doc["pairwise"]["decision"] is None  # not trusted
+    judged = [c for c in doc["checks"] if c["kind"] == "judge"]
+    assert {c["on"] for c in judged} == {"shadow", "canary"}, judged  # concise on both arms
+    assert all(c["check"] == "concise" and c["judge_trusted"] is False and c["n_candidate"] > 0
+               for c in judged), judged  # fmt: skip
 
 
 def test_promote_under_the_load_test_s_traffic_drops_nothing(stack: str, api_key: str,
@@ -151,3 +155,43 @@ def test_promote_under_the_load_test_s_traffic_drops_nothing(stack: str, api_key
     before = [r for r in rows if r.ts <= applied[0]]
     assert after and {r.arm for r in after} == {"candidate"}, [r.arm for r in after]
     assert {r.arm for r in before} >= {"production"}
+
+
+def test_an_identical_candidate_is_never_rolled_back(
+    stack: str, api_key: str, swap_off: None, tmp_path: Path
+) -> None:
+    """An A/A swap on the real stack: the requests ask for one token, so the candidate
+    (the same engine capped at one token) answers exactly as production does. With shadow
+    1 and canary 0.25, the report of this trial (from its ``swap set``: the degraded
+    test's traffic of today is left out) decides ``continue``: no check shows the
+    candidate worse, identical pairs are ties without asking the judge."""
+    key = run_gavel("keys", "create", f"same-{uuid.uuid4().hex[:6]}", "--rpm", str(N))
+    assert key.returncode == 0, key.stderr
+    secret = key.stdout.strip().splitlines()[-1]
+    on = run_gavel("swap", "set", "--shadow", "1", "--canary", "0.25", "--by", "tests")
+    assert on.returncode == 0 and "applied by every" in on.stdout, on.stdout + on.stderr
+    prefix = f"same-{uuid.uuid4().hex[:6]}-"
+    with httpx.Client(base_url=stack, timeout=120) as c:
+        for i in range(N):
+            r = c.post(
+                "/chat/completions",
+                json={"model": "app-model", "max_tokens": 1, "temperature": 0,
+                      "messages": [{"role": "user", "content": f"Name a colour ({i})."}]},
+                headers={"Authorization": f"Bearer {secret}", "X-Request-Id": f"{prefix}{i}"},
+            )  # fmt: skip
+            assert r.status_code == 200, r.text
+    deadline = time.monotonic() + 60
+    while len(_today(prefix)) < N and time.monotonic() < deadline:
+        time.sleep(1)
+    time.sleep(3)  # the last shadows
+    report = run_gavel("swap", "report", "--api-key", api_key, "--out", str(tmp_path / "r"),
+                       timeout=900)  # fmt: skip
+    assert report.returncode == 0, report.stdout + report.stderr
+    doc = json.loads((tmp_path / "r/report.json").read_text())
+    mine = {r.request_id for r in _today(prefix)}
+    assert doc["production_arm"] + doc["candidate_arm"] == N, doc  # this trial's traffic only
+    assert doc["shadow_pairs"] > 0 and len(mine) == N
+    assert doc["verdict"]["decision"] == "continue", doc["verdict"]
+    assert not any(c["worse"] for c in doc["checks"]), doc["checks"]
+    pw = doc["pairwise"]
+    assert pw["losses_b"] == 0 or pw["decision"] != "A better", pw

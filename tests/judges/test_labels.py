@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from evals._trust import pairwise_trust
 from judges._calibration import CalibrationConfig, calibrate
+from judges._config import load_judging
 from judges._label_app import Filters, build_label_app, build_queue
 from judges._labels import Label, LabelStore
 from judges._report import write_reports
@@ -18,7 +20,7 @@ from judges._result import DailyResult
 from judges._rows import RateRow
 from judges._store import VerdictStore
 from tests.conftest import run_gavel
-from tests.judges.conftest import LABELLED_CRITERIA, Seeded, secret, write_configs
+from tests.judges.conftest import LABELLED_CRITERIA, Seeded, secret, seed_pairs, write_configs
 
 
 def _label(s: Seeded, item: str, crit: str, value: str, who: str = "alice") -> Label:
@@ -374,7 +376,6 @@ def test_two_labellers_keep_two_labels_and_their_agreement_is_reported(seeded: S
     }
     assert mine["concise"] == "fail"
     # Calibration reads one consensus label per record; an even split is left out.
-    from judges._calibration import CalibrationConfig, calibrate
 
     (row,) = calibrate(
         seeded.criteria, labels, VerdictStore(seeded.store).current(
@@ -382,3 +383,35 @@ def test_two_labellers_keep_two_labels_and_their_agreement_is_reported(seeded: S
         ), CalibrationConfig(min_labels=1), criterion="concise",
     )  # fmt: skip
     assert row.n == len(seeded.items) - 1 and row.disputed_items == 1
+
+
+def test_pairwise_labels_import_calibrate_and_make_the_judge_trusted(seeded: Seeded) -> None:
+    """Eight judged shadow pairs (the judge: A B tie A B tie A B); people agree on all
+    but pair 0 (B where the judge said A). By hand: people by judge, A/B/tie, is
+    [[2,0,0],[1,3,0],[0,0,2]]; p_o 7/8, p_e (2*3 + 4*3 + 2*2)/64 = 22/64, kappa
+    (56 - 22) / 42 = 0.8095: trusted (min_kappa 0.6, min_labels 2), so ``eval ab`` and
+    ``swap report`` stop withholding. A pass/fail label on the pairwise criterion is
+    refused, naming the line."""
+    pairs = seed_pairs(seeded)
+    rows = [{"item_id": item, "criterion": "preferred_response",
+             "label": "B" if n == 0 else pairs.judge[n]}
+            for n, item in enumerate(pairs.item_ids)]  # fmt: skip
+    bad = run_gavel("label", "import", str(_write(seeded.tmp / "bad.jsonl", [
+        {**rows[0], "label": "pass"}])), *_gavel_cfg(seeded))  # fmt: skip
+    assert bad.returncode == 2
+    assert "bad.jsonl:1: label: 'preferred_response' takes A, B or tie" in bad.stderr
+    path = _write(seeded.tmp / "pairs.jsonl", rows)  # type: ignore[arg-type]
+    assert run_gavel("label", "import", str(path), *_gavel_cfg(seeded)).returncode == 0
+    out = seeded.tmp / "cal.json"
+    proc = run_gavel("judge", "calibrate", "--criterion", "preferred_response", "--json",
+                     str(out), *_gavel_cfg(seeded))  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "preferred_response" in proc.stdout and "pos-cons" in proc.stdout
+    [row] = json.loads(out.read_text())
+    assert row["criterion"] == "preferred_response"
+    if seeded.store.url.startswith("sqlite"):  # PostgreSQL shares its tables with other tests
+        assert row["n"] == 8 and row["matrix"] == [[2, 0, 0], [1, 3, 0], [0, 0, 2]]
+        assert row["kappa"] == pytest.approx(34 / 42) and row["trusted"] is True
+        judging = load_judging(str(seeded.judging_config))
+        crit = next(c for c in seeded.criteria if c.name == "preferred_response")
+        assert pairwise_trust(seeded.store, judging, crit)[0] is True
