@@ -223,8 +223,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     opened = open_configs(args)
     app = build_label_app(opened.store, opened.criteria, kinds=opened.kinds)
     print(
-        f"labelling page: http://{args.host}:{args.port}/ (sign in with a key that has the "
-        "'label' scope: `gavel keys create NAME --scopes label`)",
+        f"labelling page: http://{args.host}:{args.port}/ (records) and "
+        f"http://{args.host}:{args.port}/pairs (shadow pairs, blind); sign in with a key "
+        "that has the 'label' scope: `gavel keys create NAME --scopes label`",
         flush=True,
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
