@@ -84,7 +84,17 @@ def _of_source(source: str) -> ColumnElement[bool]:
     return traffic.c.source == source
 
 
-_labelled = exists().where(labels.c.item_id == traffic.c.request_id)
+_shadow = traffic.alias("shadow")
+_labelled = or_(
+    exists().where(labels.c.item_id == traffic.c.request_id),
+    # A labelled shadow pair (item ``twin|shadow``) keeps both of its records: the shadow,
+    # by its twin's id; the production twin, through its shadows (both by index).
+    exists().where(labels.c.item_id == traffic.c.twin_id.concat("|").concat(traffic.c.request_id)),
+    exists().where(
+        _shadow.c.twin_id == traffic.c.request_id,
+        labels.c.item_id == _shadow.c.twin_id.concat("|").concat(_shadow.c.request_id),
+    ),
+)
 
 
 def _count(store: Store, where: ColumnElement[bool]) -> int:

@@ -153,3 +153,20 @@ def test_backup_and_restore_round_trip_while_capture_writes(
     assert before <= restored  # every record written before the snapshot began
     assert restored <= before | after
     assert store.schema().up_to_date
+
+
+def test_purge_keeps_both_records_of_a_labelled_shadow_pair(scratch_store_url: str) -> None:
+    """A pair label's item is ``twin|shadow``: both records stay; an unlabelled pair goes."""
+    store = Store(scratch_store_url)
+    day = TODAY - timedelta(days=40)
+    twins = [_record(day) for _ in range(2)]
+    shadows = [_record(day, source="shadow").model_copy(update={"twin_id": t.request_id,
+               "arm": "candidate"}) for t in twins]  # fmt: skip
+    store.insert_traffic(twins + shadows)
+    _label(store, f"{twins[0].request_id}|{shadows[0].request_id}")
+    retention = RetentionConfig.model_validate(
+        {"production": {"row_days": 30}, "shadow": {"row_days": 30}}
+    )
+    report = purge(store, retention, today=TODAY, dry_run=False)
+    assert sum(ln.kept_labelled for ln in report.lines) == 2
+    assert set(_by_id(store)) == {twins[0].request_id, shadows[0].request_id}
