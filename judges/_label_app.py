@@ -201,9 +201,15 @@ def build_label_app(
     paired = [c for c in criteria if registry.get(c.kind).arity == 2]
     add_pair_routes(app, PairLabels(store, paired), Depends(_labeller), pair_html)
 
+    common = resources.files("judges").joinpath("label_common.js").read_text(encoding="utf-8")
+
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
         return html
+
+    @app.get("/common.js")
+    def common_js() -> Response:
+        return Response(common, media_type="text/javascript")
 
     @app.post("/api/session")
     def sign_in(body: SignIn, request: Request) -> JSONResponse:

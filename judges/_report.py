@@ -10,6 +10,7 @@ from pathlib import Path
 
 from judges._aggregate import aggregate
 from judges._calibration import CalibrationRow
+from judges._pairwise_calibration import PairwiseCalibration
 from judges._registry import KindRegistry
 from judges._result import DailyResult
 from judges._rows import RateRow
@@ -202,7 +203,9 @@ def daily_figures(res: DailyResult, calibration: Sequence[CalibrationRow] = ()) 
         add("gavel_judge_sample_size", "Judged items (pass + fail)", r.passes + r.fails, **lv)
         add("gavel_judge_errors", "Judge errors (excluded from rates)", r.errors, **lv)
         add("gavel_judge_drop_flag", "1 if significantly below trailing", int(r.dropped), **lv)
-    for c in calibration:
+    calibrated: list[CalibrationRow | PairwiseCalibration] = list(calibration)
+    calibrated += res.pairwise_calibration
+    for c in calibrated:  # pass/fail, then pairwise
         cv = {"criterion": c.criterion, "criterion_version": c.criterion_version}
         add("gavel_judge_trusted",
             "1 if the criterion's judge agrees with human labels (kappa and label count)",
@@ -210,14 +213,6 @@ def daily_figures(res: DailyResult, calibration: Sequence[CalibrationRow] = ()) 
         add("gavel_judge_calibration_labels", "Labelled and judged records", c.n, **cv)
         if c.kappa is not None:
             add("gavel_judge_kappa", "Cohen's kappa, judge vs people", c.kappa, **cv)
-    for p in res.pairwise_calibration:
-        pv = {"criterion": p.criterion, "criterion_version": p.criterion_version}
-        add("gavel_judge_trusted",
-            "1 if the criterion's judge agrees with human labels (kappa and label count)",
-            int(p.trusted), **pv)  # fmt: skip
-        add("gavel_judge_calibration_labels", "Labelled and judged records", p.n, **pv)
-        if p.kappa is not None:
-            add("gavel_judge_kappa", "Cohen's kappa, judge vs people", p.kappa, **pv)
     add("gavel_judge_cost_usd", "Judge cost of the day", res.judge_cost_usd)
     add("gavel_judge_items", "Items sampled for judging on the day", res.sampled)
     add("gavel_judge_day_timestamp_seconds", "Start of the judged day (UTC), Unix seconds",
