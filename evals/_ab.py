@@ -29,9 +29,9 @@ def find_pairwise(name: str | None, criteria_dir: str, *, where: str) -> Criteri
     from pathlib import Path
 
     kinds = default_kinds()
-    found = {c.name: c for c in load_criteria(Path(criteria_dir), kinds)}
+    found = {c.name: c for c in kinds.pairwise(load_criteria(Path(criteria_dir), kinds))}
     crit = found.get(name or "")
-    if crit is None or kinds.get(crit.kind).arity != 2:
+    if crit is None:
         raise CliError(
             f"{where} = {name!r}: no pairwise criterion of that name in {criteria_dir}",
             EXIT_USAGE,

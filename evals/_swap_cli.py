@@ -71,7 +71,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         start = trial_start(swap_history(store, swap.production, swap.candidate))
         since = min(start.astimezone(UTC).date(), today) if start else today
     days = days_of(args.date, since, today)
-    records = [r for r in load_days(store, days) if start is None or _utc(r.ts) >= _utc(start)]
+    records = [r for r in load_days(store, days) if start is None or r.ts >= start]
     if args.no_judge:
         report = build_report(swap, records, days, judge=lambda _: None)
     else:
@@ -99,8 +99,3 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"withheld: {v.withheld}")
     print(f"report: {out / 'report.html'} ({report.seconds} s)")
     return 0
-
-
-def _utc(t: datetime) -> datetime:
-    """An aware time (a store may hand back naive UTC)."""
-    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)

@@ -110,7 +110,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         opened.criteria,
         labels,
         VerdictStore(opened.store).current(
-            {c.name: c.version for c in opened.criteria if opened.kinds.get(c.kind).arity == 2}
+            {c.name: c.version for c in opened.kinds.pairwise(opened.criteria)}
         ),
         opened.judging.calibration,
         criterion=args.criterion,

@@ -38,7 +38,7 @@ def open_configs(args: argparse.Namespace, *, criterion: str | None = None) -> O
     judging = load_judging(args.judging)
     criteria = load_criteria(Path(judging.criteria_dir), kinds)
     names = sorted(c.name for c in kinds.pass_fail(criteria))
-    names += sorted(c.name for c in criteria if kinds.get(c.kind).arity == 2)
+    names += sorted(c.name for c in kinds.pairwise(criteria))
     if criterion is not None and criterion not in names:
         raise CliError(
             f"unknown criterion {criterion!r}; labelled criteria: {', '.join(names)}", EXIT_USAGE

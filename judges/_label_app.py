@@ -198,7 +198,7 @@ def build_label_app(
     html = resources.files("judges").joinpath("label_page.html").read_text(encoding="utf-8")
     pair_html = resources.files("judges").joinpath("pair_page.html").read_text(encoding="utf-8")
     registry = kinds or default_kinds()
-    paired = [c for c in criteria if registry.get(c.kind).arity == 2]
+    paired = registry.pairwise(criteria)
     add_pair_routes(app, PairLabels(store, paired), Depends(_labeller), pair_html)
 
     common = resources.files("judges").joinpath("label_common.js").read_text(encoding="utf-8")

@@ -148,7 +148,7 @@ def parse_label_file(
     by_name = {c.name: c for c in criteria}
     registry = kinds or default_kinds()
     labelled = {c.name for c in registry.pass_fail(criteria)}
-    paired = {c.name for c in criteria if registry.get(c.kind).arity == 2}
+    paired = {c.name for c in registry.pairwise(criteria)}
     out: list[Label] = []
     problems: list[tuple[int, str]] = []
     seen: dict[tuple[str, str, str, str], int] = {}

@@ -126,7 +126,9 @@ class PairLabels:
 
     def view(self, pair_id: str, labeller: str) -> PairView:
         """The pair for this labeller, on their sides."""
-        v = self.find(pair_id)
+        return self._view(self.find(pair_id), pair_id, labeller)
+
+    def _view(self, v: Verdict, pair_id: str, labeller: str) -> PairView:
         first, second = v.item_id.split("|")
         recs = {r.request_id: r for r in self.store.traffic_by_ids([first, second])}
         swapped = self.swapped(labeller, v)
@@ -162,7 +164,7 @@ class PairLabels:
             label=by_side[body.label], note=body.note or None, labeller=labeller,
             labelled_at=datetime.now(UTC),
         )])  # fmt: skip
-        return self.view(pair_id, labeller)
+        return self._view(v, pair_id, labeller)
 
 
 def _to_side(swapped: bool) -> dict[Response, Side]:

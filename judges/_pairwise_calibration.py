@@ -112,11 +112,6 @@ def pair_consensus(labels: Sequence[Label]) -> tuple[list[Label], int]:
     return out, disputed
 
 
-def pairwise_criteria(criteria: Sequence[Criterion], kinds: KindRegistry) -> list[Criterion]:
-    """The criteria of a two-answer kind."""
-    return [c for c in criteria if kinds.get(c.kind).arity == 2]
-
-
 def calibrate_pairs(
     criteria: Sequence[Criterion],
     labels: Sequence[Label],
@@ -131,7 +126,7 @@ def calibrate_pairs(
     labels (made since ``since``; one per pair by consensus) against the judge's
     verdicts of its current version, in both orders."""
     out: list[PairwiseCalibration] = []
-    for crit in pairwise_criteria(criteria, kinds or default_kinds()):
+    for crit in (kinds or default_kinds()).pairwise(criteria):
         if criterion is not None and crit.name != criterion:
             continue
         mine = [lab for lab in since_filter(labels, since)

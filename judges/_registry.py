@@ -101,3 +101,7 @@ class KindRegistry:
     def pass_fail(self, criteria: Sequence[Criterion]) -> list[Criterion]:
         """The criteria whose kind is pass/fail (labelled and calibrated)."""
         return [c for c in criteria if c.kind in self.kinds and self.kinds[c.kind].pass_fail]
+
+    def pairwise(self, criteria: Sequence[Criterion]) -> list[Criterion]:
+        """The criteria whose kind judges two answers (labelled A/B/tie and calibrated)."""
+        return [c for c in criteria if c.kind in self.kinds and self.kinds[c.kind].arity == 2]
