@@ -17,8 +17,9 @@ def _rank(request_id: str) -> str:
 
 def to_judge(traffic: SwapTraffic, k: int) -> list[TrafficRecord]:
     """The answers to judge: both sides of at most ``k`` shadow pairs and at most ``k``
-    answers of each canary arm, chosen by a hash of the request id (so a daily re-read of
-    a growing trial keeps the answers it judged before)."""
+    answers of each canary arm, chosen by a hash of the request id, not by arrival: a
+    uniform sample, and on a daily re-read of a growing trial an answer judged before is
+    dropped from it only for one that ranks lower, never brought back later."""
     pairs = sorted(traffic.pairs, key=lambda p: _rank(p[0].request_id))[:k]
     out = [r for pair in pairs for r in pair]
     for arm in (traffic.production_arm, traffic.candidate_arm):

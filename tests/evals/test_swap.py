@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from evals._compare import PairOutcome, pairwise_report
-from evals._swap import arm_checks, decide, split, trial_start
+from evals._swap import SwapTraffic, arm_checks, decide, split, trial_start
 from evals._swap_judged import judged_checks, to_judge, worse_but_untrusted
 from serving import SwapConfig, TrafficRecord
 from serving.store import Store, SwapEvent
@@ -163,7 +163,22 @@ def test_judge_criteria_score_both_arms_and_only_a_trusted_one_rolls_back() -> N
     traffic = split(_day(30, LONG, canary_text=LONG), swap)
     judged = to_judge(traffic, swap.judge_sample)
     assert 75 <= len(judged) <= 100  # 25 pairs (both sides), 25 per arm (twins are on one)
-    assert to_judge(traffic, swap.judge_sample) == judged  # stable
+    # By hash, not by arrival: the same sample in any order; a day later, what it keeps
+    # of the first day's traffic was in the first day's sample.
+    reordered = SwapTraffic(
+        production_arm=traffic.production_arm[::-1],
+        candidate_arm=traffic.candidate_arm[::-1],
+        pairs=traffic.pairs[::-1],
+    )
+    ids = {r.request_id for r in judged}
+    assert {r.request_id for r in to_judge(reordered, swap.judge_sample)} == ids
+    later = split(_day(30, LONG, canary_text=LONG), swap)
+    grown = SwapTraffic(production_arm=traffic.production_arm + later.production_arm,
+                        candidate_arm=traffic.candidate_arm + later.candidate_arm,
+                        pairs=traffic.pairs + later.pairs)  # fmt: skip
+    first_day = {r.request_id for r in traffic.production_arm + traffic.candidate_arm}
+    first_day |= {r.request_id for pair in traffic.pairs for r in pair}
+    assert {r.request_id for r in to_judge(grown, swap.judge_sample)} & first_day <= ids
     verdicts = {(r.request_id, "concise"): "fail" if r.model == "app-terse" else "pass"
                 for r in judged}  # fmt: skip
     for trusted, decision in ((True, "rollback"), (False, "continue")):
