@@ -142,6 +142,25 @@ def engine_kwargs(model: ModelConfig) -> dict[str, Any]:
     return {"engine_cls": SimEngine}
 
 
+def gateway_hooks(config: StackConfig) -> tuple[str, ...]:
+    """The request lifecycle's hooks, in their declared order (see
+    :mod:`serving.gateway._hooks`): counted first and ended last, then the key, the body,
+    the scope, the swap's arm, Gavel's headers, the background slot, the engine's
+    request, admission (limits and budgets), capture and the shadow. A hook whose
+    feature is off is not in the chain."""
+    gw = config.gateway
+    hooks = ["metrics"]
+    hooks += ["auth"] if gw.auth.enabled else []
+    hooks += ["body"]
+    hooks += ["scope"] if gw.auth.enabled else []
+    hooks += ["swap"] if config.swap is not None else []
+    hooks += ["headers", "priority", "engine_request"]
+    hooks += ["admission"] if gw.auth.enabled else []
+    hooks += ["capture"] if gw.capture.enabled else []
+    hooks += ["shadow"] if config.swap is not None else []
+    return tuple(hooks)
+
+
 def gateway_settings(config: StackConfig, *, base_dir: Path) -> dict[str, Any]:
     """The gateway's resolved settings, as bound to the ingress (absolute paths, prices)."""
     from serving.gateway import GatewaySettings
@@ -168,6 +187,7 @@ def gateway_settings(config: StackConfig, *, base_dir: Path) -> dict[str, Any]:
             if m.engine.max_model_len is not None
         },
         swap=config.swap,
+        hooks=gateway_hooks(config),
     )
     return settings.model_dump(mode="json")
 

@@ -44,6 +44,13 @@ class AuthConfig(GavelModel):
     """Wrong tokens one client address may send per ``wrong_token_window_s`` before it
     gets 429 for any key the replica has not seen work (0: no backoff)."""
     wrong_token_window_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    trusted_proxies: list[str] = Field(default_factory=list)
+    """Peer addresses (load balancers, proxies) whose ``X-Forwarded-For`` names the client
+    for the wrong-token guard (``*``: every peer). From any other peer the header is
+    ignored, as uvicorn's ``forwarded_allow_ips`` does."""
+    outage_grace_s: Annotated[float, Field(ge=0, le=3600)] = 60.0
+    """While the key store is down, a key validated less than this long ago keeps being
+    served; after that the replica fails closed (503) until the store answers."""
 
 
 class LimitsConfig(GavelModel):

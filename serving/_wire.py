@@ -9,9 +9,10 @@ from pydantic import Field
 
 from serving._config import GavelModel
 
-Scope = Literal["infer", "judge", "label", "admin"]
-"""``infer`` calls the app model, ``judge`` the judge model, ``label`` opens the labelling
-page (``gavel label``), ``admin`` everything."""
+Scope = Literal["infer", "judge", "eval", "label", "admin"]
+"""``infer`` calls the app model, ``judge`` the judge model, ``eval`` may mark its calls
+as an eval's (``X-Gavel-Source: eval``; with ``infer`` to call the app model), ``label``
+opens the labelling page (``gavel label``), ``admin`` everything."""
 
 ROLE_SCOPE: dict[str, Scope] = {"app": "infer", "judge": "judge"}
 

@@ -14,16 +14,21 @@ import contextlib
 import logging
 import math
 import time
+from typing import TYPE_CHECKING
 
 from ray.serve.handle import DeploymentHandle
 
 from serving._gateway_config import LimitsConfig
 from serving._wire import ApiKey
 from serving.gateway._body import Refusal
-from serving.gateway._budget import OverBudget, RateLimited
+from serving.gateway._budget import budget_ask, over_budget, rate_limited
+from serving.gateway._context import RequestContext
 from serving.gateway._leases import LeaseBook
 from serving.gateway._limits import Admission, BudgetAsk
 from serving.gateway._metrics import GatewayMetrics
+
+if TYPE_CHECKING:
+    from serving.gateway._hooks import GatewayParts
 
 log = logging.getLogger("gavel.gateway")
 
@@ -49,7 +54,10 @@ class Admitter:
     async def admit(
         self, key: ApiKey, reserve: int, reservation: str, budget: BudgetAsk | None
     ) -> None:
-        """Reserve the request's tokens and USD; raise a :class:`Refusal` (429, 400 or 503)."""
+        """Reserve the request's tokens and USD under ``reservation``; raise a
+        :class:`Refusal` (429, 400 or 503). Once it returns, :meth:`settle` must be called
+        once with the same ``reservation``; when it raises (or is cancelled), nothing
+        stays taken: neither the reservation nor a lease granted with it."""
         if self._limiter is None or (key.rpm is None and not key.metered):
             return
         if key.tpm is not None and reserve > key.tpm:
@@ -58,6 +66,7 @@ class Admitter:
                 f"This request may use up to {reserve} tokens (prompt estimate plus "
                 f"max_tokens), more than key {key.name!r} may use in a minute ({key.tpm}); "
                 "lower max_tokens.",
+                reason="reserve_above_tpm",
             )
         now = time.monotonic()
         self.return_due(now)
@@ -87,12 +96,10 @@ class Admitter:
         for period, share in answer.used.items():
             self._metrics.budget_used.labels(key.name, period).set(share)
         if answer.over_budget is not None:
-            self._metrics.rejected.labels("budget").inc()
-            raise OverBudget(key, answer)
+            raise over_budget(key, answer)
         if answer.wait_s is None:
             return
-        self._metrics.rejected.labels("rate_limit").inc()
-        raise RateLimited(max(1, math.ceil(answer.wait_s)), key)
+        raise rate_limited(max(1, math.ceil(answer.wait_s)), key)
 
     async def _lease_after_pending(
         self, key: ApiKey, now: float, reserve: int, held: str | None
@@ -119,20 +126,27 @@ class Admitter:
                 ),
                 timeout=self._limits.limiter_timeout_s,
             )
-        except Exception:
-            # Release what was asked for: a late admission must not stay charged.
+        except BaseException as exc:
+            # Timed out, failed, or the client went away (CancelledError): release what
+            # was asked for, the reservation and any lease granted with it, so that a late
+            # admission does not stay charged.
             with contextlib.suppress(Exception):
-                self._limiter.settle.remote(reservation, key.name, 0, 0.0)
-            self._metrics.rejected.labels("limiter_unavailable").inc()
+                self._limiter.release.remote(reservation, key.name)
+            if not isinstance(exc, Exception):
+                raise
             log.warning("the rate limiter did not answer; %s", self._limits.on_limiter_unavailable)
             if self._limits.on_limiter_unavailable == "allow":
                 return None
             raise Refusal(
-                503, "Rate limits cannot be checked right now; retry shortly.", "server_error"
+                503,
+                "Rate limits cannot be checked right now; retry shortly.",
+                "server_error",
+                reason="limiter_unavailable",
             ) from None
 
     def settle(self, key: ApiKey, reservation: str | None, used: int, cost: float | None) -> None:
-        """Settle a finished request's tokens and cost (locally if a lease admitted it)."""
+        """Settle a finished request's tokens and cost (locally if a lease admitted it).
+        A budgeted key is settled with the limiter even without a tpm (its USD)."""
         if self._limiter is None or not key.metered:
             return
         if self.leases.settle(reservation, used):
@@ -156,3 +170,31 @@ class Admitter:
         while True:
             await asyncio.sleep(RETURN_EVERY_S)
             self.return_due(time.monotonic())
+
+
+class AdmissionHook:
+    """Admission of a keyed request: its rpm, its tokens and its USD are reserved (from a
+    lease or with the limiter) before the engine call, and settled with what it really
+    used when it ends (the one place a reservation is settled). A metered key (a tpm or
+    a budget) always has a reservation, so its USD is settled too."""
+
+    name = "admission"
+
+    def __init__(self, parts: GatewayParts) -> None:
+        self._admitter = parts.admitter
+        self._prices = parts.settings.prices
+
+    async def before(self, ctx: RequestContext) -> None:
+        key = ctx.key
+        if key is None:
+            return
+        ask = budget_ask(key, self._prices.get(ctx.model), ctx.prompt_estimate, ctx.reserve)
+        reservation = ctx.request_id  # fixed now: the response may rename the request
+        await self._admitter.admit(key, ctx.reserve, reservation, ask)
+        ctx.reservation = reservation if key.metered else None
+        ctx.admitted = True
+
+    def end(self, ctx: RequestContext) -> None:
+        if ctx.admitted and ctx.key is not None:
+            ctx.admitted = False
+            self._admitter.settle(ctx.key, ctx.reservation, ctx.used_tokens, ctx.cost)

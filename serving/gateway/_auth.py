@@ -14,20 +14,23 @@ import re
 import time
 from collections import OrderedDict, deque
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from serving._errors import openai_error
 from serving._keys import KEY_PREFIX, bearer_token, hash_key
 from serving._wire import ROLE_SCOPE, ApiKey
-from serving.gateway._metrics import GatewayMetrics
+from serving.gateway._body import Refusal
+from serving.gateway._context import RequestContext
 from serving.store import Store
 
 if TYPE_CHECKING:
-    from fastapi.responses import JSONResponse
+    from serving.gateway._hooks import GatewayParts
 
 log = logging.getLogger("gavel.gateway")
 
 KEY_CACHE_TTL_S = 2.0
+OUTAGE_GRACE_S = 60.0
+LOOKUP_TIMEOUT_S = 2.0
+STORE_RETRY_S = 1.0
 KEY_CACHE_MAX = 4096
 NEGATIVE_TTL_S = 30.0
 TOUCH_EVERY_S = 60.0
@@ -41,8 +44,14 @@ class KeyCache:
     Only keys found in the store are cached, at most ``max_entries`` of them (least
     recently used go first), so random bearer tokens cannot grow memory. Hashes the store
     did not know are remembered for ``negative_ttl_s`` in a table of the same bound (a key
-    created meanwhile works once that passes). While the store is down, a key validated
-    before keeps being served.
+    created meanwhile works once that passes).
+
+    **During a store outage** (one policy): a lookup waits at most ``lookup_timeout_s``;
+    after a failure the store is not asked again for ``retry_s`` (so a blackholed store
+    costs one waiting lookup per ``retry_s``, not one per request); a key validated less
+    than ``outage_grace_s`` ago keeps being served, and after that the replica fails
+    closed (503) until the store answers again. So a key revoked during an outage stops
+    working within ``outage_grace_s`` of its last validation.
     """
 
     def __init__(
@@ -52,14 +61,21 @@ class KeyCache:
         ttl_s: float = KEY_CACHE_TTL_S,
         max_entries: int = KEY_CACHE_MAX,
         negative_ttl_s: float = NEGATIVE_TTL_S,
+        outage_grace_s: float = OUTAGE_GRACE_S,
+        lookup_timeout_s: float = LOOKUP_TIMEOUT_S,
+        retry_s: float = STORE_RETRY_S,
     ) -> None:
         self._store = store
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self.negative_ttl_s = negative_ttl_s
+        self.outage_grace_s = outage_grace_s
+        self.lookup_timeout_s = lookup_timeout_s
+        self.retry_s = retry_s
         self._entries: OrderedDict[str, tuple[float, ApiKey]] = OrderedDict()
         self._unknown: OrderedDict[str, float] = OrderedDict()
         self._touched: dict[str, float] = {}
+        self._down_until = 0.0
         self.store_lookups = 0
         """Lookups that went to the store (a test and a benchmark read it)."""
         self.store_ok: bool | None = None
@@ -69,8 +85,9 @@ class KeyCache:
         return len(self._entries)
 
     async def lookup(self, key_hash: str) -> ApiKey | None:
-        """The key with this hash (revoked or not), or ``None``; raises if the store is down
-        and the key was never validated."""
+        """The key with this hash (revoked or not), or ``None``; raises
+        :class:`StoreUnavailable` when the store cannot answer and no recent validation
+        of this key may stand in for it."""
         now = time.monotonic()
         hit = self._entries.get(key_hash)
         if hit is not None and now - hit[0] < self.ttl_s:
@@ -80,16 +97,22 @@ class KeyCache:
         if unknown_at is not None and now - unknown_at < self.negative_ttl_s:
             return None
         try:
+            if now < self._down_until:
+                raise StoreUnavailable("the key store failed a moment ago")
             self.store_lookups += 1
-            key = await asyncio.to_thread(self._store.key_by_hash, key_hash)
+            key = await asyncio.wait_for(
+                asyncio.to_thread(self._store.key_by_hash, key_hash), self.lookup_timeout_s
+            )
         except Exception:
             self.store_ok = False
-            if hit is None:
-                raise
-            # Store down: keep serving keys already validated (captures are spooled meanwhile).
+            self._down_until = max(self._down_until, time.monotonic() + self.retry_s)
+            if hit is None or time.monotonic() - hit[0] >= self.outage_grace_s:
+                raise StoreUnavailable("the key store is unreachable") from None
+            # Store down: keep serving a key validated recently (captures are spooled).
             log.warning("key store unreachable; using the cached key")
             return hit[1]
         self.store_ok = True
+        self._down_until = 0.0
         if key is None:
             self._entries.pop(key_hash, None)
             _bounded_put(self._unknown, key_hash, now, self.max_entries)
@@ -131,6 +154,10 @@ def _log_failure(task: asyncio.Task[None]) -> None:
         log.warning("could not record a key's last use: %s", task.exception())
 
 
+class StoreUnavailable(Exception):
+    """The key store cannot answer, and no recent validation may stand in for it."""
+
+
 class WrongTokenGuard:
     """Per-client backoff after wrong tokens: a client that sent ``limit`` wrong tokens in
     the last ``window_s`` seconds gets 429 for any token the replica has not seen as a real
@@ -162,70 +189,144 @@ class WrongTokenGuard:
         _bounded_put(self._failures, client, seen, self.max_clients)
 
 
-def _invalid(what: str) -> JSONResponse:
-    return openai_error(
-        401, f"The API key is {what}.", type_="invalid_request_error", code="invalid_api_key"
+def _invalid(what: str) -> Refusal:
+    return Refusal(
+        401,
+        f"The API key is {what}.",
+        type_="invalid_request_error",
+        code="invalid_api_key",
+        reason="invalid_key",
     )
+
+
+def client_address(
+    peer: str | None, forwarded_for: str | None, trusted: frozenset[str] = frozenset()
+) -> str:
+    """The client's address for the wrong-token guard: the peer's, unless the peer is a
+    trusted proxy, in which case the nearest untrusted address of ``X-Forwarded-For``
+    (as uvicorn's ``forwarded_allow_ips`` does; ``*`` trusts every peer)."""
+    peer = peer or ""
+    if not forwarded_for or not (peer in trusted or "*" in trusted):
+        return peer
+    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if hop not in trusted:
+            return hop[:64]
+    return hops[0][:64] if hops else peer
 
 
 async def authenticate(
     authorization: str | None,
     cache: KeyCache,
-    metrics: GatewayMetrics,
     *,
     guard: WrongTokenGuard | None = None,
     client: str = "",
-) -> tuple[JSONResponse | None, ApiKey | None]:
-    """(an OpenAI-style 401/429/503 response, None) or (None, the valid key)."""
+) -> ApiKey:
+    """The valid key of ``authorization``, or raise a :class:`Refusal` (401, 429, 503).
+
+    Only tokens that are no key at all count as wrong tokens for ``client``: a revoked,
+    expired or rotated-out secret was a real key, and says nothing of a guesser.
+    """
     token = bearer_token(authorization)
     if token is None:
-        metrics.rejected.labels("missing_key").inc()
-        return openai_error(
+        raise Refusal(
             401,
             "Missing API key: send 'Authorization: Bearer <key>'.",
             type_="invalid_request_error",
             code="invalid_api_key",
-        ), None
+            reason="missing_key",
+        )
     now = time.monotonic()
     key_hash = hash_key(token)
     # A client in backoff is still served with keys this replica knows to be real.
     wait = guard.wait_s(client, now) if guard is not None else None
     if wait is not None and not cache.known(key_hash):
-        metrics.rejected.labels("wrong_key_backoff").inc()
-        return openai_error(
+        raise Refusal(
             429,
             f"Too many invalid API keys from this client; retry in {wait:.0f} s.",
             type_="rate_limit_error",
             code="invalid_api_key_backoff",
+            reason="wrong_key_backoff",
             headers={"Retry-After": str(max(1, round(wait)))},
-        ), None
+        )
     try:
         key = await cache.lookup(key_hash) if KEY_SHAPE.match(token) else None
-    except Exception:
-        log.exception("key store unreachable")
-        return openai_error(
-            503, "The key store is unreachable; retry shortly.", type_="server_error"
-        ), None
-    refusal = "invalid" if key is None else key.refusal(key_hash, datetime.now(UTC))
-    if key is None or refusal is not None:
-        metrics.rejected.labels("invalid_key").inc()
+    except StoreUnavailable:
+        log.warning("key store unreachable")
+        raise Refusal(
+            503,
+            "The key store is unreachable; retry shortly.",
+            type_="server_error",
+            reason="key_store_unavailable",
+        ) from None
+    if key is None:
         if guard is not None:
             guard.failed(client, now)
-        return _invalid(refusal or "invalid"), None
+        raise _invalid("invalid")
+    refusal = key.refusal(key_hash, datetime.now(UTC))
+    if refusal is not None:
+        raise _invalid(refusal)
     cache.touch(key)
-    return None, key
+    return key
 
 
-def check_scope(key: ApiKey, model: str, role: str, metrics: GatewayMetrics) -> JSONResponse | None:
-    """A 403 if ``key`` may not call the model of ``role``, else ``None`` (a ``label``-only
-    key never gets generation)."""
+def check_scope(key: ApiKey, model: str, role: str) -> None:
+    """Raise a 403 if ``key`` may not call the model of ``role`` (a ``label``-only key
+    never gets generation)."""
     scope = ROLE_SCOPE.get(role, "admin")
     if key.allows(scope):
-        return None
-    metrics.rejected.labels("scope").inc()
-    return openai_error(
+        return
+    raise Refusal(
         403,
         f"The key {key.name!r} lacks the '{scope}' scope needed for model {model!r}.",
         type_="permission_error",
         code="insufficient_scope",
+        reason="scope",
     )
+
+
+class AuthHook:
+    """The key of the ``Authorization`` header (before the body is read), with the
+    wrong-token guard keyed on the client's address (``X-Forwarded-For`` only from
+    ``auth.trusted_proxies``)."""
+
+    name = "auth"
+
+    def __init__(self, parts: GatewayParts) -> None:
+        assert parts.keys is not None, "the auth hook needs the key cache"
+        self._keys = parts.keys
+        self._guard = parts.guard
+        self._trusted = frozenset(parts.settings.config.auth.trusted_proxies)
+
+    async def before(self, ctx: RequestContext) -> None:
+        ctx.key = await authenticate_request(ctx.request, self._keys, self._guard, self._trusted)
+
+    def end(self, ctx: RequestContext) -> None:
+        """Nothing is held."""
+
+
+async def authenticate_request(
+    request: Any, keys: KeyCache, guard: WrongTokenGuard | None, trusted: frozenset[str]
+) -> ApiKey:
+    """:func:`authenticate` an HTTP request (raises a Refusal)."""
+    peer = request.client.host if request.client is not None else ""
+    client = client_address(peer, request.headers.get("x-forwarded-for"), trusted)
+    return await authenticate(
+        request.headers.get("authorization"), keys, guard=guard, client=client
+    )
+
+
+class ScopeHook:
+    """The key must carry the scope of the model's role (403)."""
+
+    name = "scope"
+
+    def __init__(self, parts: GatewayParts) -> None:
+        del parts
+
+    async def before(self, ctx: RequestContext) -> None:
+        if ctx.key is not None and ctx.role is not None:
+            check_scope(ctx.key, ctx.asked or ctx.model, ctx.role)
+
+    def end(self, ctx: RequestContext) -> None:
+        """Nothing is held."""

@@ -14,25 +14,44 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from serving._config import LimitsConfig
+from serving._errors import openai_error
 from serving.gateway._text import depth, unstorable_path
 
 if TYPE_CHECKING:
     from fastapi import Request
+    from fastapi.responses import JSONResponse
+
+    from serving.gateway._context import RequestContext
+    from serving.gateway._hooks import GatewayParts
 
 
 @dataclass
 class Refusal(Exception):
-    """A request refused before it reaches a model."""
+    """A request refused before it reaches a model: its OpenAI-style error, and the
+    ``reason`` label it is counted under in ``gavel_rejected_requests``."""
 
     status: int
     message: str
     type_: str = "invalid_request_error"
     code: str | None = None
+    reason: str = "body"
+    headers: dict[str, str] | None = None
+
+    def response(self) -> JSONResponse:
+        """The OpenAI-style error response (it never echoes the client's input)."""
+        return openai_error(
+            self.status, self.message, type_=self.type_, code=self.code, headers=self.headers
+        )
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
     """The raw body, or a 413 as soon as it is known to exceed ``max_bytes``."""
-    too_big = Refusal(413, f"The request body exceeds {max_bytes} bytes.", code="request_too_large")
+    too_big = Refusal(
+        413,
+        f"The request body exceeds {max_bytes} bytes.",
+        code="request_too_large",
+        reason="too_large",
+    )
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise too_big
@@ -82,7 +101,7 @@ def check_request(
     if role is None:
         raise Refusal(
             404, f"The model {model[:64]!r} does not exist or you do not have access to it.",
-            type_="invalid_request_error", code="model_not_found",
+            type_="invalid_request_error", code="model_not_found", reason="model",
         )  # fmt: skip
     n = data.get("n")
     if isinstance(n, int) and not isinstance(n, bool) and n > limits.max_n:
@@ -126,6 +145,17 @@ MAX_TOKENS_HEADER = "X-Gavel-Max-Tokens"
 """Set on a response whose completion Gavel capped (the request set no ``max_tokens``)."""
 
 
+def cap_completion(data: dict[str, Any], cap: int) -> dict[str, Any]:
+    """``data`` with ``max_tokens`` set to ``cap``, and a ``min_tokens`` above it lowered
+    to it (a floor above the cap would get the engine's 400 about a limit the client
+    never set)."""
+    out = {**data, "max_tokens": cap}
+    floor = out.get("min_tokens")
+    if isinstance(floor, int) and not isinstance(floor, bool) and floor > cap:
+        out["min_tokens"] = cap
+    return out
+
+
 def completion_cap(
     data: dict[str, Any], *, default: int, context_len: int | None, prompt_est: int
 ) -> int | None:
@@ -146,3 +176,30 @@ def client_request_id(data: dict[str, Any], header: str | None, max_len: int) ->
     value = data.get("request_id")
     found = value if isinstance(value, str) and value else header
     return found[:max_len] if found else None
+
+
+class BodyHook:
+    """Reads and checks the body (after the key: an unauthenticated client never gets
+    its body read): size, UTF-8 JSON, storable text, exactly a configured model, caps."""
+
+    name = "body"
+
+    def __init__(self, parts: GatewayParts) -> None:
+        self._limits = parts.settings.config.limits
+        self._roles = parts.settings.roles
+        self._id_max = parts.settings.config.capture.client_request_id_max
+
+    async def before(self, ctx: RequestContext) -> None:
+        raw = await read_body(ctx.request, self._limits.max_body_bytes)
+        data = parse_body(raw, max_depth=self._limits.max_json_depth)
+        model, role = check_request(
+            data, endpoint=ctx.endpoint, roles=self._roles, limits=self._limits
+        )
+        ctx.data, ctx.asked, ctx.model, ctx.role = data, model, model, role
+        ctx.stream = bool(data.get("stream"))
+        header = ctx.request.headers.get("x-request-id")
+        ctx.client_request_id = client_request_id(data, header, self._id_max)
+        ctx.body = {k: v for k, v in data.items() if k != "request_id"}
+
+    def end(self, ctx: RequestContext) -> None:
+        """Nothing is held."""

@@ -33,11 +33,17 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from serving._wire import TrafficRecord
+from serving.gateway._context import RequestContext
 from serving.gateway._metrics import GatewayMetrics
+from serving.gateway._record import to_record
 from serving.gateway._spool import STORE_DOWN, Spool, insert_or_quarantine
 from serving.store import Store
+
+if TYPE_CHECKING:
+    from serving.gateway._hooks import GatewayParts
 
 log = logging.getLogger("gavel.capture")
 
@@ -204,3 +210,25 @@ class CaptureWriter:
         self._down_until = 0.0  # one last try of the store
         await self.flush()
         self.spool.close()
+
+
+class CaptureHook:
+    """Hands every request that reached a model to the capture writer when it ends
+    (metadata only for a metadata-only key's, shadows included). A refusal served
+    nothing and is not captured: it is counted by its reason (a hostile client could
+    otherwise fill the store with refusals)."""
+
+    name = "capture"
+
+    def __init__(self, parts: GatewayParts) -> None:
+        self._writer = parts.writer
+        self._settings = parts.settings
+
+    async def before(self, ctx: RequestContext) -> None:
+        if self._writer is not None:
+            self._writer.start()
+
+    def end(self, ctx: RequestContext) -> None:
+        if self._writer is not None and ctx.engine_called:
+            self._writer.start()
+            self._writer.submit(to_record(ctx, self._settings, cost=ctx.cost, e2e_s=ctx.e2e_s))

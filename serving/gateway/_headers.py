@@ -8,12 +8,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, get_args
 
-from serving._errors import openai_error
 from serving._wire import SOURCE_HEADER, ApiKey, HeaderSource, Source
+from serving.gateway._body import Refusal
+from serving.gateway._context import RequestContext
 from serving.gateway._text import unstorable_path
 
 if TYPE_CHECKING:
-    from fastapi.responses import JSONResponse
+    from serving.gateway._hooks import GatewayParts
 
 METADATA_MAX_BYTES = 4096
 
@@ -28,22 +29,30 @@ class Extras:
     source: Source = "production"
 
 
-def _bad(message: str, status: int = 400) -> JSONResponse:
+def _bad(message: str, status: int = 400) -> Refusal:
     kind = "permission_error" if status == 403 else "invalid_request_error"
-    return openai_error(status, message, type_=kind)
+    return Refusal(status, message, type_=kind, reason="header")
 
 
 def _is_admin(key: ApiKey | None) -> bool:
     return key is None or key.allows("admin")  # None: auth is off
 
 
+def may_name_source(key: ApiKey | None) -> bool:
+    """Whether ``key`` may send its calls as Gavel's own (``X-Gavel-Source: judge|eval``):
+    keys with the ``judge`` or ``eval`` scope (``admin`` included), or any when auth is off."""
+    return key is None or key.allows("judge") or key.allows("eval")
+
+
 def parse_extras(
     headers: Mapping[str, str], key: ApiKey | None, *, steering: tuple[str, ...] = ()
-) -> tuple[Extras | None, JSONResponse | None]:
-    """(the extras, None), or (None, an OpenAI-style 4xx naming the bad header).
+) -> Extras:
+    """The extras, or raise a :class:`Refusal` (an OpenAI-style 4xx naming the header).
 
     ``steering`` metadata keys (those the judges read) need an ``admin`` key, as does a
-    replay date.
+    replay date. ``X-Gavel-Source`` is honoured only from a key that :func:`may_name_source`;
+    from any other key it is ignored (the request is production traffic: it takes no
+    background slot, stays in the daily sample, and keeps its retention and cost class).
     """
     meta: dict[str, str] = {}
     raw = headers.get("x-gavel-metadata")
@@ -55,13 +64,15 @@ def parse_extras(
             if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
                 raise ValueError
         except (ValueError, RecursionError):
-            return None, _bad("X-Gavel-Metadata must be a JSON object of strings (at most 4 KiB).")
+            raise _bad(
+                "X-Gavel-Metadata must be a JSON object of strings (at most 4 KiB)."
+            ) from None
         if unstorable_path(data) is not None:
-            return None, _bad("X-Gavel-Metadata may not contain NUL or lone surrogates.")
+            raise _bad("X-Gavel-Metadata may not contain NUL or lone surrogates.")
         meta = data
         steered = sorted(k for k in meta if k in steering)
         if steered and not _is_admin(key):
-            return None, _bad(
+            raise _bad(
                 f"X-Gavel-Metadata key(s) {', '.join(steered)} steer judging and need a key "
                 "with the 'admin' scope.",
                 403,
@@ -70,14 +81,34 @@ def parse_extras(
     day = headers.get("x-gavel-replay-date")
     if day:
         if not _is_admin(key):
-            return None, _bad("X-Gavel-Replay-Date needs a key with the 'admin' scope.", 403)
+            raise _bad("X-Gavel-Replay-Date needs a key with the 'admin' scope.", 403)
         try:
             d = datetime.fromisoformat(day).date()
         except ValueError:
-            return None, _bad("X-Gavel-Replay-Date must be YYYY-MM-DD.")
+            raise _bad("X-Gavel-Replay-Date must be YYYY-MM-DD.") from None
         ts = datetime.now(UTC).replace(year=d.year, month=d.month, day=d.day)
     source = headers.get(SOURCE_HEADER, "production")
     if source not in get_args(HeaderSource):
         names = ", ".join(get_args(HeaderSource))
-        return None, _bad(f"X-Gavel-Source must be one of {names}.")
-    return Extras(metadata=meta, ts=ts, source=source), None  # type: ignore[arg-type]
+        raise _bad(f"X-Gavel-Source must be one of {names}.")
+    if not may_name_source(key):
+        source = "production"
+    return Extras(metadata=meta, ts=ts, source=source)  # type: ignore[arg-type]
+
+
+class HeadersHook:
+    """Gavel's headers: metadata, a replay date, and the source (see :func:`parse_extras`)."""
+
+    name = "headers"
+
+    def __init__(self, parts: GatewayParts) -> None:
+        self._steering = parts.settings.config.steering_metadata
+
+    async def before(self, ctx: RequestContext) -> None:
+        extras = parse_extras(ctx.request.headers, ctx.key, steering=self._steering)
+        ctx.metadata, ctx.source = extras.metadata, extras.source
+        if extras.ts is not None:
+            ctx.ts = extras.ts
+
+    def end(self, ctx: RequestContext) -> None:
+        """Nothing is held."""

@@ -22,7 +22,7 @@ import hashlib
 import logging
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
@@ -32,6 +32,7 @@ from ray import serve
 from serving.gateway._journal import GcsKeyValue, Journal, KeyValue, WindowEvent, apply
 from serving.gateway._windows import (
     LEASE_TERM_S,
+    RELEASED_MAX,
     WINDOW_S,
     Lease,
     SlidingWindows,
@@ -186,6 +187,8 @@ class RateLimiter:
         self._budgets = Budgets()
         self._store = Store(store_url) if store_url else None
         self._journal = Journal(journal or GcsKeyValue(journal_namespace(store_url)))
+        self._granted: OrderedDict[str, str] = OrderedDict()
+        """Reservation -> the lease granted with its admission (the newest only)."""
         t0 = time.monotonic()
         offset = time.time() - time.monotonic()
         events = self._journal.load()
@@ -241,6 +244,9 @@ class RateLimiter:
             granted = Lease(
                 id=uuid.uuid4().hex, requests=offer[0], tokens=offer[1], term_s=LEASE_TERM_S
             )
+            self._granted[reservation or granted.id] = granted.id
+            while len(self._granted) > RELEASED_MAX:
+                self._granted.popitem(last=False)
             self._event(
                 WindowEvent(
                     kind="lease",
@@ -265,6 +271,15 @@ class RateLimiter:
         self._event(event)
         self._budgets.settle(reservation, cost_usd or 0.0)
         self._journal.kick()
+
+    async def release(self, reservation: str, key: str) -> None:
+        """An ingress gave up on an admission (the limiter was slow, or its client went
+        away): free the reservation's tokens and USD, and the lease granted with it. A
+        release that arrives before its admission makes that admission charge nothing."""
+        await self.settle(reservation, key, 0, 0.0)
+        lease_id = self._granted.pop(reservation, None)
+        if lease_id is not None:
+            await self.give_back(key, lease_id, 0, 0)
 
     async def give_back(
         self, key: str, lease_id: str, used_requests: int, used_tokens: int

@@ -13,19 +13,29 @@ Production requests never wait here.
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from serving._gateway_config import PriorityConfig
+from serving.gateway._body import Refusal
+from serving.gateway._context import RequestContext
 from serving.gateway._metrics import GatewayMetrics
+
+if TYPE_CHECKING:
+    from serving.gateway._hooks import GatewayParts
 
 RETRY_AFTER_S = 2
 
 
-class BackgroundBusy(Exception):
-    """A background request waited ``max_wait_s`` for a slot: 429."""
-
-    def __init__(self, waited_s: float) -> None:
-        super().__init__(waited_s)
-        self.waited_s = waited_s
+def background_busy(waited_s: float) -> Refusal:
+    """The 429 of a background request that waited ``max_wait_s`` for a slot."""
+    return Refusal(
+        429,
+        f"Background traffic waited {waited_s:g} s behind production; retry.",
+        type_="rate_limit_error",
+        code="background_busy",
+        reason="background_busy",
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
 
 
 class BackgroundGate:
@@ -44,7 +54,8 @@ class BackgroundGate:
 
     async def enter(self, source: str) -> bool:
         """Take a slot for a background request (waiting for one); True if one was
-        taken, and :meth:`leave` must then be called once. Raises :class:`BackgroundBusy`."""
+        taken, and :meth:`leave` must then be called once. Raises the Refusal of
+        :func:`background_busy`."""
         if self._slots is None or source not in self._sources:
             return False
         if not self._slots.locked():
@@ -55,8 +66,7 @@ class BackgroundGate:
         try:
             await asyncio.wait_for(self._slots.acquire(), self._wait_s)
         except TimeoutError:
-            self._metrics.rejected.labels("background_busy").inc()
-            raise BackgroundBusy(self._wait_s) from None
+            raise background_busy(self._wait_s) from None
         finally:
             waiting.dec()
         return True
@@ -65,3 +75,21 @@ class BackgroundGate:
         """Give back a slot taken by :meth:`enter`."""
         if self._slots is not None:
             self._slots.release()
+
+
+class PriorityHook:
+    """Takes a background slot for the judge's and evals' requests; gives it back when
+    the request ends (the one place a slot is given back)."""
+
+    name = "priority"
+
+    def __init__(self, parts: GatewayParts) -> None:
+        self._gate = parts.gate
+
+    async def before(self, ctx: RequestContext) -> None:
+        ctx.background_slot = await self._gate.enter(ctx.source)
+
+    def end(self, ctx: RequestContext) -> None:
+        if ctx.background_slot:
+            ctx.background_slot = False
+            self._gate.leave()

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from serving._config import GatewayConfig, GavelModel, PriceConfig, SloConfig
 from serving._swap_config import SwapConfig
 from serving._wire import TrafficRecord
-from serving.gateway._call import Call
+from serving.gateway._context import RequestContext
 from serving.gateway._metrics import GatewayMetrics, length_bucket
 from serving.gateway._redact import redact, redact_obj
 from serving.gateway._text import clean
+
+if TYPE_CHECKING:
+    from serving.gateway._hooks import GatewayParts
 
 
 class GatewaySettings(GavelModel):
@@ -29,9 +31,16 @@ class GatewaySettings(GavelModel):
     """Served model id -> its engine's ``max_model_len``, where the config sets it."""
     swap: SwapConfig | None = None
     """A candidate beside the production model (shadow, canary), if one is configured."""
+    hooks: tuple[str, ...] = (
+        "metrics", "auth", "body", "scope", "swap", "headers", "priority",
+        "engine_request", "admission", "capture", "shadow",
+    )  # fmt: skip
+    """The request lifecycle's hooks, in order (:func:`serving._builder.gateway_hooks`)."""
 
 
-def observe(call: Call, metrics: GatewayMetrics, cost: float | None, e2e_s: float) -> None:
+def observe(
+    call: RequestContext, metrics: GatewayMetrics, cost: float | None, e2e_s: float
+) -> None:
     """Count one finished request in the gateway's metrics."""
     model, src = call.model, call.source
     metrics.in_flight.labels(model).dec()
@@ -109,7 +118,7 @@ def prepare_for_storage(record: TrafficRecord, *, redacting: bool, max_chars: in
 
 
 def to_record(
-    call: Call, settings: GatewaySettings, *, cost: float | None, e2e_s: float
+    call: RequestContext, settings: GatewaySettings, *, cost: float | None, e2e_s: float
 ) -> TrafficRecord:
     """The record to capture: nothing but sizes and parameters for metadata-only keys."""
     key = call.key
@@ -147,6 +156,23 @@ def to_record(
     )
 
 
-def elapsed(call: Call) -> float:
-    """Seconds since the request arrived."""
-    return time.perf_counter() - call.t0
+class MetricsHook:
+    """Counts every request once when it ends: a refusal by its reason, a request that
+    reached a model by its model, status and source (latency, tokens, cost, SLOs)."""
+
+    name = "metrics"
+
+    def __init__(self, parts: GatewayParts) -> None:
+        self._metrics = parts.metrics
+        self._reporter = parts.reporter
+
+    async def before(self, ctx: RequestContext) -> None:
+        if self._reporter is not None:
+            self._reporter.start()
+
+    def end(self, ctx: RequestContext) -> None:
+        if ctx.engine_called:
+            observe(ctx, self._metrics, ctx.cost, ctx.e2e_s)
+        else:
+            reason = ctx.refusal.reason if ctx.refusal is not None else "client_gone"
+            self._metrics.rejected.labels(reason).inc()

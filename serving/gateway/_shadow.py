@@ -7,27 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from ray.llm._internal.serve.core.configs.openai_api_models import (
-    ChatCompletionRequest,
-    CompletionRequest,
-    OpenAIHTTPException,
-)
+from ray.llm._internal.serve.core.configs.openai_api_models import OpenAIHTTPException
 
-from serving.gateway._call import Call, absorb_json
+from serving.gateway._body import cap_completion
+from serving.gateway._context import RequestContext, absorb_json
+from serving.gateway._engine_request import engine_request
 from serving.gateway._metrics import GatewayMetrics
 from serving.gateway._swap import SwapRouter
 
+if TYPE_CHECKING:
+    from serving.gateway._hooks import GatewayParts
+
 log = logging.getLogger("gavel.gateway")
 
-REQUEST_MODELS: dict[str, type[ChatCompletionRequest] | type[CompletionRequest]] = {
-    "chat": ChatCompletionRequest,
-    "completions": CompletionRequest,
-}
-Handler = Callable[[Any, Any], Awaitable[Any]]
 _NOT_SENT = frozenset({"stream", "stream_options", "request_id"})
 
 
@@ -35,15 +30,19 @@ class ShadowRunner:
     """The shadow requests of one ingress replica."""
 
     def __init__(
-        self, router: SwapRouter, metrics: GatewayMetrics, record: Callable[[Call], None]
+        self,
+        router: SwapRouter,
+        metrics: GatewayMetrics,
+        open_shadow: Callable[..., RequestContext] | None = None,
     ) -> None:
-        """``record`` ends a call (metrics, capture); :meth:`Call.end` runs it once."""
+        """``open_shadow(endpoint, **fields)`` opens a shadow's lifecycle object, whose
+        ending counts and captures it (never charges it)."""
         self._router = router
         self._metrics = metrics
-        self._record = record
+        self.open_shadow = open_shadow or (lambda endpoint, **f: RequestContext(endpoint, **f))
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def send(self, twin: Call, body: dict[str, Any], handler: Handler) -> None:
+    def send(self, twin: RequestContext) -> None:
         """Send ``twin``'s request to the candidate in the background, or drop it."""
         swap = self._router.swap
         if swap is None:
@@ -51,43 +50,69 @@ class ShadowRunner:
         if not self._router.take_shadow_slot():
             self._metrics.shadow_dropped.labels(swap.candidate).inc()
             return
-        task = asyncio.get_running_loop().create_task(self._run(twin, body, handler))
+        task = asyncio.get_running_loop().create_task(self._run(twin))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, twin: Call, body: dict[str, Any], handler: Handler) -> None:
+    def _open(self, twin: RequestContext) -> RequestContext:
+        """The shadow's lifecycle object: the candidate's model, the twin's key (for
+        metadata-only and erasure; never charged) and the twin's cap on its length."""
         candidate = self._router.swap.candidate if self._router.swap else twin.model
-        sent = {k: v for k, v in body.items() if k not in _NOT_SENT}
-        call = Call(
-            request_id=uuid.uuid4().hex,
-            key=None,  # never counted against the client's key
+        sent = {k: v for k, v in twin.body.items() if k not in _NOT_SENT}
+        if twin.cap is not None:  # production was capped: so is its shadow
+            sent = cap_completion(sent, twin.cap)
+        return self.open_shadow(
+            twin.endpoint,
+            key=twin.key,
+            charged=False,
             model=candidate,
             role=twin.role,
-            endpoint=twin.endpoint,
-            stream=False,
             body={**sent, "model": candidate},
             source="shadow",
             metadata=twin.metadata,
             arm="candidate",
             twin_id=twin.request_id,
+            handler=twin.handler,
+            prompt_estimate=twin.prompt_estimate,
         )
-        self._metrics.in_flight.labels(candidate).inc()
+
+    async def _run(self, twin: RequestContext) -> None:
+        ctx = self._open(twin)
+        ctx.engine_called = True
+        self._metrics.in_flight.labels(ctx.model).inc()
         try:
-            data = self._router.engine_body({**sent, "request_id": call.request_id}, candidate)
-            request = REQUEST_MODELS[twin.endpoint].model_validate(data)
-            resp = await handler(request, None)
-            call.status = resp.status_code
-            absorb_json(call, bytes(resp.body))
+            data = self._router.engine_body({**ctx.body, "request_id": ctx.request_id}, ctx.model)
+            resp = await ctx.handler(engine_request(ctx.endpoint, data), None)
+            ctx.status = resp.status_code
+            absorb_json(ctx, bytes(resp.body))
         except OpenAIHTTPException as exc:
-            call.status, call.error = exc.status_code, exc.message
+            ctx.status, ctx.error = exc.status_code, exc.message
         except Exception as exc:  # a shadow never fails production; it is recorded
             log.warning("shadow request failed", exc_info=True)
-            call.status, call.error = 500, f"{type(exc).__name__}: {exc}"
+            ctx.status, ctx.error = 500, f"{type(exc).__name__}: {exc}"
         finally:
             self._router.give_shadow_slot()
-            call.end(self._record)
+            ctx.end()
 
     async def drain(self) -> None:
         """Wait for the shadow requests in flight (graceful shutdown)."""
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class ShadowHook:
+    """Once a production request on the swap's production arm has been served, its
+    shadow goes to the candidate (at the swap's shadow rate)."""
+
+    name = "shadow"
+
+    def __init__(self, parts: GatewayParts) -> None:
+        self._router = parts.swap
+        self._shadows = parts.shadows
+
+    async def before(self, ctx: RequestContext) -> None:
+        """Nothing to take."""
+
+    def end(self, ctx: RequestContext) -> None:
+        if ctx.engine_called and ctx.status < 400 and self._router.wants_shadow(ctx.arm):  # type: ignore[arg-type]
+            self._shadows.send(ctx)

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import random
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from serving._swap_config import SwapConfig, VariantConfig
 from serving._wire import ApiKey
+from serving.gateway._context import RequestContext
+
+if TYPE_CHECKING:
+    from serving.gateway._hooks import GatewayParts
 
 Arm = Literal["production", "candidate"]
 ARM_HEADER = "X-Gavel-Arm"
@@ -30,6 +34,19 @@ class SwapRouter:
             {swap.variant.model_id: swap.variant} if swap and swap.variant else {}
         )
         self._shadows = 0
+        self.held = False
+        """While held, production answers alone (no canary, no shadow): a new replica
+        holds until it has read the swap's recorded state (see :meth:`hold`)."""
+
+    def hold(self) -> None:
+        """Serve production alone until :meth:`apply` or :meth:`release` (a replica that
+        starts, or restarts during a store outage, must not serve the config's shares
+        after a ``gavel swap rollback``)."""
+        self.held = self.swap is not None
+
+    def release(self) -> None:
+        """The recorded state is known (or there is none): serve the swap's shares."""
+        self.held = False
 
     def variant_base(self, model: str) -> str | None:
         """The served model whose engine answers the variant ``model`` (else ``None``)."""
@@ -43,12 +60,15 @@ class SwapRouter:
                 update={"shadow_rate": shadow_rate, "canary_weight": canary_weight,
                         "promoted": promoted}
             )  # fmt: skip
+        self.held = False
 
     def arm(self, model: str, key: ApiKey | None) -> Arm | None:
         """The arm that answers a request for ``model``: ``None`` when no swap concerns it."""
         s = self.swap
         if s is None or model != s.production:
             return None
+        if self.held:
+            return "production"
         if s.promoted:
             return "candidate"
         if s.canary_weight <= 0:
@@ -67,7 +87,7 @@ class SwapRouter:
     def wants_shadow(self, arm: Arm | None) -> bool:
         """Whether a request on production's arm is also sent to the candidate."""
         s = self.swap
-        if s is None or arm != "production" or s.shadow_rate <= 0:
+        if s is None or arm != "production" or s.shadow_rate <= 0 or self.held:
             return False
         return self._rng.random() < s.shadow_rate
 
@@ -101,3 +121,19 @@ class SwapRouter:
         if v.temperature is not None:
             out["temperature"] = v.temperature
         return out
+
+
+class SwapHook:
+    """Under a swap, the arm that answers and the model id it is served by."""
+
+    name = "swap"
+
+    def __init__(self, parts: GatewayParts) -> None:
+        self._router = parts.swap
+
+    async def before(self, ctx: RequestContext) -> None:
+        ctx.arm = self._router.arm(ctx.asked or ctx.model, ctx.key)
+        ctx.model = self._router.served(ctx.asked or ctx.model, ctx.arm)
+
+    def end(self, ctx: RequestContext) -> None:
+        """Nothing is held."""

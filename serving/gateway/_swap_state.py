@@ -39,7 +39,8 @@ class SwapStateWatcher:
         self._metrics.swap_state.set(self._applied)
 
     def start(self) -> None:
-        """Start polling (idempotent; a replica with no swap does nothing)."""
+        """Start polling (idempotent; a replica with no swap does nothing). Until the
+        first read succeeds, the router holds production alone (:meth:`SwapRouter.hold`)."""
         if self._router.swap is not None and (self._task is None or self._task.done()):
             self._task = asyncio.get_running_loop().create_task(self._loop())
 
@@ -50,6 +51,7 @@ class SwapStateWatcher:
             return
         event = await asyncio.to_thread(latest_swap, self._store, s.production, s.candidate)
         if event is None or event.id is None or event.id == self._applied:
+            self._router.release()  # nothing newer recorded: the state held is current
             return
         self._router.apply(shadow_rate=event.shadow_rate, canary_weight=event.canary_weight,
                            promoted=event.promoted)  # fmt: skip

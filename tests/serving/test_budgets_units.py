@@ -9,7 +9,7 @@ import pytest
 
 from serving._keys import new_key
 from serving._model_config import PriceConfig
-from serving.gateway._budget import OverBudget, budget_ask
+from serving.gateway._budget import budget_ask, over_budget
 from serving.gateway._limits import BudgetAsk, Budgets, resets_at
 
 NOW = datetime(2026, 12, 31, 23, 0, tzinfo=UTC)
@@ -52,7 +52,7 @@ def test_the_worst_case_is_priced_and_the_refusal_names_the_budget() -> None:
     assert ask is not None and ask.reserve_usd == pytest.approx((10 * 1.0 + 100 * 2.0) / 1e6)
     b = Budgets()
     b.load("k", NOW, day_usd=0.5, month_usd=0.5)
-    resp = OverBudget(key, b.check("k", NOW, ask)).response()
+    resp = over_budget(key, b.check("k", NOW, ask)).response()
     body = resp.body.decode()
     assert resp.status_code == 429 and "budget_exceeded" in body
     assert "USD 0.5 per day, 100% spent or reserved; it resets at" in body

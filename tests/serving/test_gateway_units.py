@@ -200,17 +200,16 @@ def test_the_body_s_nesting_is_bounded_without_recursion() -> None:
         parse_body(('{"a": ' + "[" * 64 + "]" * 64 + "}").encode(), max_depth=64)
 
 
-def test_a_call_ends_once_whichever_path_gets_there_first() -> None:
-    from serving.gateway._call import Call
+def test_a_request_ends_once_whichever_path_gets_there_first() -> None:
+    from serving.gateway._context import RequestContext
 
     ended: list[int] = []
-    call = Call(request_id="r", key=None, model="app-model", role="app", endpoint="chat",
-                stream=True, body={}, prompt_estimate=12)  # fmt: skip
-    call.end_if_abandoned(lambda c: ended.append(c.status))  # its task ended, nothing read
-    call.end(lambda c: ended.append(c.status))  # a late finally
-    assert ended == [499] and call.prompt_tokens == 12
-    served = Call(request_id="s", key=None, model="app-model", role="app", endpoint="chat",
-                  stream=False, body={})  # fmt: skip
-    served.end(lambda c: ended.append(c.status))
-    served.end_if_abandoned(lambda c: ended.append(-1))
+    ctx = RequestContext("chat", model="app-model", stream=True, prompt_estimate=12,
+                         engine_called=True, on_end=lambda c: ended.append(c.status))  # fmt: skip
+    ctx.end_if_abandoned()  # its task ended, nothing read
+    ctx.end()  # a late finally
+    assert ended == [499] and ctx.prompt_tokens == 12
+    served = RequestContext("chat", model="app-model", on_end=lambda c: ended.append(c.status))
+    served.end()
+    served.end_if_abandoned()
     assert ended == [499, 200]

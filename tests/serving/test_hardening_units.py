@@ -21,7 +21,7 @@ from serving._config import GatewayConfig, LimitsConfig
 from serving._wire import ApiKey, TrafficRecord
 from serving.gateway import CaptureWriter, GatewayMetrics, KeyCache, SlidingWindows, Spool, redact
 from serving.gateway._body import Refusal, check_request, parse_body, token_reserve
-from serving.gateway._call import Call
+from serving.gateway._context import RequestContext
 from serving.gateway._headers import parse_extras
 from serving.gateway._record import GatewaySettings, prepare_for_storage, to_record
 from serving.store import Store
@@ -62,7 +62,8 @@ def test_reserved_tokens_hold_the_tpm_under_concurrency() -> None:
 
 
 def test_an_aborted_stream_is_charged_what_it_generated() -> None:
-    call = Call("id", None, "app-model", "app", "chat", True, {}, prompt_estimate=30)
+    call = RequestContext("chat", model="app-model", stream=True, prompt_estimate=30)
+    call.engine_called = True
     call.pieces = 200  # 200 deltas streamed, then the client went away: no usage chunk
     call.settle_usage()
     assert (call.prompt_tokens, call.completion_tokens) == (30, 200)
@@ -93,7 +94,7 @@ async def test_the_limiter_is_awaited_with_a_timeout_and_fails_closed() -> None:
             def remote(*_a: Any) -> Any:
                 return asyncio.sleep(3600)
 
-        class settle:
+        class release:
             @staticmethod
             def remote(*a: Any) -> None:
                 released.append(a)
@@ -107,7 +108,7 @@ async def test_the_limiter_is_awaited_with_a_timeout_and_fails_closed() -> None:
     with pytest.raises(Refusal) as refused:
         await fake("reject").admit(key, 10, "r", None)
     assert refused.value.status == 503 and time.monotonic() - t0 < 2
-    assert released == [("r", "k", 0, 0.0)]  # a late admission must not stay charged
+    assert released == [("r", "k")]  # a late admission must not stay charged
     await fake("allow").admit(key, 10, "r2", None)
 
 
@@ -170,12 +171,26 @@ def test_metadata_must_be_strings_and_steering_keys_need_admin() -> None:
     _, admin = new_key("ops", ["admin"])
     steer = ("expected", "pair")
     for bad in ('{"a": 1}', '{"a": {"b": "c"}}', '["a"]', "{" * 5000, "not json"):
-        extras, resp = parse_extras({"x-gavel-metadata": bad}, infer, steering=steer)
-        assert extras is None and resp is not None and resp.status_code == 400
-    _, resp = parse_extras({"x-gavel-metadata": '{"expected": "4"}'}, infer, steering=steer)
-    assert resp is not None and resp.status_code == 403
-    extras, resp = parse_extras({"x-gavel-metadata": '{"expected": "4"}'}, admin, steering=steer)
-    assert resp is None and extras is not None and extras.metadata == {"expected": "4"}
+        with pytest.raises(Refusal) as refused:
+            parse_extras({"x-gavel-metadata": bad}, infer, steering=steer)
+        assert refused.value.status == 400 and refused.value.reason == "header"
+    with pytest.raises(Refusal) as refused:
+        parse_extras({"x-gavel-metadata": '{"expected": "4"}'}, infer, steering=steer)
+    assert refused.value.status == 403
+    extras = parse_extras({"x-gavel-metadata": '{"expected": "4"}'}, admin, steering=steer)
+    assert extras.metadata == {"expected": "4"}
+
+
+def test_only_judge_and_eval_keys_may_name_gavels_own_sources() -> None:
+    """Issue 30, defect 4: an infer-only key's ``X-Gavel-Source: judge`` is ignored."""
+    _, infer = new_key("app", ["infer"])
+    _, judge = new_key("judge", ["judge"])
+    _, evals = new_key("evals", ["infer", "eval"])
+    headers = {"x-gavel-source": "judge"}
+    assert parse_extras(headers, infer).source == "production"
+    assert parse_extras(headers, judge).source == "judge"
+    assert parse_extras({"x-gavel-source": "eval"}, evals).source == "eval"
+    assert parse_extras({"x-gavel-source": "eval"}, None).source == "eval"  # auth off
 
 
 # --- keys ---------------------------------------------------------------------------
@@ -301,7 +316,8 @@ def test_metadata_only_keys_store_an_allow_list_and_no_text() -> None:
         "temperature": 0.5,
         "max_tokens": 4,
     }
-    call = Call("rid", key, "app-model", "app", "chat", False, body, metadata={"k": "SECRET-META"})
+    call = RequestContext("chat", request_id="rid", key=key, model="app-model", role="app",
+                          body=body, metadata={"k": "SECRET-META"})  # fmt: skip
     call.text = ["the answer"]
     call.client_request_id = "SECRET-ID"
     settings = GatewaySettings(
@@ -388,7 +404,7 @@ def test_budget_reservations_released_early_or_never_settled() -> None:
 
 
 def test_an_engine_4xx_message_loses_ray_s_internals() -> None:
-    from serving.gateway._ingress import _engine_message
+    from serving.gateway._gateway import engine_message as _engine_message
 
     raw = (
         "Message: min_tokens must be less than or equal to max_tokens=1, got 8. (Request ID:"

@@ -8,8 +8,9 @@ import asyncio
 import pytest
 
 from serving._gateway_config import PriorityConfig
+from serving.gateway._body import Refusal
 from serving.gateway._metrics import GatewayMetrics
-from serving.gateway._priority import BackgroundBusy, BackgroundGate
+from serving.gateway._priority import BackgroundGate
 
 
 def _gate(cap: int | None, wait_s: float = 5.0) -> tuple[BackgroundGate, GatewayMetrics]:
@@ -37,13 +38,13 @@ def test_cap_holds_background_and_never_production() -> None:
     asyncio.run(go())
 
 
-def test_wait_beyond_max_is_refused_and_counted() -> None:
+def test_wait_beyond_max_is_refused() -> None:
     async def go() -> None:
-        gate, metrics = _gate(1, wait_s=0.05)
+        gate, _ = _gate(1, wait_s=0.05)
         assert await gate.enter("judge")
-        with pytest.raises(BackgroundBusy):
+        with pytest.raises(Refusal) as refused:
             await gate.enter("judge")
-        assert _sample(metrics, "gavel_rejected_requests_total", reason="background_busy") == 1
+        assert refused.value.status == 429 and refused.value.reason == "background_busy"
         gate.leave()
         assert await asyncio.wait_for(gate.enter("judge"), 0.1)  # the refused one took nothing
 

@@ -195,14 +195,14 @@ def test_swap_commands_need_a_swap_and_something_to_set(tmp_path: Path) -> None:
 
 def test_a_shadow_is_recorded_once_with_its_twin_and_dropped_beyond_its_slots() -> None:
     """The shadow runner at its boundary: a fake engine handler in place of Ray's."""
-    from serving.gateway._call import Call
+    from serving.gateway._context import RequestContext
     from serving.gateway._metrics import GatewayMetrics
     from serving.gateway._shadow import ShadowRunner
 
     swap = SwapConfig.model_validate({"production": "app-model", "candidate": "app-terse",
                                       "variant": TERSE, "shadow_max_in_flight": 1})  # fmt: skip
     metrics = GatewayMetrics()
-    recorded: list[Call] = []
+    recorded: list[RequestContext] = []
     sent: list[object] = []
 
     class Resp:
@@ -217,13 +217,17 @@ def test_a_shadow_is_recorded_once_with_its_twin_and_dropped_beyond_its_slots() 
         return Resp()
 
     async def go() -> None:
-        runner = ShadowRunner(SwapRouter(swap), metrics, recorded.append)
-        twin = Call(request_id="prod-1", key=None, model="app-model", role="app",
-                    endpoint="chat", stream=True, body={})  # fmt: skip
+        runner = ShadowRunner(
+            SwapRouter(swap),
+            metrics,
+            lambda endpoint, **f: RequestContext(endpoint, on_end=recorded.append, **f),
+        )
         body = {"model": "app-model", "messages": [{"role": "user", "content": "hi"}],
                 "stream": True, "request_id": "x"}  # fmt: skip
-        runner.send(twin, body, handler)
-        runner.send(twin, body, handler)  # the one slot is taken: dropped
+        twin = RequestContext("chat", request_id="prod-1", model="app-model", role="app",
+                              stream=True, body=body, handler=handler)  # fmt: skip
+        runner.send(twin)
+        runner.send(twin)  # the one slot is taken: dropped
         await runner.drain()
 
     asyncio.run(go())

@@ -1,4 +1,4 @@
-"""One request while it is served, and how the response fills it in (JSON body or SSE).
+"""The lifecycle object of one request, and how the response fills it in (JSON or SSE).
 
 The SSE tap passes the stream through untouched (but for the usage chunk the client
 did not ask for) and assembles the text, the timings and the usage for capture.
@@ -9,25 +9,47 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from serving._wire import ApiKey, Source
+from serving.gateway._body import Refusal
 
 
 @dataclass
-class Call:
-    """What is known about one request while it is served."""
+class RequestContext:
+    """One request, from its first header byte to its capture: the one lifecycle object.
 
-    request_id: str
-    key: ApiKey | None
-    model: str
-    role: str | None
+    The hooks of :mod:`._hooks` fill it in, in their declared order (the key, the body,
+    the arm, the slot, the reservation); the engine's response fills in the rest (the
+    text, the timings, the usage). :meth:`end` runs the chain's ending exactly once,
+    whatever happened: a refusal, an engine error, a client gone, a stream cut.
+    """
+
     endpoint: str
-    stream: bool
-    body: dict[str, Any]
+    request: Any = None
+    """The HTTP request (a Starlette ``Request``; ``None`` for a shadow)."""
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    key: ApiKey | None = None
+    charged: bool = True
+    """False for a shadow: it carries its twin's key (for capture and erasure) but is
+    never charged to it."""
+    data: dict[str, Any] = field(default_factory=dict)
+    """The client's parsed body."""
+    asked: str | None = None
+    """The model id the client asked for."""
+    model: str = ""
+    """The model id that answers (the candidate's on the canary arm)."""
+    role: str | None = None
+    stream: bool = False
+    body: dict[str, Any] = field(default_factory=dict)
+    """What is captured of the request (the client's body without its ``request_id``)."""
+    engine_request: Any = None
+    """Ray's request model, as the engine gets it."""
+    engine_body: dict[str, Any] = field(default_factory=dict)
     source: Source = "production"
     t0: float = field(default_factory=time.perf_counter)
     ts: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -38,41 +60,73 @@ class Call:
     completion_tokens: int | None = None
     status: int = 200
     error: str | None = None
+    refusal: Refusal | None = None
+    """Why the request was refused before it reached a model (else ``None``)."""
     metadata: dict[str, str] = field(default_factory=dict)
     client_request_id: str | None = None
     prompt_estimate: int = 0
     """A high estimate of the prompt's tokens, charged if a stream ends without usage."""
+    reserve: int = 0
+    """Tokens reserved against the key's tpm (the prompt estimate plus the most it may
+    generate)."""
+    cap: int | None = None
+    """The ``max_tokens`` Gavel set because the client set none (metered keys)."""
+    pass_usage: bool = True
+    """Whether the client asked for the usage chunk of a stream."""
     reservation: str | None = None
-    """The limiter's reservation of this request's tokens, settled when it ends."""
+    """The limiter's reservation of this request's tokens and USD, settled when it ends."""
+    admitted: bool = False
+    """Admission took this request's share of the key's limits (settled when it ends)."""
+    background_slot: bool = False
+    """It holds one of its replica's background slots until it ends."""
+    engine_called: bool = False
+    """The request reached a model (it is counted, priced and captured)."""
     pieces: int = 0
     """Content deltas streamed so far (about one token each)."""
     arm: str | None = None
     """Under a model swap, the arm that answers (``production`` or ``candidate``)."""
     twin_id: str | None = None
     """A shadow request's production twin."""
-    after: Callable[[Call], None] | None = None
-    """Run once the request has ended (its shadow is sent then, with its final id)."""
-    background_slot: bool = False
-    """It holds one of its replica's background slots (:mod:`._priority`) until it ends."""
+    handler: Any = None
+    """Ray's handler of the endpoint (the shadow sends its request through it)."""
+    cost: float | None = None
+    e2e_s: float = 0.0
+    on_end: Callable[[RequestContext], None] | None = None
+    """The chain's ending (set by :class:`~._hooks.HookChain`)."""
+    entered: list[Any] = field(default_factory=list)
+    """The hooks whose ``before`` ran, in order (their ``end`` runs in reverse)."""
     finished: bool = False
-    """Set by :meth:`end`: the request's one ending (metrics, settlement, capture) ran."""
+    """Set by :meth:`end`: the request's one ending ran."""
 
-    def end(self, finish: Callable[[Call], None]) -> None:
-        """Run ``finish`` for this request exactly once, whichever path gets here first."""
+    def end(self) -> None:
+        """End the request: the chain's ending runs exactly once, whichever path gets here."""
         if self.finished:
             return
         self.finished = True
-        finish(self)
+        self.e2e_s = time.perf_counter() - self.t0
+        if self.on_end is not None:
+            self.on_end(self)
 
-    def end_if_abandoned(self, finish: Callable[[Call], None]) -> None:
-        """The request's task ended: if nothing ended the call (a client gone before its
-        stream was first read), end it now as a disconnect, charging what was generated."""
+    def refuse(self, refusal: Refusal) -> None:
+        """Record why the request is refused (its status is the refusal's)."""
+        self.refusal = refusal
+        self.status, self.error = refusal.status, refusal.message
+
+    def end_if_abandoned(self) -> None:
+        """The request's task ended: if nothing ended the request (a client gone before its
+        stream was first read, or during admission), end it now as a disconnect, charging
+        what was generated."""
         if self.finished:
             return
         if self.status == 200:
             self.status, self.error = 499, "client disconnected before the response was read"
         self.settle_usage()
-        self.end(finish)
+        self.end()
+
+    @property
+    def used_tokens(self) -> int:
+        """Prompt and completion tokens used (as far as known)."""
+        return (self.prompt_tokens or 0) + (self.completion_tokens or 0)
 
     def adopt_id(self, response_id: object) -> None:
         """Use the id the client sees, if it is the one Gavel gave the engine."""
@@ -82,6 +136,8 @@ class Call:
 
     def settle_usage(self) -> None:
         """A stream that ended early has no usage: charge what was generated (estimated)."""
+        if not self.engine_called:
+            return
         if self.completion_tokens is None and (self.pieces or self.prompt_estimate):
             self.completion_tokens = self.pieces
             self.prompt_tokens = self.prompt_tokens or self.prompt_estimate
@@ -99,7 +155,7 @@ _SERVER_ERROR_EVENT = "data: " + json.dumps(
 )
 
 
-def absorb_json(call: Call, raw: bytes) -> None:
+def absorb_json(call: RequestContext, raw: bytes) -> None:
     """Fill ``call`` from a non-streamed OpenAI response body."""
     try:
         data = json.loads(raw)
@@ -119,7 +175,7 @@ def absorb_json(call: Call, raw: bytes) -> None:
     call.completion_tokens = usage.get("completion_tokens")
 
 
-def absorb_event(call: Call, event: str) -> bool:
+def absorb_event(call: RequestContext, event: str) -> bool:
     """Update ``call`` from one SSE event; False for a usage-only event."""
     if not event.startswith("data: "):
         return True
@@ -161,12 +217,11 @@ def absorb_event(call: Call, event: str) -> bool:
 
 async def tap(
     it: AsyncIterable[Any],
-    call: Call,
+    call: RequestContext,
     *,
     pass_usage: bool,
-    finish: Callable[[Call], None],
 ) -> AsyncIterator[str]:
-    """Pass the SSE stream through, filling ``call``; ``finish(call)`` runs exactly once.
+    """Pass the SSE stream through, filling ``call``; it ends exactly once.
 
     An error event with a 5xx code is passed on without its (internal) message.
     """
@@ -185,7 +240,7 @@ async def tap(
             if any(e.strip() == "data: [DONE]" for e in text.split("\n\n")):
                 # Everything was streamed: end the call before the last chunk goes out, so
                 # that a client that hangs up on [DONE] is recorded as served.
-                call.end(finish)
+                call.end()
             if out:
                 yield "".join(out)
     except BaseException as exc:  # client gone (CancelledError) or stream failure
@@ -195,4 +250,4 @@ async def tap(
         call.settle_usage()
         raise
     finally:
-        call.end(finish)
+        call.end()

@@ -1,0 +1,133 @@
+"""The request lifecycle's hooks: one per concern, run in a declared order around the
+engine call, each giving back what it took in its own ``end``.
+
+The shape is Ray Serve LLM's ``LLMMiddleware`` (``before_inference`` /
+``on_inference_complete`` over a ``RequestContext``, run by a ``MiddlewareChain``) and
+LiteLLM's proxy hooks: a hook knows only the :class:`~._context.RequestContext` and the
+replica's :class:`GatewayParts`, never the ingress, so the same hooks can run in Ray's
+ingress or inside an LLM replica.
+
+- ``before(ctx)`` runs in the declared order; it may raise a
+  :class:`~._body.Refusal`, which stops the chain (the request is refused).
+- ``end(ctx)`` runs once, in reverse order, for every hook whose ``before`` returned,
+  whatever happened afterwards (a refusal by a later hook, an engine error, a client
+  gone, a stream cut). A hook releases there exactly what its ``before`` took.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from serving._model_config import PriceConfig
+from serving.gateway._context import RequestContext
+
+if TYPE_CHECKING:
+    from serving.gateway._admission import Admitter
+    from serving.gateway._auth import KeyCache, WrongTokenGuard
+    from serving.gateway._capture import CaptureWriter
+    from serving.gateway._metrics import GatewayMetrics
+    from serving.gateway._metrics_hub import MetricsReporter
+    from serving.gateway._priority import BackgroundGate
+    from serving.gateway._record import GatewaySettings
+    from serving.gateway._shadow import ShadowRunner
+    from serving.gateway._swap import SwapRouter
+
+log = logging.getLogger("gavel.gateway")
+
+
+class Hook(Protocol):
+    """One concern of the request lifecycle."""
+
+    name: str
+
+    async def before(self, ctx: RequestContext) -> None:
+        """Take what the request needs from this concern, or raise a Refusal."""
+
+    def end(self, ctx: RequestContext) -> None:
+        """Give back what :meth:`before` took (runs once, whatever happened)."""
+
+
+@dataclass
+class GatewayParts:
+    """What one ingress replica's hooks share: its settings and its stateful parts."""
+
+    settings: GatewaySettings
+    metrics: GatewayMetrics
+    keys: KeyCache | None
+    guard: WrongTokenGuard | None
+    gate: BackgroundGate
+    admitter: Admitter
+    swap: SwapRouter
+    shadows: ShadowRunner
+    writer: CaptureWriter | None
+    reporter: MetricsReporter | None
+
+
+class HookChain:
+    """Hooks in their declared order, and the one ending of a request."""
+
+    def __init__(self, hooks: list[Hook], prices: Mapping[str, PriceConfig]) -> None:
+        self.hooks = hooks
+        self._prices = prices
+
+    @property
+    def names(self) -> list[str]:
+        """The hooks' names, in order."""
+        return [h.name for h in self.hooks]
+
+    def open(self, endpoint: str, request: Any = None, **fields: Any) -> RequestContext:
+        """A new request's lifecycle object, whose ending is this chain's."""
+        return RequestContext(endpoint=endpoint, request=request, on_end=self.end, **fields)
+
+    async def begin(self, ctx: RequestContext) -> None:
+        """Run every hook's ``before`` in order (a Refusal stops it)."""
+        for hook in self.hooks:
+            await hook.before(ctx)
+            ctx.entered.append(hook)
+
+    def end(self, ctx: RequestContext) -> None:
+        """The request's one ending: price it, then every entered hook's ``end`` in
+        reverse order (one failing hook never keeps the others from giving back)."""
+        price = self._prices.get(ctx.model)
+        if ctx.engine_called and price is not None:
+            ctx.cost = price.cost(ctx.prompt_tokens, ctx.completion_tokens)
+        for hook in reversed(ctx.entered):
+            try:
+                hook.end(ctx)
+            except Exception:
+                log.exception("the %s hook failed to end request %s", hook.name, ctx.request_id)
+
+
+HookFactory = Callable[[GatewayParts], Hook]
+
+
+def hook_registry() -> dict[str, HookFactory]:
+    """Every hook by name (the builder declares which run, in which order)."""
+    from serving.gateway._admission import AdmissionHook
+    from serving.gateway._auth import AuthHook, ScopeHook
+    from serving.gateway._body import BodyHook
+    from serving.gateway._capture import CaptureHook
+    from serving.gateway._engine_request import EngineRequestHook
+    from serving.gateway._headers import HeadersHook
+    from serving.gateway._priority import PriorityHook
+    from serving.gateway._record import MetricsHook
+    from serving.gateway._shadow import ShadowHook
+    from serving.gateway._swap import SwapHook
+
+    hooks: list[type] = [
+        MetricsHook, AuthHook, BodyHook, ScopeHook, SwapHook, HeadersHook, PriorityHook,
+        EngineRequestHook, AdmissionHook, CaptureHook, ShadowHook,
+    ]  # fmt: skip
+    return {h.name: h for h in hooks}  # type: ignore[attr-defined]
+
+
+def build_chain(names: list[str] | tuple[str, ...], parts: GatewayParts) -> HookChain:
+    """The chain of the named hooks, in that order."""
+    registry = hook_registry()
+    unknown = [n for n in names if n not in registry]
+    if unknown:
+        raise ValueError(f"unknown gateway hooks: {', '.join(unknown)}")
+    return HookChain([registry[n](parts) for n in names], parts.settings.prices)
