@@ -243,9 +243,10 @@ async def tap(
                 call.end()
             if out:
                 yield "".join(out)
-    except BaseException as exc:  # client gone (CancelledError) or stream failure
+    except BaseException as exc:  # client gone (cancelled, or closed) or stream failure
         if call.status == 200:
-            call.status = 499 if isinstance(exc, asyncio.CancelledError) else 500
+            gone = isinstance(exc, asyncio.CancelledError | GeneratorExit)
+            call.status = 499 if gone else 500
             call.error = call.error or type(exc).__name__
         call.settle_usage()
         raise
