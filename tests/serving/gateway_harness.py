@@ -57,7 +57,10 @@ class _Method:
         self._owner.calls[self._name] = self._owner.calls.get(self._name, 0) + 1
         fn = getattr(self._owner.limiter, self._name)
         # Shielded: a caller that stops waiting does not stop the actor's work.
-        return asyncio.shield(asyncio.ensure_future(self._owner.delayed(fn(*args))))
+        task = asyncio.ensure_future(self._owner.delayed(fn(*args)))
+        self._owner.pending.add(task)
+        task.add_done_callback(self._owner.pending.discard)
+        return asyncio.shield(task)
 
 
 class LimiterHandle:
@@ -69,6 +72,8 @@ class LimiterHandle:
         self.limiter = RateLimiter.func_or_class(None, journal=self.kv)  # type: ignore[attr-defined]
         self.calls: dict[str, int] = {}
         self.delay_s = 0.0
+        self.pending: set[asyncio.Future[Any]] = set()
+        """Messages on their way to the limiter."""
 
     async def delayed(self, coro: Any) -> Any:
         if self.delay_s:
