@@ -88,6 +88,10 @@ class GatewayMetrics:
             "gavel_slo_objective", "Share of requests that must meet the target",
             ["model", "slo"], registry=r,
         )  # fmt: skip
+        self._declare_operations(r)
+
+    def _declare_operations(self, r: CollectorRegistry) -> None:
+        """Admission, refusals, swap and capture: the gateway's own operation."""
         self.in_flight = Gauge("gavel_in_flight_requests", "Requests in flight", ["model"],
                                registry=r)  # fmt: skip
         self.rejected = Counter(

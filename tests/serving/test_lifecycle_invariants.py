@@ -14,6 +14,7 @@ Seeds are fixed (a failure replays); ``GAVEL_INVARIANT_SEEDS`` runs more of them
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -25,9 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
-
 from ray.llm._internal.serve.core.configs.openai_api_models import OpenAIHTTPException
+from sqlalchemy import text
 
 from serving._keys import hash_key, new_key, new_secret
 from serving._wire import ApiKey
@@ -102,8 +102,8 @@ async def _step(w: World, rng: random.Random) -> None:
     c = rng.choice(w.clients)
     marker = f"MARK{uuid.uuid4().hex[:8]}"
     w.markers[marker] = c.name
-    body: dict[str, Any] = {"model": "app-model",
-                            "messages": [{"role": "user", "content": f"{marker} say hi"}]}  # fmt: skip
+    prompt = [{"role": "user", "content": f"{marker} say hi"}]
+    body: dict[str, Any] = {"model": "app-model", "messages": prompt}
     if rng.random() < 0.5:
         body["max_tokens"] = rng.choice([4, 32, 200])
     if rng.random() < 0.2:
@@ -119,10 +119,8 @@ async def _step(w: World, rng: random.Random) -> None:
     if event == "gone_early":
         await asyncio.sleep(rng.choice([0, 0.01, 0.05]))
         task.cancel()
-    try:
+    with contextlib.suppress(asyncio.CancelledError):
         await task
-    except asyncio.CancelledError:
-        pass
 
 
 async def _exchange(w: World, c: Client, req: Any, engine: FakeEngine, *, cut: bool) -> None:

@@ -130,7 +130,8 @@ async def test_wrong_tokens_behind_a_trusted_proxy_back_off_only_their_sender(
     gw, store, _ = gateway(tmp_path, config=config)
     via = {"client": "10.9.9.9"}
     for _ in range(10):
-        bad = http_request(ASK, token="gavel-" + "x" * 43, headers={"x-forwarded-for": "6.6.6.6"}, **via)  # fmt: skip
+        forwarded = {"x-forwarded-for": "6.6.6.6"}
+        bad = http_request(ASK, token="gavel-" + "x" * 43, headers=forwarded, **via)
         assert (await gw.serve(bad, "chat", FakeEngine())).status_code in (401, 429)
     fresh, _ = _key(store, "fresh")
     ok = http_request(ASK, token=fresh, headers={"x-forwarded-for": "7.7.7.7"}, **via)
