@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
@@ -309,6 +310,9 @@ def cmd_traffic_export(args: argparse.Namespace) -> int:
     records = _store(args).traffic_for_day(args.date)
     out = Path(args.out or f"reports/traffic-{args.date.isoformat()}.{args.format}")
     out.parent.mkdir(parents=True, exist_ok=True)
+    # Captured text is private: the file is the user's alone (0600) before it holds any.
+    os.close(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+    out.chmod(0o600)
     written: list[Any] = []
     skipped: list[str] = []
     for r in records:

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import threading
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -66,6 +67,17 @@ def insert_or_quarantine(
     return len(records) - len(bad)
 
 
+def _locked_owner(owner: Path) -> int:
+    """The owner file of a new writer, locked before any adopter can see it: it is
+    created and locked under a private name, then renamed into place (an adopter that
+    finds ``owner`` finds it locked, never between its creation and its lock)."""
+    tmp = owner.with_name(f".{owner.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.rename(tmp, owner)
+    return fd
+
+
 class Spool:
     """JSONL files of records that could not be written yet; every file has one owner.
 
@@ -86,8 +98,7 @@ class Spool:
         self._lock = threading.Lock()
         self._seq = 0
         self._owner = self.dir / f"{tag}.owner"
-        self._owner_fd: int | None = os.open(self._owner, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self._owner_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self._owner_fd: int | None = _locked_owner(self._owner)
         self.pending = 0
         self.quarantined = 0
         self.adopt_orphans()

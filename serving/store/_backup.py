@@ -7,12 +7,13 @@ committed before it starts is in it.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import subprocess
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from serving.store._db import Database
 
@@ -30,8 +31,17 @@ def _sqlite_path(db: Database) -> Path:
     return Path(name)
 
 
-def _libpq_url(db: Database) -> str:
-    return make_url(db.url).set(drivername="postgresql").render_as_string(hide_password=False)
+def _libpq(db: Database) -> tuple[str, dict[str, str]]:
+    """The libpq URL without its password, and the environment that carries the password
+    (``PGPASSWORD``): a password on the command line is visible to every user in ``ps``."""
+    url = make_url(db.url).set(drivername="postgresql")
+    env = dict(os.environ)
+    if url.password is not None:
+        env["PGPASSWORD"] = str(url.password)
+    bare = URL.create(
+        "postgresql", url.username, None, url.host, url.port, url.database, url.query
+    )
+    return bare.render_as_string(hide_password=False), env
 
 
 def _pg_tool(name: str) -> str:
@@ -44,8 +54,8 @@ def _pg_tool(name: str) -> str:
     return found
 
 
-def _run(argv: list[str]) -> str:
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+def _run(argv: list[str], env: dict[str, str] | None = None) -> str:
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["failed"])[-1]
         raise BackupError(f"{Path(argv[0]).name}: {last}")
@@ -57,6 +67,7 @@ def backup(db: Database, path: Path) -> None:
     if path.exists():
         raise BackupError(f"{path} exists; choose a new file (a backup never overwrites one)")
     path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))  # 0600 from the start
     if db.dialect == "sqlite":
         src = sqlite3.connect(_sqlite_path(db))
         dst = sqlite3.connect(path)
@@ -68,8 +79,9 @@ def backup(db: Database, path: Path) -> None:
         path.chmod(0o600)
         return
     tables = [arg for t in GAVEL_TABLES for arg in ("-t", t)]
+    url, env = _libpq(db)
     _run([_pg_tool("pg_dump"), "-Fc", "--no-owner", "--no-privileges", *tables,
-          "-f", str(path), _libpq_url(db)])  # fmt: skip
+          "-f", str(path), url], env)  # fmt: skip
     path.chmod(0o600)
 
 
@@ -104,5 +116,6 @@ def restore(db: Database, path: Path) -> None:
             dst.close()
             src.close()
         return
+    url, env = _libpq(db)
     _run([_pg_tool("pg_restore"), "--clean", "--if-exists", "--no-owner", "--no-privileges",
-          "--single-transaction", "-d", _libpq_url(db), str(path)])  # fmt: skip
+          "--single-transaction", "-d", url, str(path)], env)  # fmt: skip

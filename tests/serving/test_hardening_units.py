@@ -413,3 +413,31 @@ def test_an_engine_4xx_message_loses_ray_s_internals() -> None:
     )
     assert _engine_message(raw) == "min_tokens must be less than or equal to max_tokens=1, got 8."
     assert _engine_message("plain") == "plain"
+
+
+def test_store_passwords_and_backups_are_not_readable_by_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 30, defect 12: pg_dump's password was on its command line (``ps`` shows it),
+    and a SQLite backup was 0644 until it succeeded."""
+    import sqlite3
+    from types import SimpleNamespace
+
+    from serving.store import _backup
+
+    url, env = _backup._libpq(SimpleNamespace(url="postgresql+psycopg://u:S3CRET@h:5432/db"))  # type: ignore[arg-type]
+    assert "S3CRET" not in url and env["PGPASSWORD"] == "S3CRET"
+    src = tmp_path / "gavel.db"
+    sqlite3.connect(src).execute("create table t (x)").connection.commit()
+    modes: list[int] = []
+    real = sqlite3.Connection.backup
+
+    class Spy(sqlite3.Connection):
+        def backup(self, target: sqlite3.Connection, **kw: Any) -> None:  # type: ignore[override]
+            modes.append(stat.S_IMODE(os.stat(tmp_path / "b.db").st_mode))
+            real(self, target, **kw)
+
+    connect = sqlite3.connect
+    monkeypatch.setattr(_backup.sqlite3, "connect", lambda p, **kw: connect(p, factory=Spy, **kw))
+    _backup.backup(SimpleNamespace(dialect="sqlite", url=f"sqlite:///{src}"), tmp_path / "b.db")  # type: ignore[arg-type]
+    assert modes == [0o600]

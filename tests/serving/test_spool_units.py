@@ -8,6 +8,8 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
+
 from serving.gateway import Spool
 from serving.store import Store
 from tests.serving.test_gateway_units import record
@@ -58,3 +60,29 @@ def test_replay_never_reads_the_file_being_appended_to(tmp_path: Path) -> None:
     assert spool.pending == 1
     assert spool.replay(store, batch_size=10) == 1
     assert store.count_traffic() == 2
+
+
+def test_a_starting_writers_owner_file_is_never_seen_unlocked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 30, defect 13: the owner file was created before it was locked, so a replica
+    adopting at that moment took a live writer's files (every replica adopts at start)."""
+    import fcntl
+
+    from serving.gateway import _spool
+
+    adopter = Spool(tmp_path, tag="adopter")
+    real_flock = fcntl.flock
+    seen: list[int] = []
+
+    def flock_after_an_adoption(fd: int, op: int) -> None:
+        if not seen:  # the new writer is about to lock: another replica adopts now
+            seen.append(adopter.adopt_orphans())
+        real_flock(fd, op)
+
+    monkeypatch.setattr(_spool.fcntl, "flock", flock_after_an_adoption)
+    writer = Spool(tmp_path, tag="starting")
+    monkeypatch.setattr(_spool.fcntl, "flock", real_flock)
+    assert (tmp_path / "starting.owner").exists()  # still the writer's: not adopted
+    writer.append([record(0, "starting")])
+    assert adopter.adopt_orphans() == 0
