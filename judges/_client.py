@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -58,6 +60,17 @@ class Usage:
     completion_tokens: int = 0
 
 
+JUDGED_ITEM: ContextVar[str | None] = ContextVar("gavel_judged_item", default=None)
+"""The item a judge call is about (set per item by the fan-out): its captured request
+names it in ``X-Gavel-Metadata`` (``judged_item``), so that erasing a key's text finds
+the judge's requests that quote it."""
+
+
+def _item_headers() -> dict[str, str]:
+    item = JUDGED_ITEM.get()
+    return {} if item is None else {"X-Gavel-Metadata": json.dumps({"judged_item": item})}
+
+
 class JudgeClient:
     """Asks the judge model for a JSON answer constrained to a pydantic model's schema."""
 
@@ -97,6 +110,7 @@ class JudgeClient:
                     logprobs=True,
                     top_logprobs=CHOICE_TOP_LOGPROBS,
                     extra_body={"structured_outputs": {"choice": choices}},
+                    extra_headers=_item_headers(),
                 )
                 if r.usage is not None:
                     used = Usage(
@@ -135,6 +149,7 @@ class JudgeClient:
                     max_tokens=self.cfg.max_tokens,
                     temperature=self.cfg.temperature,
                     response_format=response_format,
+                    extra_headers=_item_headers(),
                 )
                 if r.usage is not None:
                     used = Usage(

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from judges._client import JudgeClient, JudgeClientConfig
+from judges._client import JUDGED_ITEM, JudgeClient, JudgeClientConfig
 from judges._config import JudgingConfig
 from judges._criteria import Criterion
 from judges._registry import KindRegistry
@@ -44,6 +44,7 @@ def judge_chunk(
             item = JudgeItem.model_validate(raw)
             crit = crits[item.criterion]
             kind = kinds.get(crit.kind)
+            JUDGED_ITEM.set(item.item_id)  # this task's calls name their item
             async with sem:
                 t0 = time.perf_counter()
                 out = await fns[item.criterion](item)

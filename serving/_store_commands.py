@@ -42,6 +42,9 @@ def add_store_commands(cli: CommandSet) -> None:
     rs = st.add_parser("restore", help="replace the store with a backup (stop serving first)")
     rs.add_argument("path", type=Path)
     rs.add_argument("--dry-run", action="store_true", help="say what the backup holds")
+    rs.add_argument(
+        "--force", action="store_true", help="restore even while this folder's stack serves"
+    )
     rs.set_defaults(func=cmd_restore)
 
 
@@ -91,16 +94,20 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 
 def cmd_erase(args: argparse.Namespace) -> int:
-    """Erase one key's text."""
-    from serving.store import erase
+    """Erase one key's text: in the store, and in this node's spool and quarantine."""
+    from serving._config import load_config
+    from serving.store import erase, erase_files
 
     by = args.by or os.environ.get("GAVEL_OPERATOR") or getpass.getuser()
     n = erase(open_store(args.config), args.key, since=args.since, by=by, dry_run=args.dry_run)
     since = f" since {args.since}" if args.since else ""
     if args.dry_run:
         print(f"would erase the text of {n} record(s) of key {args.key!r}{since}")
-    else:
-        print(f"erased the text of {n} record(s) of key {args.key!r}{since}; recorded for {by}")
+        return 0
+    spool = Path(load_config(args.config).gateway.capture.spool_dir)
+    files = erase_files(spool, args.key)
+    print(f"erased the text of {n} record(s) of key {args.key!r}{since}; recorded for {by}")
+    print(f"blanked {files} record(s) of the key in the spool and quarantine under {spool}")
     return 0
 
 
@@ -118,16 +125,42 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     """Restore a backup."""
-    from serving.store import BackupError, describe, restore
+    from serving.store import BackupError, describe, erasure_log, reapply_erasures, restore
 
     store = open_store(args.config)
+    serving_at = _serving_url()
+    if serving_at is not None and not args.dry_run and not args.force:
+        raise CliError(
+            f"the stack at {serving_at} is serving from this store: stop it first "
+            "(`gavel down`), or pass --force"
+        )
     try:
         held = describe(store, args.path)
         if args.dry_run:
             print(f"{args.path} holds {held}; without --dry-run it replaces the store's tables")
             return 0
+        log = erasure_log(store)
         restore(store, args.path)
     except BackupError as exc:
         raise CliError(str(exc)) from None
-    print(f"restored {args.path} ({held}); `gavel store current` checks its revision")
+    before, after = store.upgrade()  # an older backup is brought to this Gavel's schema
+    again = reapply_erasures(store, log)  # erased text never comes back with a backup
+    print(f"restored {args.path} ({held}); schema {before.current} -> {after.current}")
+    print(f"re-applied {len(erasure_log(store))} erasure(s): {again} record(s) erased again")
     return 0
+
+
+def _serving_url() -> str | None:
+    """The endpoint of the stack this folder started, if it answers now."""
+    import httpx
+
+    from serving._stack import health_url, read_state
+
+    state = read_state()
+    if state is None:
+        return None
+    try:
+        up = httpx.get(health_url(state.base_url), timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return None
+    return state.base_url if up else None

@@ -13,11 +13,10 @@ from serving._base import resolve_url
 from serving.store import _schema as tables
 from serving.store._backup import BackupError, backup, describe, restore
 from serving.store._db import Database, Row, SchemaOutOfDate, as_utc
+from serving.store._erasure import erase, erase_files, erasure_log, reapply_erasures
 from serving.store._lifecycle import (
     PurgeLine,
     PurgeReport,
-    erase,
-    erasure_log,
     keep_golden,
     purge,
 )
@@ -40,10 +39,12 @@ __all__ = [
     "backup",
     "describe",
     "erase",
+    "erase_files",
     "erasure_log",
     "keep_golden",
     "latest_swap",
     "purge",
+    "reapply_erasures",
     "record_swap",
     "resolve_url",
     "restore",

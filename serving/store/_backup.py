@@ -38,9 +38,7 @@ def _libpq(db: Database) -> tuple[str, dict[str, str]]:
     env = dict(os.environ)
     if url.password is not None:
         env["PGPASSWORD"] = str(url.password)
-    bare = URL.create(
-        "postgresql", url.username, None, url.host, url.port, url.database, url.query
-    )
+    bare = URL.create("postgresql", url.username, None, url.host, url.port, url.database, url.query)
     return bare.render_as_string(hide_password=False), env
 
 
@@ -117,5 +115,28 @@ def restore(db: Database, path: Path) -> None:
             src.close()
         return
     url, env = _libpq(db)
+    held = _backup_tables(path)
     _run([_pg_tool("pg_restore"), "--clean", "--if-exists", "--no-owner", "--no-privileges",
           "--single-transaction", "-d", url, str(path)], env)  # fmt: skip
+    _drop_newer_tables(db, held)
+
+
+def _backup_tables(path: Path) -> set[str]:
+    listing = _run([_pg_tool("pg_restore"), "-l", str(path)])
+    return {ln.split()[-2] for ln in listing.splitlines() if " TABLE " in ln}
+
+
+def _drop_newer_tables(db: Database, held: set[str]) -> None:
+    """Drop the Gavel tables an older backup did not hold (newer revisions made them):
+    left in place, they would make the next ``store upgrade`` fail to create them."""
+    from sqlalchemy import create_engine, inspect, text
+
+    engine = create_engine(db.url)
+    try:
+        extra = [t for t in inspect(engine).get_table_names()
+                 if t.startswith("gavel_") and t not in held]  # fmt: skip
+        with engine.begin() as conn:
+            for t in extra:
+                conn.execute(text(f'DROP TABLE IF EXISTS "{t}" CASCADE'))
+    finally:
+        engine.dispose()

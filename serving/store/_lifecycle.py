@@ -1,5 +1,5 @@
-"""The data's lifecycle: retention (``gavel store purge``) and erasure on request
-(``gavel store erase``).
+"""The data's lifecycle: retention (``gavel store purge``), and the queries erasure on
+request (``gavel store erase``, :mod:`._erasure`) shares with it.
 
 Both work in batches of request ids, one short transaction each, so capture's inserts
 never wait on more than one batch. Labelled records and records promoted to a golden
@@ -29,7 +29,7 @@ from sqlalchemy import (
 
 from serving._gateway_config import KeepFor, RetentionConfig
 from serving._wire import Figure
-from serving.store._schema import erasures, labels, traffic, verdicts
+from serving.store._schema import labels, traffic
 from serving.store._store import Store, day_query, spend_query
 
 What = Literal["text", "rows"]
@@ -199,44 +199,6 @@ def purge(store: Store, retention: RetentionConfig, *, today: date, dry_run: boo
     if not dry_run:
         store.replace_figures("store", report.figures(datetime.now(UTC)))
     return report
-
-
-def erase(
-    store: Store,
-    key_name: str,
-    *,
-    since: date | None,
-    by: str,
-    dry_run: bool,
-    batch_size: int = 1000,
-) -> int:
-    """Remove the captured text of ``key_name``'s records (from ``since``, else all),
-    labelled or golden alike, and the judges' reasoning about them; record the erasure.
-    Returns the number of records whose text was (or would be) removed."""
-    query = erase_query(key_name, since, batch_size)
-    if dry_run:
-        return _count(store, _erasable(key_name, since))
-    n = 0
-    for ids in _batches(store, query):
-        with store.transaction() as conn:
-            conn.execute(_removal("text", ids, "erased").values(kept=None))
-            conn.execute(update(verdicts).where(verdicts.c.item_id.in_(ids)).values(reasoning=None))
-        n += len(ids)
-    store.execute(
-        erasures.insert().values(
-            key_name=key_name,
-            since=since.isoformat() if since else None,
-            records=n,
-            erased_by=by,
-            erased_at=datetime.now(UTC),
-        )
-    )
-    return n
-
-
-def erasure_log(store: Store) -> list[dict[str, Any]]:
-    """Every recorded erasure, oldest first."""
-    return store.fetch(select(erasures).order_by(erasures.c.id))
 
 
 def keep_golden(store: Store, request_ids: list[str]) -> int:

@@ -13,7 +13,18 @@ from sqlalchemy import select
 
 from serving._gateway_config import RetentionConfig
 from serving._wire import TrafficRecord
-from serving.store import Store, backup, describe, erase, erasure_log, keep_golden, purge, restore
+from serving.store import (
+    Store,
+    backup,
+    describe,
+    erase,
+    erase_files,
+    erasure_log,
+    keep_golden,
+    purge,
+    reapply_erasures,
+    restore,
+)
 from serving.store import tables as t
 
 TODAY = date(2026, 11, 29)
@@ -142,6 +153,8 @@ def test_backup_and_restore_round_trip_while_capture_writes(
     finally:
         stop.set()
         thread.join()
+    late = _record(TODAY)  # written after the backup: a restore must take it away
+    store.insert_traffic([late])
     before = {rid for when, rid in written if when < started}
     after = {rid for when, rid in written if when >= started}
     assert len(before) >= 10 and after, "capture did not overlap the backup"
@@ -151,7 +164,7 @@ def test_backup_and_restore_round_trip_while_capture_writes(
     restore(store, tmp_path / "gavel.backup")
     restored = set(_by_id(store))
     assert before <= restored  # every record written before the snapshot began
-    assert restored <= before | after
+    assert restored <= before | after and late.request_id not in restored
     assert store.schema().up_to_date
 
 
@@ -170,3 +183,64 @@ def test_purge_keeps_both_records_of_a_labelled_shadow_pair(scratch_store_url: s
     report = purge(store, retention, today=TODAY, dry_run=False)
     assert sum(ln.kept_labelled for ln in report.lines) == 2
     assert set(_by_id(store)) == {twins[0].request_id, shadows[0].request_id}
+
+
+def _everything(store: Store) -> str:
+    """Every row of every Gavel table, as text."""
+    return " ".join(
+        str(dict(r)) for table in t.metadata.sorted_tables for r in store.fetch(select(table))
+    )
+
+
+def test_erase_follows_every_place_a_key_s_text_can_be_and_survives_a_restore(
+    scratch_store_url: str, tmp_path
+) -> None:
+    """Issue 30, defect 3: erasure missed shadows, the judge's requests, pairwise
+    verdicts, metadata, client ids, label notes and history, the spool and quarantine;
+    and a restore of an earlier backup brought the text back."""
+    store = Store(scratch_store_url)
+    secret = {"request": {"messages": [{"role": "user", "content": "MARKER-42 plan"}]},
+              "response_text": "MARKER-42 answer", "metadata": {"topic": "MARKER-42"},
+              "client_request_id": "MARKER-42-id"}  # fmt: skip
+    mine = _record(TODAY, key="leaver").model_copy(update=secret)
+    shadow = _record(TODAY, source="shadow").model_copy(
+        update={**secret, "key_name": None, "twin_id": mine.request_id, "arm": "candidate"}
+    )
+    judge = _record(TODAY, key="judge", source="judge").model_copy(
+        update={"request": {"messages": [{"role": "user", "content": "Judge: MARKER-42"}]},
+                "metadata": {"judged_item": f"{mine.request_id}|{shadow.request_id}"}}
+    )  # fmt: skip
+    store.insert_traffic([mine, shadow, judge])
+    pair = f"{mine.request_id}|{shadow.request_id}"
+    store.insert_ignore(t.verdicts, [{
+        "item_id": pair, "criterion": "better", "criterion_version": "1", "kind": "pairwise",
+        "judge": "j", "judge_version": "1", "judge_model": "judge-model", "judge_args": "{}",
+        "model": "a|b", "day": TODAY.isoformat(), "verdict": "A", "reasoning": "MARKER-42 wins",
+        "judge_prompt_tokens": 1, "judge_completion_tokens": 1, "judge_cost_usd": 0.0,
+        "latency_ms": 1.0, "created_at": datetime.now(UTC),
+    }])  # fmt: skip
+    label = {"item_id": mine.request_id, "criterion": "helpful", "criterion_version": "1",
+             "labeller": "ana", "label": "pass", "note": "MARKER-42 noted",
+             "labelled_at": datetime.now(UTC)}  # fmt: skip
+    store.insert_ignore(t.labels, [label])
+    store.insert_ignore(t.label_history, [label])
+    spool = tmp_path / "spool"
+    (spool / "quarantine").mkdir(parents=True)
+    line = mine.model_dump_json() + "\n"
+    (spool / "w-1.jsonl").write_text(line)
+    (spool / "quarantine" / "w.jsonl").write_text(line + _record(TODAY).model_dump_json() + "\n")
+    backup(store, tmp_path / "before.backup")
+    assert "MARKER-42" in _everything(store)
+
+    assert erase(store, "leaver", since=None, by="dpo", dry_run=False) == 1
+    assert erase_files(spool, "leaver") == 2
+    assert "MARKER-42" not in _everything(store)
+    assert not [f for f in spool.rglob("*.jsonl") if "MARKER-42" in f.read_text()]
+    assert "secret answer" in (spool / "quarantine" / "w.jsonl").read_text()  # others kept
+
+    log = erasure_log(store)
+    restore(store, tmp_path / "before.backup")
+    assert "MARKER-42" in _everything(store)  # the restore really brought it back
+    reapply_erasures(store, log)
+    assert "MARKER-42" not in _everything(store)
+    assert [e["key_name"] for e in erasure_log(store)] == ["leaver"]
