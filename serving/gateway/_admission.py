@@ -71,7 +71,8 @@ class Admitter:
         now = time.monotonic()
         self.return_due(now)
         held = reservation if key.tpm is not None else None
-        if budget is None and self.leases.take(key.name, now, reserve, held):
+        limits = (key.rpm, key.tpm)
+        if budget is None and self.leases.take(key.name, now, reserve, held, limits):
             self._metrics.admissions.labels("lease").inc()
             return
         if budget is None and await self._lease_after_pending(key, now, reserve, held):
@@ -92,7 +93,7 @@ class Admitter:
             self._no_lease_until[key.name] = time.monotonic() + NO_LEASE_BACKOFF_S
         if answer.lease is not None:
             self._no_lease_until.pop(key.name, None)
-            self.leases.add(key.name, answer.lease, time.monotonic())
+            self.leases.add(key.name, answer.lease, time.monotonic(), (key.rpm, key.tpm))
         for period, share in answer.used.items():
             self._metrics.budget_used.labels(key.name, period).set(share)
         if answer.over_budget is not None:
@@ -112,7 +113,7 @@ class Admitter:
             return False
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.shield(pending), self._limits.limiter_timeout_s)
-        return self.leases.take(key.name, time.monotonic(), reserve, held)
+        return self.leases.take(key.name, time.monotonic(), reserve, held, (key.rpm, key.tpm))
 
     async def _ask(
         self, key: ApiKey, reserve: int, reservation: str, budget: BudgetAsk | None

@@ -20,6 +20,8 @@ class HeldLease:
     key: str
     lease: Lease
     until: float
+    limits: tuple[int | None, int | None] = (None, None)
+    """The key's (rpm, tpm) when it was granted: a changed limit ends it."""
     used_requests: int = 0
     used_tokens: int = 0
     running: dict[str, int] = field(default_factory=dict)
@@ -56,16 +58,34 @@ class LeaseBook:
     _by_reservation: dict[str, HeldLease] = field(default_factory=dict)
     _ended: list[HeldLease] = field(default_factory=list)
 
-    def add(self, key: str, lease: Lease, now: float) -> None:
+    def add(
+        self,
+        key: str,
+        lease: Lease,
+        now: float,
+        limits: tuple[int | None, int | None] = (None, None),
+    ) -> None:
         """Hold a lease the limiter granted (a lease already held for the key is ended)."""
         old = self.held.pop(key, None)
         if old is not None:
             self._ended.append(old)
-        self.held[key] = HeldLease(key, lease, now + lease.term_s)
+        self.held[key] = HeldLease(key, lease, now + lease.term_s, limits)
 
-    def take(self, key: str, now: float, reserve: int, reservation: str | None) -> bool:
-        """Admit one request from the key's lease; False if none is held or it is spent."""
+    def take(
+        self,
+        key: str,
+        now: float,
+        reserve: int,
+        reservation: str | None,
+        limits: tuple[int | None, int | None] = (None, None),
+    ) -> bool:
+        """Admit one request from the key's lease; False if none is held, it is spent, or
+        the key's limits changed since its grant (the lease is then ended and returned,
+        so a lowered limit holds within one key-cache refresh)."""
         held = self.held.get(key)
+        if held is not None and held.limits != limits:
+            self._ended.append(self.held.pop(key))
+            return False
         if held is None or now >= held.until or not held.fits(reserve):
             return False
         held.used_requests += 1

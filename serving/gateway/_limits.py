@@ -101,6 +101,7 @@ class Budgets:
     _open: dict[str, tuple[str, str, str, float]] = field(default_factory=dict)
     _opened: deque[tuple[datetime, str]] = field(default_factory=deque)
     _released: _Released = field(default_factory=_Released)
+    _forgotten: _Released = field(default_factory=_Released)
 
     def known(self, key: str, now: datetime) -> bool:
         """True once the key's spend for ``now``'s day and month is loaded."""
@@ -137,7 +138,9 @@ class Budgets:
     def reserve(self, key: str, now: datetime, ask: BudgetAsk, reservation: str) -> Admission:
         """Reserve ``ask.reserve_usd`` under ``reservation``, or refuse (nothing reserved)."""
         while self._opened and self._opened[0][0] <= now - timedelta(seconds=OPEN_BUDGET_MAX_S):
-            self._open.pop(self._opened.popleft()[1], None)
+            rid = self._opened.popleft()[1]
+            if self._open.pop(rid, None) is not None:
+                self._forgotten.add(rid)  # charged at its worst case: never settled again
         if self._released.take(reservation):
             return Admission()  # its ingress gave up on it: nothing to charge
         answer = self.check(key, now, ask)
@@ -154,16 +157,38 @@ class Budgets:
         """Reservations admitted and not settled (nor forgotten)."""
         return len(self._open)
 
-    def settle(self, reservation: str | None, cost_usd: float) -> None:
-        """Replace a reservation by the request's real cost."""
+    def settle(
+        self, reservation: str | None, cost_usd: float, key: str | None = None
+    ) -> None:
+        """Replace a reservation by the request's real cost. A reservation this limiter
+        never made (it was admitted by the limiter before a restart) is charged its real
+        cost, so that what was in flight at a restart is not lost."""
         opened = self._open.pop(reservation, None) if reservation is not None else None
         if opened is None:
             if reservation is not None and cost_usd == 0:
                 self._released.add(reservation)
+            elif key is not None and cost_usd > 0 and not self._forgotten.take(reservation):
+                now = datetime.now(UTC)
+                if self.known(key, now):  # else it is read back from the store
+                    for pid in period_ids(now):
+                        self.spent[(key, pid)] = self.spent.get((key, pid), 0.0) + cost_usd
             return
         key, day, month, reserved = opened
         for pid in (day, month):
             self.spent[(key, pid)] = self.spent.get((key, pid), 0.0) + cost_usd - reserved
+
+
+def replay_shift(events: list[WindowEvent], wall_now: float) -> float:
+    """Seconds to add to journaled times when a new limiter replays them.
+
+    The journal's times are the old limiter's wall clock, which may lag this node's (a
+    restart onto another node). Shifting the newest event up to now, at most one window,
+    keeps every charge at least as long as it really lasted: a skew can only make the
+    limits stricter for a while, never let a key through twice."""
+    if not events:
+        return 0.0
+    newest = max(e.t for e in events)
+    return min(WINDOW_S, max(0.0, wall_now - newest))
 
 
 def journal_namespace(store_url: str | None) -> str:
@@ -190,10 +215,11 @@ class RateLimiter:
         self._granted: OrderedDict[str, str] = OrderedDict()
         """Reservation -> the lease granted with its admission (the newest only)."""
         t0 = time.monotonic()
-        offset = time.time() - time.monotonic()
         events = self._journal.load()
+        shift = replay_shift(events, time.time())
+        offset = time.time() - time.monotonic()
         for event in events:
-            apply(self._windows, event, event.t - offset)
+            apply(self._windows, event, min(event.t + shift, time.time()) - offset)
         if events:
             log.info(
                 "replayed %d charges from the journal in %.2f s", len(events), time.monotonic() - t0
@@ -269,7 +295,7 @@ class RateLimiter:
         """Settle tokens (see :meth:`SlidingWindows.settle`) and the budget's reservation."""
         event = WindowEvent(kind="settle", t=time.time(), key=key, id=reservation, tokens=used)
         self._event(event)
-        self._budgets.settle(reservation, cost_usd or 0.0)
+        self._budgets.settle(reservation, cost_usd or 0.0, key)
         self._journal.kick()
 
     async def release(self, reservation: str, key: str) -> None:

@@ -27,6 +27,8 @@ LEASE_MIN_REQUESTS = 4
 """Below this many requests (or this many of the request's reservations, in tokens), no
 lease is granted: the key is near its limit and every request asks the limiter."""
 LEASE_TERM_S = 5.0
+OPEN_MAX_S = 3600.0
+"""A reservation never settled (its replica died) is forgotten after this long."""
 LEASE_GRACE_S = 10.0
 
 
@@ -43,6 +45,9 @@ class Lease(GavelModel):
 class _Charge:
     t: float
     tokens: int
+    open: bool = False
+    """A reservation not settled yet: it stays charged past the window (re-stamped), so a
+    request longer than a minute keeps what it reserved until it ends."""
 
 
 @dataclass
@@ -67,7 +72,12 @@ class _KeyWindow:
         while self.requests and self.requests[0] <= now - WINDOW_S:
             self.requests.popleft()
         while self.charges and self.charges[0].t <= now - WINDOW_S:
-            self.token_sum -= self.charges.popleft().tokens
+            charge = self.charges.popleft()
+            if charge.open:  # still running: its reservation holds, stamped now
+                charge.t = now
+                self.charges.append(charge)
+            else:
+                self.token_sum -= charge.tokens
         for lease_id, hold in list(self.holds.items()):
             if hold.until + LEASE_GRACE_S <= now:  # never returned: charged in full
                 self.end_hold(lease_id, hold.until + LEASE_GRACE_S, hold.requests, hold.tokens)
@@ -132,13 +142,15 @@ class SlidingWindows:
     _released: _Released = field(default_factory=_Released)
 
     def open_reservations(self, now: float) -> int:
-        """Reservations admitted and not settled, within the window."""
+        """Reservations admitted and not settled (for at most ``OPEN_MAX_S``)."""
         self._forget_old(now)
         return len(self._open)
 
     def _forget_old(self, now: float) -> None:
-        while self._opened and self._opened[0][0] <= now - WINDOW_S:
-            self._open.pop(self._opened.popleft()[1], None)
+        while self._opened and self._opened[0][0] <= now - OPEN_MAX_S:
+            forgotten = self._open.pop(self._opened.popleft()[1], None)
+            if forgotten is not None:  # never settled: it ages out like any charge now
+                forgotten.open = False
 
     def released(self, reservation: str | None) -> bool:
         """True (once) if ``reservation``'s ingress gave up on it before it was admitted."""
@@ -201,7 +213,7 @@ class SlidingWindows:
         w = self.windows.setdefault(key, _KeyWindow())
         w.requests.append(now)
         if reserve > 0 and reservation is not None:
-            charge = _Charge(now, reserve)
+            charge = _Charge(now, reserve, open=True)
             w.charges.append(charge)
             w.token_sum += reserve
             self._open[reservation] = charge
@@ -249,6 +261,8 @@ class SlidingWindows:
             self._released.add(reservation)  # a release that may precede its admission
             return
         w = self.windows.setdefault(key, _KeyWindow())
+        if charge is not None:
+            charge.open = False
         if charge is not None and any(c is charge for c in w.charges):
             w.token_sum += used - charge.tokens  # still in the window: correct it in place
             charge.tokens = used

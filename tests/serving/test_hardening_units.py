@@ -370,12 +370,16 @@ def test_a_request_without_max_tokens_is_capped_at_what_was_reserved() -> None:
 
 def test_open_reservations_are_bounded_and_a_release_before_admission_charges_nothing() -> None:
     from serving.gateway._limits import WINDOW_S, SlidingWindows
+    from serving.gateway._windows import OPEN_MAX_S
 
     w = SlidingWindows()
     for i in range(50):  # admitted, never settled (their ingress died, say)
         assert w.admit("k", float(i), rpm=None, tpm=10_000, reserve=10, reservation=f"r{i}") is None
     assert w.open_reservations(49.0) == 50
-    assert w.open_reservations(49.0 + WINDOW_S) == 0  # forgotten with their charges
+    assert w.open_reservations(49.0 + WINDOW_S) == 50  # a long request keeps its reservation
+    assert w.open_reservations(49.0 + OPEN_MAX_S) == 0  # forgotten at last
+    w.windows["k"].expire(49.0 + OPEN_MAX_S + WINDOW_S)
+    assert w.windows["k"].token_sum == 0  # and aged out like any charge
 
     w.settle("late", "k2", 200.0, 0)  # the ingress gave up and released it first
     assert w.admit("k2", 201.0, rpm=None, tpm=100, reserve=100, reservation="late") is None

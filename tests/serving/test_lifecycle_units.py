@@ -249,3 +249,18 @@ async def test_a_stream_cut_by_its_client_is_settled_and_captured_once(tmp_path:
     assert handle.limiter._windows.open_reservations(time.monotonic()) == 0
     body = await read(await gw.serve(http_request(ASK, token=token), "chat", FakeEngine()))
     assert b"tok" in body
+
+
+async def test_a_variants_system_prompt_is_reserved(tmp_path: Path) -> None:
+    """Defect 9: the prompt estimate left out a variant's system prompt, so tpm and
+    budgets were overshot on every candidate request."""
+    variant = {"model_id": "app-long", "base": "app-model", "system_prompt": "x" * 3000}
+    swap = {"production": "app-model", "candidate": "app-long", "canary_weight": 1.0,
+            "variant": variant}  # fmt: skip
+    gw, store, _ = gateway(tmp_path, swap=swap)
+    gw.parts.swap.release()
+    token, _ = _key(store, "tight", tpm=600)
+    engine = FakeEngine()
+    resp = await gw.serve(http_request({**ASK, "max_tokens": 10}, token=token), "chat", engine)
+    assert resp.status_code == 400 and _rejected(gw, "reserve_above_tpm") == 1
+    assert not engine.seen

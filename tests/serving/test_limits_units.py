@@ -210,3 +210,50 @@ async def test_a_new_limiter_keeps_the_windows_of_the_one_it_replaces() -> None:
     assert second._windows.windows["big"].held_requests == leased.lease.requests
     await second.give_back("big", leased.lease.id, 3, 0)
     assert second._windows.windows["big"].held_requests == 0
+
+
+# --- limits at the edges (issue 30, defect 9) ------------------------------------------
+
+
+def test_a_request_longer_than_the_window_keeps_its_reservation() -> None:
+    w = SlidingWindows()
+    assert w.admit("k", 0.0, rpm=None, tpm=1000, reserve=800, reservation="long") is None
+    assert w.admit("k", 70.0, rpm=None, tpm=1000, reserve=300, reservation="b") is not None
+    w.settle("long", "k", 80.0, 100)  # it ends, having used 100
+    assert w.admit("k", 81.0, rpm=None, tpm=1000, reserve=300, reservation="c") is None
+
+
+def test_a_lowered_limit_ends_the_leases_granted_under_the_old_one() -> None:
+    from serving.gateway._windows import Lease
+
+    book = LeaseBook()
+    book.add("k", Lease(id="l", requests=200, tokens=None, term_s=5), 0.0, (2000, None))
+    assert book.take("k", 1.0, 0, None, (2000, None))
+    assert not book.take("k", 1.1, 0, None, (10, None))  # the key's rpm was lowered
+    (returned,) = book.due(1.2)  # the lease goes back at once, with what it used
+    assert returned.used_requests == 1 and "k" not in book.held
+
+
+def test_a_replay_never_lets_a_lagging_clock_free_charges_early() -> None:
+    from serving.gateway._journal import WindowEvent
+    from serving.gateway._limits import replay_shift
+
+    now = 1_000_000.0
+    lagging = [WindowEvent(kind="admit", t=now - 30.0 - i, key="k", id=f"r{i}") for i in range(24)]
+    assert replay_shift(lagging, now) == 30.0  # the newest charge is put at now
+    assert replay_shift([], now) == 0.0
+    assert replay_shift([WindowEvent(kind="admit", t=now - 500, key="k")], now) == 60.0
+
+
+def test_a_budget_settled_after_a_limiter_restart_is_charged() -> None:
+    from datetime import UTC, datetime
+
+    from serving.gateway._limits import Budgets
+
+    b = Budgets()  # a new limiter: the request was admitted by the old one
+    now = datetime.now(UTC)
+    b.load("k", now, day_usd=0.1, month_usd=0.1)
+    b.settle("admitted-before-the-restart", 0.05, "k")
+    assert b.spent[("k", now.date().isoformat())] == pytest.approx(0.15)
+    b.settle("released", 0.0, "k")  # a release charges nothing
+    assert b.spent[("k", now.date().isoformat())] == pytest.approx(0.15)
