@@ -157,9 +157,7 @@ class Budgets:
         """Reservations admitted and not settled (nor forgotten)."""
         return len(self._open)
 
-    def settle(
-        self, reservation: str | None, cost_usd: float, key: str | None = None
-    ) -> None:
+    def settle(self, reservation: str | None, cost_usd: float, key: str | None = None) -> None:
         """Replace a reservation by the request's real cost. A reservation this limiter
         never made (it was admitted by the limiter before a restart) is charged its real
         cost, so that what was in flight at a restart is not lost."""

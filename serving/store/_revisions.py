@@ -99,12 +99,16 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
 
 
 def upgrade(engine: Engine, target: str = "head") -> tuple[SchemaState, SchemaState]:
-    """Upgrade the store to ``target``; (the state before, the state after)."""
+    """Upgrade the store to ``target``; (the state before, the state after).
+
+    Each revision commits on its own (Alembic's ``transaction_per_migration``): a
+    revision that fails leaves the store at the last one that succeeded."""
     with _migration_lock(engine):
         before = schema_state(engine)
         if before.current != before.head or target != "head":
-            with engine.begin() as conn:
+            with engine.connect() as conn:
                 command.upgrade(_config(conn), target)
+                conn.commit()
         return before, schema_state(engine)
 
 

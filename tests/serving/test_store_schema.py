@@ -129,3 +129,48 @@ def test_the_embedded_sqlite_store_upgrades_by_itself(tmp_path: Path) -> None:
     store = Store(url)
     assert store.count_traffic() == 4  # any use upgrades it (and logs that it did)
     assert store.schema().up_to_date
+
+
+def test_upgrades_from_0002_and_0003_with_data_one_revision_per_transaction(
+    scratch_store_url: str,
+) -> None:
+    """Issue 30, defect 11: every revision ran in one transaction, and nothing upgraded
+    from 0002 or 0003 with data."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import text
+
+    from serving._wire import TrafficRecord
+
+    store = Store(scratch_store_url)
+    rec = TrafficRecord(request_id="kept", ts=datetime.now(UTC), key_name="k", model="m",
+                        endpoint="chat", stream=False, request={"a": 1}, response_text="t",
+                        status=200)  # fmt: skip
+    store.insert_traffic([rec])
+    downgrade(store._engine, "0002")
+    with store._engine.begin() as conn:  # a column in 0004's way: 0004 fails at once
+        conn.execute(text("ALTER TABLE gavel_traffic ADD COLUMN arm VARCHAR(16)"))
+    with pytest.raises(Exception, match="arm"):
+        store.upgrade()
+    assert store.schema().current == "0003"  # 0003 committed on its own
+    with store._engine.begin() as conn:
+        conn.execute(text("ALTER TABLE gavel_traffic DROP COLUMN arm"))
+    before, after = store.upgrade()
+    assert (before.current, after.current) == ("0003", "0004")
+    assert [r.request_id for r in store.traffic_by_ids(["kept"])] == ["kept"]
+
+
+def test_the_baseline_copies_legacy_labels_on_sqlite(tmp_path: Path) -> None:
+    """Issue 30, defect 11: the legacy label copy was a syntax error on SQLite."""
+    url = f"sqlite:///{tmp_path / 'legacy.db'}"
+    con = sqlite3.connect(url.removeprefix("sqlite:///"))
+    con.executescript(
+        "CREATE TABLE gavel_labels (item_id TEXT, criterion TEXT, criterion_version TEXT, "
+        "labeller TEXT, label TEXT, note TEXT, criterion_note TEXT, labelled_at TEXT);"
+        "INSERT INTO gavel_labels VALUES ('i', 'c', '1', 'ana', 'pass', NULL, NULL, "
+        "'2026-11-01 00:00:00');"
+    )
+    con.close()
+    store = Store(url)
+    store.upgrade()
+    assert [r["item_id"] for r in store.fetch(select(tables.labels))] == ["i"]

@@ -199,8 +199,10 @@ def upgrade() -> None:
         if bind.execute(text("SELECT 1 FROM gavel_human_labels LIMIT 1")).first() is None:
             op.execute(
                 text(
+                    # WHERE true: SQLite cannot parse INSERT ... SELECT ... ON CONFLICT
+                    # without a WHERE (it would read ON as a join's).
                     f"INSERT INTO gavel_human_labels ({cols}) SELECT {cols} FROM {LEGACY_LABELS} "
-                    "ON CONFLICT DO NOTHING"
+                    "WHERE true ON CONFLICT DO NOTHING"
                 )
             )
 
