@@ -14,21 +14,19 @@ import contextlib
 import logging
 import math
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
 
 from ray.serve.handle import DeploymentHandle
 
 from serving._gateway_config import LimitsConfig
+from serving._model_config import PriceConfig
 from serving._wire import ApiKey
-from serving.gateway._body import Refusal
 from serving.gateway._budget import budget_ask, over_budget, rate_limited
 from serving.gateway._context import RequestContext
 from serving.gateway._leases import LeaseBook
 from serving.gateway._limits import Admission, BudgetAsk
 from serving.gateway._metrics import GatewayMetrics
-
-if TYPE_CHECKING:
-    from serving.gateway._hooks import GatewayParts
+from serving.gateway._refusal import Refusal
 
 log = logging.getLogger("gavel.gateway")
 
@@ -181,9 +179,9 @@ class AdmissionHook:
 
     name = "admission"
 
-    def __init__(self, parts: GatewayParts) -> None:
-        self._admitter = parts.admitter
-        self._prices = parts.settings.prices
+    def __init__(self, admitter: Admitter, prices: Mapping[str, PriceConfig]) -> None:
+        self._admitter = admitter
+        self._prices = prices
 
     async def before(self, ctx: RequestContext) -> None:
         key = ctx.key

@@ -14,16 +14,13 @@ import re
 import time
 from collections import OrderedDict, deque
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from serving._keys import KEY_PREFIX, bearer_token, hash_key
 from serving._wire import ROLE_SCOPE, ApiKey
-from serving.gateway._body import Refusal
 from serving.gateway._context import RequestContext
+from serving.gateway._refusal import Refusal
 from serving.store import Store
-
-if TYPE_CHECKING:
-    from serving.gateway._hooks import GatewayParts
 
 log = logging.getLogger("gavel.gateway")
 
@@ -292,11 +289,12 @@ class AuthHook:
 
     name = "auth"
 
-    def __init__(self, parts: GatewayParts) -> None:
-        assert parts.keys is not None, "the auth hook needs the key cache"
-        self._keys = parts.keys
-        self._guard = parts.guard
-        self._trusted = frozenset(parts.settings.config.auth.trusted_proxies)
+    def __init__(
+        self, keys: KeyCache, guard: WrongTokenGuard | None, trusted_proxies: list[str]
+    ) -> None:
+        self._keys = keys
+        self._guard = guard
+        self._trusted = frozenset(trusted_proxies)
 
     async def before(self, ctx: RequestContext) -> None:
         ctx.key = await authenticate_request(ctx.request, self._keys, self._guard, self._trusted)
@@ -320,9 +318,6 @@ class ScopeHook:
     """The key must carry the scope of the model's role (403)."""
 
     name = "scope"
-
-    def __init__(self, parts: GatewayParts) -> None:
-        del parts
 
     async def before(self, ctx: RequestContext) -> None:
         if ctx.key is not None and ctx.role is not None:

@@ -10,38 +10,17 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from serving._config import LimitsConfig
-from serving._errors import openai_error
+from serving.gateway._refusal import Refusal
 from serving.gateway._text import depth, unstorable_path
 
 if TYPE_CHECKING:
     from fastapi import Request
-    from fastapi.responses import JSONResponse
 
+    from serving._gateway_config import GatewayConfig
     from serving.gateway._context import RequestContext
-    from serving.gateway._hooks import GatewayParts
-
-
-@dataclass
-class Refusal(Exception):
-    """A request refused before it reaches a model: its OpenAI-style error, and the
-    ``reason`` label it is counted under in ``gavel_rejected_requests``."""
-
-    status: int
-    message: str
-    type_: str = "invalid_request_error"
-    code: str | None = None
-    reason: str = "body"
-    headers: dict[str, str] | None = None
-
-    def response(self) -> JSONResponse:
-        """The OpenAI-style error response (it never echoes the client's input)."""
-        return openai_error(
-            self.status, self.message, type_=self.type_, code=self.code, headers=self.headers
-        )
 
 
 async def read_body(request: Request, max_bytes: int) -> bytes:
@@ -184,10 +163,10 @@ class BodyHook:
 
     name = "body"
 
-    def __init__(self, parts: GatewayParts) -> None:
-        self._limits = parts.settings.config.limits
-        self._roles = parts.settings.roles
-        self._id_max = parts.settings.config.capture.client_request_id_max
+    def __init__(self, config: GatewayConfig, roles: dict[str, str]) -> None:
+        self._limits = config.limits
+        self._roles = roles
+        self._id_max = config.capture.client_request_id_max
 
     async def before(self, ctx: RequestContext) -> None:
         raw = await read_body(ctx.request, self._limits.max_body_bytes)

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 from serving._model_config import PriceConfig
 from serving._wire import ApiKey
-from serving.gateway._body import Refusal
 from serving.gateway._limits import Admission, BudgetAsk
+from serving.gateway._refusal import Refusal
 
 
 def budget_ask(

@@ -43,7 +43,7 @@ from serving.gateway._spool import STORE_DOWN, Spool, insert_or_quarantine
 from serving.store import Store
 
 if TYPE_CHECKING:
-    from serving.gateway._hooks import GatewayParts
+    from serving.gateway._record import GatewaySettings
 
 log = logging.getLogger("gavel.capture")
 
@@ -220,9 +220,9 @@ class CaptureHook:
 
     name = "capture"
 
-    def __init__(self, parts: GatewayParts) -> None:
-        self._writer = parts.writer
-        self._settings = parts.settings
+    def __init__(self, writer: CaptureWriter | None, settings: GatewaySettings) -> None:
+        self._writer = writer
+        self._settings = settings
 
     async def before(self, ctx: RequestContext) -> None:
         if self._writer is not None:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from serving._wire import ApiKey, Source
-from serving.gateway._body import Refusal
+from serving.gateway._refusal import Refusal
 
 
 @dataclass

@@ -15,11 +15,13 @@ from ray.llm._internal.serve.core.configs.openai_api_models import (
     CompletionRequest,
 )
 
-from serving.gateway._body import Refusal, cap_completion, completion_cap, token_reserve
+from serving.gateway._body import cap_completion, completion_cap, token_reserve
 from serving.gateway._context import RequestContext
+from serving.gateway._refusal import Refusal
 
 if TYPE_CHECKING:
-    from serving.gateway._hooks import GatewayParts
+    from serving.gateway._record import GatewaySettings
+    from serving.gateway._swap import SwapRouter
 
 REQUEST_MODELS: dict[str, type[ChatCompletionRequest] | type[CompletionRequest]] = {
     "chat": ChatCompletionRequest,
@@ -42,10 +44,10 @@ class EngineRequestHook:
 
     name = "engine_request"
 
-    def __init__(self, parts: GatewayParts) -> None:
-        self._router = parts.swap
-        self._default = parts.settings.config.limits.default_completion_reserve
-        self._context_lens = parts.settings.context_lens
+    def __init__(self, router: SwapRouter, settings: GatewaySettings) -> None:
+        self._router = router
+        self._default = settings.config.limits.default_completion_reserve
+        self._context_lens = settings.context_lens
 
     async def before(self, ctx: RequestContext) -> None:
         body = self._router.engine_body({**ctx.body, "request_id": ctx.request_id}, ctx.model)

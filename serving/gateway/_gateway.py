@@ -23,7 +23,7 @@ from serving._errors import openai_error
 from serving._wire import ApiKey
 from serving.gateway._admission import Admitter
 from serving.gateway._auth import KeyCache, WrongTokenGuard, authenticate_request
-from serving.gateway._body import MAX_TOKENS_HEADER, Refusal
+from serving.gateway._body import MAX_TOKENS_HEADER
 from serving.gateway._capture import CaptureWriter
 from serving.gateway._context import RequestContext, absorb_json, tap
 from serving.gateway._hooks import GatewayParts, HookChain, build_chain
@@ -31,6 +31,7 @@ from serving.gateway._metrics import GatewayMetrics
 from serving.gateway._metrics_hub import MetricsReporter
 from serving.gateway._priority import BackgroundGate
 from serving.gateway._record import GatewaySettings, prepare_for_storage
+from serving.gateway._refusal import Refusal
 from serving.gateway._shadow import ShadowRunner
 from serving.gateway._swap import ARM_HEADER, SwapRouter
 from serving.gateway._swap_state import SwapStateWatcher

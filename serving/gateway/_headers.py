@@ -6,15 +6,12 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, get_args
+from typing import get_args
 
 from serving._wire import SOURCE_HEADER, ApiKey, HeaderSource, Source
-from serving.gateway._body import Refusal
 from serving.gateway._context import RequestContext
+from serving.gateway._refusal import Refusal
 from serving.gateway._text import unstorable_path
-
-if TYPE_CHECKING:
-    from serving.gateway._hooks import GatewayParts
 
 METADATA_MAX_BYTES = 4096
 
@@ -101,8 +98,8 @@ class HeadersHook:
 
     name = "headers"
 
-    def __init__(self, parts: GatewayParts) -> None:
-        self._steering = parts.settings.config.steering_metadata
+    def __init__(self, steering: tuple[str, ...]) -> None:
+        self._steering = steering
 
     async def before(self, ctx: RequestContext) -> None:
         extras = parse_extras(ctx.request.headers, ctx.key, steering=self._steering)

@@ -22,18 +22,21 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from serving._model_config import PriceConfig
+from serving.gateway._admission import AdmissionHook, Admitter
+from serving.gateway._auth import AuthHook, KeyCache, ScopeHook, WrongTokenGuard
+from serving.gateway._body import BodyHook
+from serving.gateway._capture import CaptureHook, CaptureWriter
 from serving.gateway._context import RequestContext
+from serving.gateway._engine_request import EngineRequestHook
+from serving.gateway._headers import HeadersHook
+from serving.gateway._metrics import GatewayMetrics
+from serving.gateway._priority import BackgroundGate, PriorityHook
+from serving.gateway._record import GatewaySettings, MetricsHook
+from serving.gateway._shadow import ShadowHook, ShadowRunner
+from serving.gateway._swap import SwapHook, SwapRouter
 
 if TYPE_CHECKING:
-    from serving.gateway._admission import Admitter
-    from serving.gateway._auth import KeyCache, WrongTokenGuard
-    from serving.gateway._capture import CaptureWriter
-    from serving.gateway._metrics import GatewayMetrics
     from serving.gateway._metrics_hub import MetricsReporter
-    from serving.gateway._priority import BackgroundGate
-    from serving.gateway._record import GatewaySettings
-    from serving.gateway._shadow import ShadowRunner
-    from serving.gateway._swap import SwapRouter
 
 log = logging.getLogger("gavel.gateway")
 
@@ -104,30 +107,31 @@ class HookChain:
 HookFactory = Callable[[GatewayParts], Hook]
 
 
-def hook_registry() -> dict[str, HookFactory]:
-    """Every hook by name (the builder declares which run, in which order)."""
-    from serving.gateway._admission import AdmissionHook
-    from serving.gateway._auth import AuthHook, ScopeHook
-    from serving.gateway._body import BodyHook
-    from serving.gateway._capture import CaptureHook
-    from serving.gateway._engine_request import EngineRequestHook
-    from serving.gateway._headers import HeadersHook
-    from serving.gateway._priority import PriorityHook
-    from serving.gateway._record import MetricsHook
-    from serving.gateway._shadow import ShadowHook
-    from serving.gateway._swap import SwapHook
+def _auth(p: GatewayParts) -> Hook:
+    assert p.keys is not None, "the auth hook needs the key cache"
+    return AuthHook(p.keys, p.guard, p.settings.config.auth.trusted_proxies)
 
-    hooks: list[type] = [
-        MetricsHook, AuthHook, BodyHook, ScopeHook, SwapHook, HeadersHook, PriorityHook,
-        EngineRequestHook, AdmissionHook, CaptureHook, ShadowHook,
-    ]  # fmt: skip
-    return {h.name: h for h in hooks}  # type: ignore[attr-defined]
+
+HOOKS: dict[str, HookFactory] = {
+    "metrics": lambda p: MetricsHook(p.metrics, p.reporter),
+    "auth": _auth,
+    "body": lambda p: BodyHook(p.settings.config, p.settings.roles),
+    "scope": lambda p: ScopeHook(),
+    "swap": lambda p: SwapHook(p.swap),
+    "headers": lambda p: HeadersHook(p.settings.config.steering_metadata),
+    "priority": lambda p: PriorityHook(p.gate),
+    "engine_request": lambda p: EngineRequestHook(p.swap, p.settings),
+    "admission": lambda p: AdmissionHook(p.admitter, p.settings.prices),
+    "capture": lambda p: CaptureHook(p.writer, p.settings),
+    "shadow": lambda p: ShadowHook(p.swap, p.shadows),
+}
+"""Every hook by name, built from the replica's parts (the builder declares which run,
+in which order: :func:`serving._builder.gateway_hooks`)."""
 
 
 def build_chain(names: list[str] | tuple[str, ...], parts: GatewayParts) -> HookChain:
     """The chain of the named hooks, in that order."""
-    registry = hook_registry()
-    unknown = [n for n in names if n not in registry]
+    unknown = [n for n in names if n not in HOOKS]
     if unknown:
         raise ValueError(f"unknown gateway hooks: {', '.join(unknown)}")
-    return HookChain([registry[n](parts) for n in names], parts.settings.prices)
+    return HookChain([HOOKS[n](parts) for n in names], parts.settings.prices)

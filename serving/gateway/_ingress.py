@@ -19,9 +19,9 @@ from ray.serve.handle import DeploymentHandle
 from ray.serve.llm.ingress import OpenAiIngress
 
 from serving._errors import openai_error
-from serving.gateway._body import Refusal
 from serving.gateway._gateway import Gateway, make_parts
 from serving.gateway._record import GatewaySettings
+from serving.gateway._refusal import Refusal
 from serving.store import Store
 
 log = logging.getLogger("gavel.gateway")

@@ -13,15 +13,11 @@ Production requests never wait here.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
 from serving._gateway_config import PriorityConfig
-from serving.gateway._body import Refusal
 from serving.gateway._context import RequestContext
 from serving.gateway._metrics import GatewayMetrics
-
-if TYPE_CHECKING:
-    from serving.gateway._hooks import GatewayParts
+from serving.gateway._refusal import Refusal
 
 RETRY_AFTER_S = 2
 
@@ -83,8 +79,8 @@ class PriorityHook:
 
     name = "priority"
 
-    def __init__(self, parts: GatewayParts) -> None:
-        self._gate = parts.gate
+    def __init__(self, gate: BackgroundGate) -> None:
+        self._gate = gate
 
     async def before(self, ctx: RequestContext) -> None:
         ctx.background_slot = await self._gate.enter(ctx.source)

@@ -13,7 +13,7 @@ from serving.gateway._redact import redact, redact_obj
 from serving.gateway._text import clean
 
 if TYPE_CHECKING:
-    from serving.gateway._hooks import GatewayParts
+    from serving.gateway._metrics_hub import MetricsReporter
 
 
 class GatewaySettings(GavelModel):
@@ -162,9 +162,9 @@ class MetricsHook:
 
     name = "metrics"
 
-    def __init__(self, parts: GatewayParts) -> None:
-        self._metrics = parts.metrics
-        self._reporter = parts.reporter
+    def __init__(self, metrics: GatewayMetrics, reporter: MetricsReporter | None) -> None:
+        self._metrics = metrics
+        self._reporter = reporter
 
     async def before(self, ctx: RequestContext) -> None:
         if self._reporter is not None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from ray.llm._internal.serve.core.configs.openai_api_models import OpenAIHTTPException
 
@@ -17,9 +16,6 @@ from serving.gateway._context import RequestContext, absorb_json
 from serving.gateway._engine_request import engine_request
 from serving.gateway._metrics import GatewayMetrics
 from serving.gateway._swap import SwapRouter
-
-if TYPE_CHECKING:
-    from serving.gateway._hooks import GatewayParts
 
 log = logging.getLogger("gavel.gateway")
 
@@ -106,9 +102,9 @@ class ShadowHook:
 
     name = "shadow"
 
-    def __init__(self, parts: GatewayParts) -> None:
-        self._router = parts.swap
-        self._shadows = parts.shadows
+    def __init__(self, router: SwapRouter, shadows: ShadowRunner) -> None:
+        self._router = router
+        self._shadows = shadows
 
     async def before(self, ctx: RequestContext) -> None:
         """Nothing to take."""

@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import random
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from serving._swap_config import SwapConfig, VariantConfig
 from serving._wire import ApiKey
 from serving.gateway._context import RequestContext
-
-if TYPE_CHECKING:
-    from serving.gateway._hooks import GatewayParts
 
 Arm = Literal["production", "candidate"]
 ARM_HEADER = "X-Gavel-Arm"
@@ -128,8 +125,8 @@ class SwapHook:
 
     name = "swap"
 
-    def __init__(self, parts: GatewayParts) -> None:
-        self._router = parts.swap
+    def __init__(self, router: SwapRouter) -> None:
+        self._router = router
 
     async def before(self, ctx: RequestContext) -> None:
         ctx.arm = self._router.arm(ctx.asked or ctx.model, ctx.key)
