@@ -1,4 +1,5 @@
-"""Gavel evals: offline suites, CI gates and A/B model swaps, built on the judges' API.
+"""Gavel evals: offline suites, CI gates and A/B comparisons of two arms, and the live model
+swap's report (:mod:`evals.swap`), built on the judges' API.
 
 Public surface: loading suites (``load_suite``), running them (``run_suite``), the
 result document (``RunResult``), comparing runs (``compare``), pairwise A/B

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from evals._cli_common import configs, endpoint, load
 from evals._judge_cli import add_judge_commands
-from evals._swap_cli import commands as add_swap_commands
+from evals.swap import commands as add_swap_commands
 from serving import EXIT_USAGE, CliError, CommandSet, open_store
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def _target(p: argparse.ArgumentParser) -> None:
 
 def commands(cli: CommandSet) -> None:
     """Register ``gavel eval ...``."""
-    ev = cli.group("eval", help="offline eval suites, CI gates and A/B model swaps")
+    ev = cli.group("eval", help="offline eval suites, CI gates and A/B comparisons of two arms")
     run = ev.add_parser("run", help="run a suite on a model")
     run.add_argument("suite", type=Path)
     run.add_argument("--model", help="served model id (default: the suite's target)")
@@ -168,7 +168,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_ab(args: argparse.Namespace) -> int:
     """Run both arms, compare them, judge them pairwise; exit 1 if B is worse."""
-    from evals._ab import judge_pairs, pairwise_criterion
+    from evals._pairwise import judge_pairs, pairwise_criterion
     from evals._report import pairwise_table
     from evals._trust import pairwise_trust
 

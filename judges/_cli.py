@@ -47,7 +47,7 @@ def commands(cli: CommandSet) -> None:
     from judges._config_check import check_judging
 
     cli.config_checks.append(check_judging)
-    _add_replay(cli.group("traffic", help="captured production traffic"))
+    _add_replay(cli.group("traffic"))  # serving's group
 
 
 def _add_replay(traffic_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -36,8 +36,8 @@ from serving._errors import CliError, openai_error
 from serving._figures import figures_registry
 from serving._keys import bearer_token, hash_key, new_key
 from serving._stack import connect_ray
-from serving._swap_config import SwapCheck
 from serving._wire import SOURCE_HEADER, ApiKey, Figure, FigureJob, Scope, Source, TrafficRecord
+from serving.swap._config import SwapCheck
 
 __all__ = [
     "EXIT_USAGE",

@@ -67,9 +67,10 @@ def default_config() -> str:
 class CommandSet:
     """The top-level subcommands, handed to each package's ``commands`` function.
 
-    :meth:`group` creates a command with actions (``gavel keys create``), or returns
-    the one another package created, so that packages can add actions to a shared group
-    (``gavel traffic export`` is serving's, ``gavel traffic replay`` the judges').
+    :meth:`group` declares a command with actions (``gavel keys create``), once, with its
+    help; a package that adds actions to a group another package declared asks for it by
+    name alone (``gavel traffic export`` is serving's, ``gavel traffic replay`` the
+    judges'; ``gavel swap set`` is serving's, ``gavel swap report`` the evals').
     Every command and action accepts ``--config`` (added by :func:`finish_parser`).
     """
 
@@ -84,12 +85,17 @@ class CommandSet:
         """A new top-level command without actions."""
         return self._sub.add_parser(name, **kwargs)  # type: ignore[arg-type]
 
-    def group(self, name: str, *, help: str) -> SubParsers[argparse.ArgumentParser]:
-        """The actions of command ``name`` (created on first use)."""
-        if name not in self._groups:
+    def group(self, name: str, *, help: str | None = None) -> SubParsers[argparse.ArgumentParser]:
+        """The actions of command ``name``: declared with ``help`` (exactly once), or, with
+        no ``help``, the group as declared by the package that owns it."""
+        if help is not None:
+            if name in self._groups:
+                raise ValueError(f"gavel {name}: the group is declared twice")
             parser = self._sub.add_parser(name, help=help)
             actions = parser.add_subparsers(dest=f"{name}_command", required=True, metavar="ACTION")
             self._groups[name] = actions
+        if name not in self._groups:
+            raise ValueError(f"gavel {name}: no package declared this group (declare it first)")
         return self._groups[name]
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from serving._commandline import EXIT_USAGE, CliError, CommandSet, missing_config_hint
 from serving._keys_commands import add_keys_commands
 from serving._store_commands import add_store_commands
-from serving._swap_commands import add_swap_commands
+from serving.swap import commands as add_swap_commands
 
 if TYPE_CHECKING:
     from serving._config import StackConfig

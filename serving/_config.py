@@ -46,7 +46,7 @@ from serving._model_config import (
     SloConfig,
     hourly_per_mtok,
 )
-from serving._swap_config import SwapConfig, VariantConfig
+from serving.swap._config import SwapConfig, VariantConfig
 
 __all__ = [
     "LATENCY_BUCKETS",

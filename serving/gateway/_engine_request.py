@@ -21,7 +21,7 @@ from serving.gateway._refusal import Refusal
 
 if TYPE_CHECKING:
     from serving.gateway._record import GatewaySettings
-    from serving.gateway._swap import SwapRouter
+    from serving.swap._router import SwapRouter
 
 REQUEST_MODELS: dict[str, type[ChatCompletionRequest] | type[CompletionRequest]] = {
     "chat": ChatCompletionRequest,

@@ -32,10 +32,10 @@ from serving.gateway._metrics_hub import MetricsReporter
 from serving.gateway._priority import BackgroundGate
 from serving.gateway._record import GatewaySettings, prepare_for_storage
 from serving.gateway._refusal import Refusal
-from serving.gateway._shadow import ShadowRunner
-from serving.gateway._swap import ARM_HEADER, SwapRouter
-from serving.gateway._swap_state import SwapStateWatcher
 from serving.store import Store
+from serving.swap._router import ARM_HEADER, SwapRouter
+from serving.swap._shadow import ShadowRunner
+from serving.swap._state import SwapStateWatcher
 
 log = logging.getLogger("gavel.gateway")
 

@@ -32,8 +32,8 @@ from serving.gateway._headers import HeadersHook
 from serving.gateway._metrics import GatewayMetrics
 from serving.gateway._priority import BackgroundGate, PriorityHook
 from serving.gateway._record import GatewaySettings, MetricsHook
-from serving.gateway._shadow import ShadowHook, ShadowRunner
-from serving.gateway._swap import SwapHook, SwapRouter
+from serving.swap._router import SwapHook, SwapRouter
+from serving.swap._shadow import ShadowHook, ShadowRunner
 
 if TYPE_CHECKING:
     from serving.gateway._metrics_hub import MetricsReporter

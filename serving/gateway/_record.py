@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from serving._config import GatewayConfig, GavelModel, PriceConfig, SloConfig
-from serving._swap_config import SwapConfig
 from serving._wire import TrafficRecord
 from serving.gateway._context import RequestContext
 from serving.gateway._metrics import GatewayMetrics, length_bucket
 from serving.gateway._redact import redact, redact_obj
 from serving.gateway._text import clean
+from serving.swap._config import SwapConfig
 
 if TYPE_CHECKING:
     from serving.gateway._metrics_hub import MetricsReporter

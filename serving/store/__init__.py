@@ -22,7 +22,6 @@ from serving.store._lifecycle import (
 )
 from serving.store._revisions import SchemaState
 from serving.store._store import Store
-from serving.store._swap import SwapAction, SwapEvent, latest_swap, record_swap, swap_history
 
 __all__ = [
     "BackupError",
@@ -33,8 +32,6 @@ __all__ = [
     "SchemaOutOfDate",
     "SchemaState",
     "Store",
-    "SwapAction",
-    "SwapEvent",
     "as_utc",
     "backup",
     "describe",
@@ -42,12 +39,9 @@ __all__ = [
     "erase_files",
     "erasure_log",
     "keep_golden",
-    "latest_swap",
     "purge",
     "reapply_erasures",
-    "record_swap",
     "resolve_url",
     "restore",
-    "swap_history",
     "tables",
 ]

@@ -13,10 +13,11 @@ from pathlib import Path
 import yaml
 
 from evals._compare import PairOutcome, pairwise_report
-from evals._swap import SwapTraffic, arm_checks, decide, split, trial_start
-from evals._swap_judged import judged_checks, to_judge, worse_but_untrusted
+from evals.swap._judged import judged_checks, to_judge, worse_but_untrusted
+from evals.swap._trial import SwapTraffic, arm_checks, decide, split, trial_start
 from serving import SwapConfig, TrafficRecord
-from serving.store import Store, SwapEvent
+from serving.store import Store
+from serving.swap import SwapEvent
 
 SWAP = SwapConfig.model_validate(
     {

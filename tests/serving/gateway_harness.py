@@ -22,11 +22,11 @@ from ray.llm._internal.serve.core.configs.openai_api_models import OpenAIHTTPExc
 from starlette.requests import Request
 
 from serving._config import GatewayConfig, PriceConfig
-from serving._swap_config import SwapConfig
 from serving.gateway._gateway import Gateway, make_parts
 from serving.gateway._limits import RateLimiter
 from serving.gateway._record import GatewaySettings
 from serving.store import Store
+from serving.swap._config import SwapConfig
 
 PRICE = PriceConfig(input_per_mtok=1000.0, output_per_mtok=1000.0)
 """USD 0.001 a token: budgets of cents are exercised by a few requests."""

@@ -158,7 +158,7 @@ async def test_a_new_replica_holds_production_until_it_reads_the_swap_state(
     tmp_path: Path,
 ) -> None:
     """Defect 7: a new replica served the config's canary share before its first read."""
-    from serving.store import record_swap
+    from serving.swap import record_swap
 
     swap = {"production": "app-model", "candidate": "app-cand", "canary_weight": 1.0}
     _, store, _ = gateway(tmp_path, swap=swap)

@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from serving import ConfigError, parse_config
-from serving._swap_config import SwapConfig, VariantConfig
 from serving._wire import ApiKey
-from serving.gateway._swap import SwapRouter
+from serving.swap._config import SwapConfig, VariantConfig
+from serving.swap._router import SwapRouter
 
 MODELS = [
     {"role": "app", "model_id": "app-model", "source": {"simulate": "llama-3.1-8b-h100"}},
@@ -135,8 +135,9 @@ def test_a_variant_body_goes_to_its_base_with_its_defaults() -> None:
 
 def test_changes_are_recorded_and_a_replica_applies_the_latest(tmp_path: Path) -> None:
     from serving.gateway._metrics import GatewayMetrics
-    from serving.gateway._swap_state import SwapStateWatcher
-    from serving.store import Store, latest_swap, record_swap, swap_history
+    from serving.store import Store
+    from serving.swap import latest_swap, record_swap, swap_history
+    from serving.swap._state import SwapStateWatcher
 
     store = Store(f"sqlite:///{tmp_path / 'g.db'}")
     swap = SwapConfig(production="app-model", candidate="judge-model", shadow_rate=0.2)
@@ -197,7 +198,7 @@ def test_a_shadow_is_recorded_once_with_its_twin_and_dropped_beyond_its_slots() 
     """The shadow runner at its boundary: a fake engine handler in place of Ray's."""
     from serving.gateway._context import RequestContext
     from serving.gateway._metrics import GatewayMetrics
-    from serving.gateway._shadow import ShadowRunner
+    from serving.swap._shadow import ShadowRunner
 
     swap = SwapConfig.model_validate({"production": "app-model", "candidate": "app-terse",
                                       "variant": TERSE, "shadow_max_in_flight": 1})  # fmt: skip

@@ -15,7 +15,7 @@ from serving.gateway._body import cap_completion
 from serving.gateway._context import RequestContext, absorb_json
 from serving.gateway._engine_request import engine_request
 from serving.gateway._metrics import GatewayMetrics
-from serving.gateway._swap import SwapRouter
+from serving.swap._router import SwapRouter
 
 log = logging.getLogger("gavel.gateway")
 

@@ -10,12 +10,12 @@ from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
-from evals._ab import PairJudging, find_pairwise, judge_exchange_pairs
 from evals._checks import ASSERTIONS, AssertArgs
 from evals._compare import PairwiseReport, pairwise_report
-from evals._swap import ArmCheck, SwapTraffic, SwapVerdict, arm_checks, decide, split
-from evals._swap_judged import judged_checks, to_judge, worse_but_untrusted
+from evals._pairwise import PairJudging, find_pairwise, judge_exchange_pairs
 from evals._trust import judge_trust, pairwise_trust
+from evals.swap._judged import judged_checks, to_judge, worse_but_untrusted
+from evals.swap._trial import ArmCheck, SwapTraffic, SwapVerdict, arm_checks, decide, split
 from judges import (
     Criterion,
     JudgeItem,

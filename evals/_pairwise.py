@@ -1,5 +1,6 @@
-"""Model swap: run one suite on two arms (models or settings), then judge every item
-pairwise, in both orders, with the suite's pairwise criterion."""
+"""Pairwise judging of two arms (``gavel eval ab``: one suite on two models or settings;
+``gavel swap report``: a live swap's shadow pairs): every item judged in both orders
+with a pairwise criterion. ("Swap" means the live model swap only: :mod:`evals.swap`.)"""
 
 from __future__ import annotations
 

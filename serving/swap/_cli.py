@@ -20,8 +20,9 @@ from serving._commandline import EXIT_USAGE, CliError, CommandSet
 
 if TYPE_CHECKING:
     from serving._config import StackConfig
-    from serving._swap_config import SwapConfig
-    from serving.store import Store, SwapAction
+    from serving.store import Store
+    from serving.swap._config import SwapConfig
+    from serving.swap._events import SwapAction
 
 
 def _share(text: str) -> float:
@@ -34,7 +35,7 @@ def _share(text: str) -> float:
     return value
 
 
-def add_swap_commands(cli: CommandSet) -> None:
+def commands(cli: CommandSet) -> None:
     """Register ``gavel swap set|promote|rollback|status``."""
     sw = cli.group("swap", help="a candidate model beside production: shadow, canary, decision")
     st = sw.add_parser("set", help="change the shadow rate and the canary weight")
@@ -68,7 +69,7 @@ def _swap(args: argparse.Namespace) -> tuple[StackConfig, SwapConfig, Store]:
 
 
 def _current(swap: SwapConfig, store: Store) -> tuple[float, float, bool]:
-    from serving.store import latest_swap
+    from serving.swap._events import latest_swap
 
     last = latest_swap(store, swap.production, swap.candidate)
     if last is None:
@@ -77,7 +78,7 @@ def _current(swap: SwapConfig, store: Store) -> tuple[float, float, bool]:
 
 
 def _change(args: argparse.Namespace, action: SwapAction, state: tuple[float, float, bool]) -> int:
-    from serving.store import record_swap
+    from serving.swap._events import record_swap
 
     stack, swap, store = _swap(args)
     by = args.by or os.environ.get("GAVEL_OPERATOR") or getpass.getuser()
@@ -135,7 +136,7 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from serving.store import swap_history
+    from serving.swap._events import swap_history
 
     _, swap, store = _swap(args)
     shadow, canary, promoted = _current(swap, store)

@@ -3,7 +3,7 @@ deterministic checks on both, the pairwise judge's verdicts, and the decision.
 
 Every interval here is a confidence sequence (:mod:`evals._sequential`), valid at every
 day at once, so the report can be read daily without inflating the error. Pure
-functions over captured records; :mod:`evals._swap_report` does the I/O.
+functions over captured records; :mod:`evals.swap._report` does the I/O.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from evals._checks import ASSERTIONS, AssertArgs
 from evals._compare import PairwiseReport
 from evals._sequential import confidence_sequence, cs_difference, win_scores
 from serving import GavelModel, SwapCheck, SwapConfig, TrafficRecord
-from serving.store import SwapEvent
+from serving.swap import SwapEvent
 
 Decision = Literal["promote", "rollback", "continue"]
 

@@ -16,8 +16,8 @@ from serving import EXIT_USAGE, CliError, CommandSet, day_arg, open_store
 
 
 def commands(cli: CommandSet) -> None:
-    """Register ``gavel swap ...``."""
-    sw = cli.group("swap", help="a candidate model beside production: shadow, canary, decision")
+    """Register ``gavel swap report`` (in serving's ``gavel swap`` group)."""
+    sw = cli.group("swap")
     rp = sw.add_parser("report", help="judge the swap's traffic and decide")
     when = rp.add_mutually_exclusive_group()
     when.add_argument("--date", type=day_arg, help="one UTC day")
@@ -39,9 +39,8 @@ def commands(cli: CommandSet) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Load the days' traffic, check, judge, decide; write JSON, HTML and the figures."""
-    from evals._ab import PairJudging
-    from evals._swap import trial_start
-    from evals._swap_report import (
+    from evals._pairwise import PairJudging
+    from evals.swap._report import (
         build_report,
         check_config,
         days_of,
@@ -51,9 +50,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         swap_criteria,
         write,
     )
+    from evals.swap._trial import trial_start
     from judges import load_judging
     from serving import load_config
-    from serving.store import swap_history
+    from serving.swap import swap_history
 
     stack = load_config(args.config)
     swap = stack.swap

@@ -1,13 +1,13 @@
 """Pass/fail judge criteria on both arms of a model swap: which answers to judge (a
 stable sample) and the per-arm pass rates with their difference's confidence sequence.
-Pure functions; :mod:`evals._swap_report` asks the judge."""
+Pure functions; :mod:`evals.swap._report` asks the judge."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
 
-from evals._swap import ArmCheck, SwapTraffic, canary_scores, shadow_scores
+from evals.swap._trial import ArmCheck, SwapTraffic, canary_scores, shadow_scores
 from serving import SwapConfig, TrafficRecord
 
 

@@ -13,9 +13,9 @@ import hashlib
 import random
 from typing import Any, Literal
 
-from serving._swap_config import SwapConfig, VariantConfig
 from serving._wire import ApiKey
 from serving.gateway._context import RequestContext
+from serving.swap._config import SwapConfig, VariantConfig
 
 Arm = Literal["production", "candidate"]
 ARM_HEADER = "X-Gavel-Arm"

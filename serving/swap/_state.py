@@ -8,8 +8,9 @@ import asyncio
 import logging
 
 from serving.gateway._metrics import GatewayMetrics
-from serving.gateway._swap import SwapRouter
-from serving.store import Store, latest_swap
+from serving.store import Store
+from serving.swap._events import latest_swap
+from serving.swap._router import SwapRouter
 
 log = logging.getLogger("gavel.gateway")
 
