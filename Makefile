@@ -90,7 +90,7 @@ test: model lint browser prometheus
 # Everything not marked `stack`: no Ray, no vLLM; a couple of minutes.
 test-fast: model lint browser prometheus
 	$(GAVEL) monitoring check
-	$(VENV)/bin/pytest -m "not stack"
+	GAVEL_TEST_TIER=fast $(VENV)/bin/pytest -m "not stack"
 
 # Capacity at GPU token rates on the simulated engine: direct / stock Ray Serve LLM /
 # Gavel, alternated in blocks; writes reports/bench/scale.json and scale.png (~20 min).

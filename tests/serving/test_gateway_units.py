@@ -85,9 +85,12 @@ def test_idempotent_insert(store_url: str) -> None:
     tag = uuid.uuid4().hex
     recs = [record(i, tag) for i in range(5)]
     store.insert_traffic(recs)
-    store.insert_traffic(recs[2:])  # a replay
+    # A replay of records already stored (a spool replayed twice, say) must not replace
+    # them: insert-or-ignore, never an upsert.
+    store.insert_traffic([r.model_copy(update={"response_text": "REPLAY"}) for r in recs[2:]])
     got = store.traffic_by_ids(r.request_id for r in recs)
     assert sorted(r.request_id for r in got) == sorted(r.request_id for r in recs)
+    assert {r.response_text for r in got} == {f"a{i}" for i in range(5)}
 
 
 async def test_writer_batches_off_the_request_path(store_url: str, tmp_path: Path) -> None:
@@ -120,10 +123,11 @@ async def test_unreachable_store_spools_then_replays_without_loss_or_duplicates(
     assert w.queued == 0 and w.spool.pending == 1000
     w.store = good  # the store is back
     await w.flush()
-    await w.flush()  # a second replay finds nothing: nothing is written twice
+    await w.flush()  # a second replay finds nothing left to replay
     assert w.spool.pending == 0
+    assert not list((tmp_path / "spool").glob("*.jsonl"))  # the replayed files are gone
     got = good.traffic_by_ids(f"req-{tag}-{i}" for i in range(1000))
-    assert len(got) == 1000 and len({r.request_id for r in got}) == 1000
+    assert sorted(r.response_text or "" for r in got) == sorted(f"a{i}" for i in range(1000))
 
 
 def test_spool_left_by_a_dead_writer_is_replayed(tmp_path: Path) -> None:

@@ -109,7 +109,9 @@ async def test_the_limiter_is_awaited_with_a_timeout_and_fails_closed() -> None:
         await fake("reject").admit(key, 10, "r", None)
     assert refused.value.status == 503 and time.monotonic() - t0 < 2
     assert released == [("r", "k")]  # a late admission must not stay charged
-    await fake("allow").admit(key, 10, "r2", None)
+    t0 = time.monotonic()
+    await fake("allow").admit(key, 10, "r2", None)  # fails open: admitted, no Refusal
+    assert time.monotonic() - t0 < 2 and released[-1] == ("r2", "k")  # and released
 
 
 # --- bodies and headers -----------------------------------------------------------
