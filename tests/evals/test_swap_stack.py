@@ -102,8 +102,11 @@ def test_a_degraded_candidate_on_shadow_and_canary_is_rolled_back(
     for s in shadows:
         twin = twins[s.twin_id]  # type: ignore[index]
         assert (s.source, s.model, s.key_name, s.completion_tokens) == (
-            "shadow", "app-terse", None, 1,
-        )  # fmt: skip
+            "shadow",
+            "app-terse",
+            twin.key_name,
+            1,
+        )  # fmt: skip  (a shadow carries its twin's key: metadata-only and erasure hold)
         assert s.request["messages"] == twin.request["messages"]
         assert s.response_text != twin.response_text  # the client got production's answer
     t0 = time.perf_counter()

@@ -439,7 +439,7 @@ def test_a_swap_canaries_and_shadows_without_touching_clients_or_their_limits(
             "shadow",
             "candidate",
             "judge-terse",
-            None,
+            twin.key_name,  # a shadow carries its twin's key (never charged to it)
         )
         assert s.request["messages"] == twin.request["messages"]
         assert (s.completion_tokens or 0) <= 2 and s.status == 200
