@@ -150,7 +150,7 @@ demo: model
 	echo "dashboards: \`make dashboards\` (a Prometheus on the running stack; import k8s/monitoring/dashboards/*.json into Grafana)"; \
 	echo "the stack is still running: \`make down\` stops it"
 
-# The README's CLI reference, regenerated from the parsers (make test fails when stale).
+# The CLI reference (docs/reference.md), regenerated from the parsers (make test fails when stale).
 cli-reference: setup
 	$(PY) -m serving.cli_reference
 

@@ -13,7 +13,7 @@ from serving import GavelModel
 VerdictFormat = Literal["reasoning_first", "verdict_only"]
 DEFAULT_VERDICT_FORMAT: VerdictFormat = "reasoning_first"
 """The format that agreed better with human labels on the CPU default (kappa 0.00 against
--0.25 for ``verdict_only`` on the judge_eval labels; README, Benchmarks)."""
+-0.25 for ``verdict_only`` on the judge_eval labels; docs/benchmarks)."""
 
 
 class AppliesTo(GavelModel):

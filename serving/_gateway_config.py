@@ -212,7 +212,7 @@ class RayConfig(GavelModel):
     (set them where that cluster starts)."""
     worker_niceness: Annotated[int, Field(ge=0, le=19)] = 15
     """Niceness of a locally started Ray's workers (the engines, proxy and ingress); 15 is
-    Ray's own default. 0 was measured (README, Benchmarks) and did not help here."""
+    Ray's own default. 0 was measured (docs/benchmarks) and did not help here."""
     metrics_export_port: Annotated[int, Field(ge=1, le=65535)] = 8080
     """Where each Ray node serves Prometheus metrics (vLLM's engine metrics, ``ray_vllm_*``).
     ``gavel serve`` passes it to the Ray it starts; a cluster joined must use the same."""

@@ -1,8 +1,8 @@
-"""The README's CLI reference, generated from the ``gavel`` parsers.
+"""The CLI reference (``docs/reference.md``), generated from the ``gavel`` parsers.
 
-``python -m serving.cli_reference`` rewrites the table between the README's
+``python -m serving.cli_reference`` rewrites the table between the reference page's
 ``<!-- cli-reference:start -->`` and ``<!-- cli-reference:end -->`` markers;
-``--check`` exits 1 when the README differs (a test runs the same comparison).
+``--check`` exits 1 when the page differs (a test runs the same comparison).
 """
 
 from __future__ import annotations
@@ -73,16 +73,16 @@ def readme_table(readme: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Rewrite (or, with ``--check``, compare) the README's CLI reference."""
+    """Rewrite (or, with ``--check``, compare) the CLI reference page."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("--readme", type=Path, default=Path("README.md"))
-    ap.add_argument("--check", action="store_true", help="exit 1 if the README differs")
+    ap.add_argument("--readme", type=Path, default=Path("docs/reference.md"))
+    ap.add_argument("--check", action="store_true", help="exit 1 if the page differs")
     args = ap.parse_args(argv)
     text = args.readme.read_text()
     table = reference_table()
     if args.check:
         same = readme_table(text) == table
-        print("README's CLI reference is current" if same else "README's CLI reference differs")
+        print(f"{args.readme} is current" if same else f"{args.readme} differs: run `make cli-reference`")
         return 0 if same else 1
     start, end = text.index(START) + len(START), text.index(END)
     args.readme.write_text(text[:start] + "\n" + table + text[end:])

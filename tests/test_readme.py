@@ -1,6 +1,7 @@
-"""The README tests itself: its CLI reference is the parsers', every ``gavel`` line in it
-parses with the real parser, and its quickstart runs as written, in order, in a fresh
-clone, against the running test stack."""
+"""The docs test themselves: the CLI reference (``docs/reference.md``) is the parsers',
+every ``gavel`` line of the README and ``docs/`` parses with the real parser, and the
+README's quickstart runs as written, in order, in a fresh clone, against the running
+test stack."""
 
 from __future__ import annotations
 
@@ -18,7 +19,12 @@ from serving.cli import build_parser
 from serving.cli_reference import readme_table, reference_table
 from tests.conftest import CONFIG, ROOT, SESSION_DIR
 
-README = (ROOT / "README.md").read_text()
+QUICKSTART = (ROOT / "README.md").read_text()
+README = "\n".join(
+    p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+)
+"""The README and every docs page, as one text (their ``gavel`` lines and mentions)."""
+REFERENCE = (ROOT / "docs" / "reference.md").read_text()
 _GAVEL = re.compile(r"^(?:\.venv(?:-gpu)?/bin/)?gavel$")
 _ENV = re.compile(r"^\w+=\S*$")
 
@@ -77,8 +83,8 @@ def inline_mentions(text: str) -> list[list[str]]:
 
 
 def test_cli_reference_is_the_parsers() -> None:
-    assert readme_table(README) == reference_table(), (
-        "README's CLI reference is stale: run `make cli-reference`"
+    assert readme_table(REFERENCE) == reference_table(), (
+        "docs/reference.md is stale: run `make cli-reference`"
     )
 
 
@@ -146,7 +152,7 @@ def test_quickstart_runs_as_written_in_a_fresh_clone(stack: str, tmp_path: Path)
     stack_cfg = yaml.safe_load(Path(CONFIG).read_text())
     stack_cfg["judging"] = str(tmp_path / "judging.yaml")
     (tmp_path / "stack.yaml").write_text(yaml.safe_dump(stack_cfg))
-    script = quickstart_script(README)
+    script = quickstart_script(QUICKSTART)
     assert "gavel judge daily --date today" in script and "gavel eval run" in script
     env = {**os.environ, "GAVEL_CONFIG": str(tmp_path / "stack.yaml")}
     env.pop("GAVEL_API_KEY", None)

@@ -60,7 +60,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if swap is None:
         raise CliError(
             f"{args.config}: no swap block; add one (production, candidate, shadow_rate, "
-            "canary_weight, checks) as in README, 'Model swap on live traffic'",
+            "canary_weight, checks) as in docs/model-swap.md",
             EXIT_USAGE,
         )
     check_config(swap, args.config)

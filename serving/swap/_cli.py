@@ -62,7 +62,7 @@ def _swap(args: argparse.Namespace) -> tuple[StackConfig, SwapConfig, Store]:
     if stack.swap is None:
         raise CliError(
             f"{args.config}: no swap block; add one (production, candidate, shadow_rate, "
-            "canary_weight) as in README, 'Model swap on live traffic'",
+            "canary_weight) as in docs/model-swap.md",
             EXIT_USAGE,
         )
     return stack, stack.swap, Store(stack.gateway.store.url)

@@ -1,0 +1,77 @@
+"""The docs hold together: every relative link of the README and ``docs/`` resolves to a
+file (and an anchor to one of its headings), every page is reachable from the README,
+and the README stays short (what Gavel is, the two commands, the quickstart, links)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+_LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def _anchors(page: Path) -> set[str]:
+    """GitHub's heading anchors of ``page``."""
+    out = set()
+    fence = False
+    for line in page.read_text().splitlines():
+        if line.startswith("```"):
+            fence = not fence
+        m = None if fence else re.match(r"^#{1,6} (.+)$", line)
+        if m:
+            slug = re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-")
+            out.add(slug)
+    return out
+
+
+def links(page: Path) -> list[str]:
+    """The relative links of ``page`` (outside code blocks)."""
+    prose = re.sub(r"(?ms)^```.*?^```", "", page.read_text())
+    return [u for u in _LINK.findall(prose) if not re.match(r"^[a-z]+:", u)]
+
+
+def broken(page: Path) -> list[str]:
+    """The links of ``page`` that resolve to no file, or to no heading of it."""
+    bad = []
+    for url in links(page):
+        path, _, anchor = url.partition("#")
+        target = (page.parent / path).resolve() if path else page
+        if not target.exists():
+            bad.append(url)
+        elif anchor and target.suffix == ".md" and anchor not in _anchors(target):
+            bad.append(url)
+    return bad
+
+
+def test_every_relative_link_resolves() -> None:
+    bad = {str(p.relative_to(ROOT)): b for p in PAGES if (b := broken(p))}
+    assert not bad, f"broken links: {bad}"
+
+
+def test_the_link_check_can_fail(tmp_path: Path) -> None:
+    page = tmp_path / "p.md"
+    (tmp_path / "other.md").write_text("# Other\n\n## A heading\n")
+    page.write_text("[ok](other.md#a-heading) [gone](nope.md) [no](other.md#missing)\n")
+    assert broken(page) == ["nope.md", "other.md#missing"]
+
+
+def test_every_page_is_reachable_from_the_readme() -> None:
+    seen, todo = set(), [ROOT / "README.md"]
+    while todo:
+        page = todo.pop()
+        if page in seen:
+            continue
+        seen.add(page)
+        for url in links(page):
+            target = (page.parent / url.partition("#")[0]).resolve()
+            if target.suffix == ".md" and target.exists():
+                todo.append(target)
+    unreached = sorted(str(p.relative_to(ROOT)) for p in PAGES if p.resolve() not in seen)
+    assert not unreached, f"pages no link leads to: {unreached}"
+
+
+def test_the_readme_stays_short() -> None:
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 250
