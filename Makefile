@@ -80,17 +80,24 @@ lint: setup
 	$(VENV)/bin/ruff format --check serving judges loadtest evals tests
 	$(VENV)/bin/mypy
 
-# The full suite (what CI runs): the real stack, PostgreSQL, Chromium.
+# The full suite (what CI runs), in tiers (docs/development.md has their time budgets):
+# unit (no stack), the stack on the simulated engine (everything above the engine), the
+# stack on the real vLLM engine (tests marked `engine`), and the multi-node cluster.
+# Each tier prints its slowest tests, and a warning when it exceeds its budget.
+PYTEST_TIMED := $(PY) -m tests.tiers
 test: model lint browser prometheus
 	$(GAVEL) monitoring check
 	$(PY) -m serving.cli_reference --check
-	$(VENV)/bin/pytest
-	$(VENV)/bin/pytest -m multinode
+	$(PYTEST_TIMED) unit -m "not stack"
+	GAVEL_TEST_ENGINE=sim $(PYTEST_TIMED) sim -m "stack and not engine"
+	GAVEL_TEST_ENGINE=vllm $(PYTEST_TIMED) engine -m "engine"
+	$(PYTEST_TIMED) multinode -m multinode
 
-# Everything not marked `stack`: no Ray, no vLLM; a couple of minutes.
+# Everything not marked `stack`: no Ray, no vLLM; a couple of minutes. A PostgreSQL test
+# that finds no server skips here (saying why), and fails under `make test`.
 test-fast: model lint browser prometheus
 	$(GAVEL) monitoring check
-	GAVEL_TEST_TIER=fast $(VENV)/bin/pytest -m "not stack"
+	GAVEL_TEST_TIER=fast $(PYTEST_TIMED) unit -m "not stack"
 
 # Capacity at GPU token rates on the simulated engine: direct / stock Ray Serve LLM /
 # Gavel, alternated in blocks; writes reports/bench/scale.json and scale.png (~20 min).

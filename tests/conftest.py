@@ -1,4 +1,14 @@
-"""Session fixtures: the real stack (Ray Serve + vLLM on CPU), started once per session.
+"""Session fixtures: the real stack (Ray Serve and the gateway), started once per session.
+
+**Two engines, two tiers.** ``GAVEL_TEST_ENGINE=sim`` (the default) serves both models
+with the simulated engine (``serving.sim``: GPU token rates, deterministic text, valid
+structured outputs), so that every test of what sits above the engine (the gateway,
+limits, capture, outages, metrics, swap mechanics, the lifecycle, evals and judging
+mechanics) runs at GPU speed on a real Ray Serve stack. ``GAVEL_TEST_ENGINE=vllm``
+serves the real SmolLM2 on vLLM's CPU build, for the tests marked ``engine``, which need
+the real engine (OpenAI compatibility, the README quickstart, one real daily judge run,
+the ``ray_vllm_*`` panels, Ray Data's own vLLM). In a sim session, ``engine`` tests are
+skipped, saying so; ``make test`` runs both sessions.
 
 Set ``GAVEL_TEST_REUSE_STACK=1`` to run against a stack that is already up (it is
 then left running); otherwise the session starts one with ``gavel serve --detach``
@@ -60,12 +70,22 @@ SESSION_SWAP = {
 off until a test turns it on (``gavel swap set``)."""
 
 
+ENGINE = os.environ.get("GAVEL_TEST_ENGINE", "sim")
+"""The session stack's engine: ``sim`` (the default) or ``vllm``."""
+SIM_PROFILES = {"app": "llama-3.1-8b-h100", "judge": "llama-3.1-8b-l4"}
+
+
 def _write_session_config() -> None:
     """config/cpu.yaml moved to the session folder: its paths into the checkout made
-    absolute (they are relative to the config file's folder), the store and spool apart."""
+    absolute (they are relative to the config file's folder), the store and spool apart;
+    on the simulated engine unless ``GAVEL_TEST_ENGINE=vllm`` (same ids, prices and SLOs)."""
     data = yaml.safe_load((ROOT / "config/cpu.yaml").read_text())
     for model in data["models"]:
         model["source"]["path"] = str((ROOT / "config" / model["source"]["path"]).resolve())
+        if ENGINE == "sim":
+            model["source"] = {"simulate": SIM_PROFILES[model["role"]]}
+            model["engine"] = {"max_model_len": model["engine"].get("max_model_len", 2048)}
+            model.pop("env", None)
     data["judging"] = str(ROOT / "config" / data.get("judging", "judging.yaml"))
     data["state_dir"] = str(SESSION_DIR / "state")
     gateway = data.setdefault("gateway", {})
@@ -200,7 +220,15 @@ def api_key(stack: str) -> str:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The multi-node tests start their own Ray cluster and stack on port 8000: they run in
-    a session of their own (``pytest -m multinode``), never beside the real-stack tests."""
+    a session of their own (``pytest -m multinode``), never beside the real-stack tests.
+    Tests of the real engine (``engine``) are skipped in a simulated-engine session."""
+    real = pytest.mark.skip(
+        reason="needs the real vLLM engine: GAVEL_TEST_ENGINE=vllm pytest -m engine "
+        "(make test runs that tier too)"
+    )
+    for item in items:
+        if ENGINE == "sim" and "engine" in item.keywords:
+            item.add_marker(real)
     if "multinode" in (config.getoption("markexpr") or ""):
         return
     skip = pytest.mark.skip(reason="multi-node tests run in their own session: pytest -m multinode")

@@ -39,9 +39,8 @@ def broken(page: Path) -> list[str]:
     for url in links(page):
         path, _, anchor = url.partition("#")
         target = (page.parent / path).resolve() if path else page
-        if not target.exists():
-            bad.append(url)
-        elif anchor and target.suffix == ".md" and anchor not in _anchors(target):
+        no_anchor = anchor and target.suffix == ".md" and anchor not in _anchors(target)
+        if not target.exists() or no_anchor:
             bad.append(url)
     return bad
 
@@ -75,3 +74,10 @@ def test_every_page_is_reachable_from_the_readme() -> None:
 
 def test_the_readme_stays_short() -> None:
     assert len((ROOT / "README.md").read_text().splitlines()) <= 250
+
+
+def test_a_tier_over_its_budget_warns() -> None:
+    from tests.tiers import BUDGET_S, verdict
+
+    assert verdict("unit", BUDGET_S["unit"] - 1).startswith("tier unit")
+    assert verdict("unit", BUDGET_S["unit"] + 30).startswith("WARNING: tier unit")

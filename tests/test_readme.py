@@ -140,6 +140,7 @@ def quickstart_script(text: str) -> str:
 
 
 @pytest.mark.stack
+@pytest.mark.engine  # the newcomer's path, on the real model
 def test_quickstart_runs_as_written_in_a_fresh_clone(stack: str, tmp_path: Path) -> None:
     clone = tmp_path / "gavel"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)

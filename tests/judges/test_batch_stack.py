@@ -13,7 +13,7 @@ from serving import connect_ray, load_config
 from serving.store import Store
 from tests.conftest import CONFIG
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.engine]  # Ray Data runs its own vLLM engine
 
 
 def test_batch_path_judges_once_into_the_verdict_store(stack: str, tmp_path: Path) -> None:

@@ -77,6 +77,7 @@ def _copy_day(day: date, url: str) -> Store:
     return dst
 
 
+@pytest.mark.engine  # one real daily judge run (the other tests judge on the simulated one)
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_same_date_twice_same_sample_no_new_verdicts(
     kind: str, replayed_day: date, admin_key: str, tmp_path: Path

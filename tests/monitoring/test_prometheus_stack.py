@@ -28,6 +28,7 @@ from tests.conftest import CONFIG, ROOT, SESSION_DIR, STORE_URL, run_gavel
 
 pytestmark = [
     pytest.mark.stack,
+    pytest.mark.engine,  # the ray_vllm_* panels need the real vLLM engine's metrics
     pytest.mark.skipif(
         find_prometheus() is None and os.environ.get("CI") != "true",
         reason="no `prometheus` binary (Debian's package; `make prometheus` installs it)",

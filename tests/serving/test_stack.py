@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from tests.conftest import run_gavel
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.engine]  # OpenAI compatibility of the real engine
 
 MODELS = ("app-model", "judge-model")
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
