@@ -176,6 +176,7 @@ def _check(w: World) -> None:
     by_key: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         by_key.setdefault(r["key_name"], []).append(r)
+    everything = " ".join(str(v) for r in rows for v in r.values())
     for c in w.clients:
         mine = [r for r in by_key.get(c.name, []) if r["source"] != "shadow"]
         served = [r for r in mine if r["status"] < 400 or r["status"] == 499]
@@ -193,9 +194,8 @@ def _check(w: World) -> None:
             spent = lim._budgets.spent.get((c.name, datetime.now(UTC).date().isoformat()))
             if spent is not None:  # charged no more than it used
                 assert spent <= cost + 1e-9, f"{c.name}: charged {spent} for {cost}"
-        if k.metadata_only:
-            text_of = " ".join(str(v) for r in by_key.get(c.name, []) for v in r.values())
-            leaked = [m for m, n in w.markers.items() if n == c.name and m in text_of]
+        if k.metadata_only:  # anywhere: its own records, their shadows, any other row
+            leaked = [m for m, n in w.markers.items() if n == c.name and m in everything]
             assert not leaked, f"{c.name}: metadata-only text stored"
 
 
