@@ -110,7 +110,7 @@ async def _step(w: World, rng: random.Random) -> None:
         body["min_tokens"] = rng.choice([2, 100])
     body["stream"] = rng.random() < 0.5
     headers = {"x-gavel-source": rng.choice(["judge", "eval"])} if rng.random() < 0.15 else {}
-    engine = FakeEngine(words=rng.choice([1, 8, 40]), fail=rng.random() < 0.08)
+    engine = FakeEngine(words=rng.choice([1, 8, 40, 100]), fail=rng.random() < 0.08)
     w.handle.delay_s = 0.3 if rng.random() < 0.08 else 0.0
     event = rng.choice(["none"] * 6 + ["gone_early", "cut"])
     req = http_request(body, token=c.token, headers=headers)
@@ -166,6 +166,10 @@ def _check(w: World) -> None:
     assert lim._windows.open_reservations(time.monotonic()) == 0, "a reservation is open"
     assert lim._budgets.open_reservations() == 0, "a budget reservation is open"
     assert all(not h.running for h in p.admitter.leases.held.values()), "a lease runs"
+    ours = {h.lease.id for h in p.admitter.leases.held.values()}
+    ours |= {h.lease.id for h in p.admitter.leases._ended}
+    for key, window in lim._windows.windows.items():  # no lease held for nobody
+        assert set(window.holds) <= ours, f"{key}: a lease no replica holds is charged"
     gate = p.gate._slots
     assert gate is None or gate._value == 2, "a background slot was not given back"
     assert p.swap._shadows == 0, "a shadow slot was not given back"
@@ -177,6 +181,15 @@ def _check(w: World) -> None:
     for r in rows:
         by_key.setdefault(r["key_name"], []).append(r)
     everything = " ".join(str(v) for r in rows for v in r.values())
+    by_id = {r["request_id"]: r for r in rows}
+    for r in rows:
+        if r["source"] not in ("production", "shadow"):  # every key is infer-only
+            raise AssertionError(f"{r['key_name']}: an infer key's request is {r['source']}")
+        twin = by_id.get(r["twin_id"]) if r["source"] == "shadow" else None
+        if twin is not None and twin["status"] == 200 and r["status"] == 200:
+            assert (r["completion_tokens"] or 0) <= (twin["completion_tokens"] or 0), (
+                "a shadow generated more than its capped twin"
+            )
     for c in w.clients:
         mine = [r for r in by_key.get(c.name, []) if r["source"] != "shadow"]
         served = [r for r in mine if r["status"] < 400 or r["status"] == 499]
