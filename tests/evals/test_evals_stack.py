@@ -118,6 +118,7 @@ def test_identical_systems_are_not_declared_different(runs: dict[str, object]) -
     assert "gate: pass" in proc.stdout
 
 
+@pytest.mark.engine  # needs right answers to lose: the real model's
 def test_a_degraded_run_fails_the_gate_and_names_the_flipped_items(runs: dict[str, object]) -> None:
     first: RunResult = runs["first"]  # type: ignore[assignment]
     degraded: RunResult = runs["degraded"]  # type: ignore[assignment]
@@ -163,6 +164,7 @@ def test_ab_of_the_app_model_against_itself(runs: dict[str, object], api_key: st
     assert "decision: no significant difference" in proc.stdout
 
 
+@pytest.mark.engine  # needs right answers to lose: the real model's
 def test_ab_of_a_degraded_variant_fails(runs: dict[str, object], api_key: str) -> None:
     """B is the session's swap candidate: the app model cut to one token per answer. Its
     answers lose the reference (``correct``, a gating check): exit 1."""
