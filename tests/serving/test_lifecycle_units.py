@@ -165,12 +165,20 @@ async def test_a_new_replica_holds_production_until_it_reads_the_swap_state(
     record_swap(store, production="app-model", candidate="app-cand", action="rollback",
                 by="ops", shadow_rate=0.0, canary_weight=0.0, promoted=False)  # fmt: skip
     gw, store, _ = gateway(tmp_path, swap=swap)  # a replica that starts after the rollback
+    router = gw.parts.swap
+    assert router.arm("app-model", None) == "production"  # before its first read: held
+    assert not router.wants_shadow("production")
+    gw.swap_state._store = None  # type: ignore[assignment]  # the store is down
+    with pytest.raises(AttributeError):  # what the watcher's loop logs and retries
+        await gw.swap_state.refresh()
+    assert router.arm("app-model", None) == "production"  # still held, not the config's
+    gw.swap_state._store = store
+    await gw.swap_state.refresh()  # the rollback is read: production still
+    assert router.arm("app-model", None) == "production" and not router.held
     token, _ = _key(store, "app")
     engine = FakeEngine()
-    await gw.serve(http_request(ASK, token=token), "chat", engine)  # before its first read
-    await gw.swap_state.refresh()
     await gw.serve(http_request(ASK, token=token), "chat", engine)
-    assert [s["model"] for s in engine.seen] == ["app-model", "app-model"]
+    assert [s["model"] for s in engine.seen] == ["app-model"]
 
 
 async def test_auth_during_a_blackholed_store_fails_closed_after_its_grace() -> None:
