@@ -82,7 +82,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = reference_table()
     if args.check:
         same = readme_table(text) == table
-        print(f"{args.readme} is current" if same else f"{args.readme} differs: run `make cli-reference`")
+        print(
+            f"{args.readme} is current"
+            if same
+            else f"{args.readme} differs: run `make cli-reference`"
+        )
         return 0 if same else 1
     start, end = text.index(START) + len(START), text.index(END)
     args.readme.write_text(text[:start] + "\n" + table + text[end:])

@@ -157,7 +157,9 @@ class SimEngine(LLMEngine):
         except TooLarge as e:
             yield _error(str(e))
             return
-        rid = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
+        # As vLLM's OpenAI server: the response id carries the request's own id.
+        own = getattr(request, "request_id", None) or uuid.uuid4().hex
+        rid = f"{'chatcmpl' if chat else 'cmpl'}-{own}"
         created = int(time.time())
         stream = bool(getattr(request, "stream", False))
         if not stream:

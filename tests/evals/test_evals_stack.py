@@ -79,6 +79,7 @@ def runs(stack: str, api_key: str, tmp_path_factory: pytest.TempPathFactory) -> 
     }
 
 
+@pytest.mark.engine  # counts right answers: the real model's
 def test_a_suite_runs_end_to_end(runs: dict[str, object]) -> None:
     first: RunResult = runs["first"]  # type: ignore[assignment]
     assert first.model == "app-model" and first.model_calls == 8 and len(first.items) == 8
