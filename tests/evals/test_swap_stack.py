@@ -21,7 +21,7 @@ import pytest
 
 from loadtest._models import RequestRecord
 from serving.store import Store
-from tests.conftest import ROOT, STORE_URL, run_gavel
+from tests.conftest import ENGINE, ROOT, STORE_URL, run_gavel
 
 pytestmark = pytest.mark.stack
 N = 24
@@ -133,7 +133,7 @@ def test_promote_under_the_load_test_s_traffic_drops_nothing(stack: str, api_key
     prefix = f"promote-{uuid.uuid4().hex[:6]}-"
     load = subprocess.run(
         [sys.executable, "-m", "tests.evals.promote_load", stack.removesuffix("/v1"), api_key,
-         prefix, str(N_LOAD)],
+         prefix, str(N_LOAD), "8" if ENGINE == "vllm" else "96"],  # outlasts the promote
         cwd=ROOT, capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
     assert load.returncode == 0, load.stdout[-2000:] + load.stderr[-3000:]
