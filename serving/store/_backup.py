@@ -8,6 +8,7 @@ committed before it starts is in it.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -102,9 +103,36 @@ def describe(db: Database, path: Path) -> str:
     return f"{len(tables)} tables ({', '.join(tables)})"
 
 
+def backup_revision(db: Database, path: Path) -> str | None:
+    """The schema revision a backup was taken at (``None``: made before migrations)."""
+    if db.dialect == "sqlite":
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            row = con.execute("SELECT version_num FROM alembic_version").fetchone()
+        except sqlite3.DatabaseError:
+            return None
+        finally:
+            con.close()
+        return str(row[0]) if row else None
+    data = _run([_pg_tool("pg_restore"), "--data-only", "-t", "alembic_version", "-f", "-",
+                 str(path)])  # fmt: skip
+    found = re.search(r"^COPY [^\n]*alembic_version[^\n]*\n(\w+)\n", data, re.M)
+    return found.group(1) if found else None
+
+
 def restore(db: Database, path: Path) -> None:
-    """Replace the store's Gavel tables with the backup at ``path``."""
+    """Replace the store's Gavel tables with the backup at ``path``. A backup of a newer
+    Gavel (a schema revision this code does not know) is refused before anything
+    changes: this code could not read, upgrade or erase in it."""
     describe(db, path)  # refuses a missing or foreign file before anything changes
+    from serving.store._revisions import known_revisions
+
+    rev = backup_revision(db, path)
+    if rev is not None and rev not in known_revisions():
+        raise BackupError(
+            f"{path} is at schema revision {rev}, newer than this Gavel knows; restore it "
+            "with the Gavel that wrote it"
+        )
     if db.dialect == "sqlite":
         src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         dst = sqlite3.connect(_sqlite_path(db))

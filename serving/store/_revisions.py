@@ -56,6 +56,11 @@ def _config(conn: Connection | None = None) -> Config:
     return cfg
 
 
+def known_revisions() -> set[str]:
+    """Every revision among the migration scripts."""
+    return {s.revision for s in ScriptDirectory.from_config(_config()).walk_revisions()}
+
+
 def head_revision() -> str:
     """The newest revision among the migration scripts."""
     head = ScriptDirectory.from_config(_config()).get_current_head()

@@ -447,3 +447,21 @@ def test_store_passwords_and_backups_are_not_readable_by_others(
     monkeypatch.setattr(_backup.sqlite3, "connect", lambda p, **kw: connect(p, factory=Spy, **kw))
     _backup.backup(SimpleNamespace(dialect="sqlite", url=f"sqlite:///{src}"), tmp_path / "b.db")  # type: ignore[arg-type]
     assert modes == [0o600]
+
+
+def test_a_traffic_export_is_the_users_alone(tmp_path: Path) -> None:
+    """Issue 30, defect 12: ``gavel traffic export`` wrote world-readable files."""
+    from serving.cli import main
+
+    url = f"sqlite:///{tmp_path / 'gavel.db'}"
+    Store(url).insert_traffic([record(0, uuid.uuid4().hex, "secret text")])
+    cfg = tmp_path / "stack.yaml"
+    cfg.write_text(
+        f'gateway: {{store: {{url: "{url}"}}}}\n'
+        "models: [{role: app, model_id: app-model, source: {path: m}}]\n"
+    )
+    out = tmp_path / "day.jsonl"
+    day = datetime.now(UTC).date().isoformat()
+    assert main(["traffic", "export", "--date", day, "--out", str(out), "--config", str(cfg)]) == 0
+    assert "secret text" in out.read_text()
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o600

@@ -244,3 +244,27 @@ def test_erase_follows_every_place_a_key_s_text_can_be_and_survives_a_restore(
     reapply_erasures(store, log)
     assert "MARKER-42" not in _everything(store)
     assert [e["key_name"] for e in erasure_log(store)] == ["leaver"]
+
+
+def test_a_backup_of_a_newer_gavel_is_refused_before_anything_changes(
+    scratch_store_url: str, tmp_path
+) -> None:
+    """Issue 30, defect 11: restore checked no revision."""
+    import pytest
+    from sqlalchemy import text
+
+    from serving.store import BackupError
+
+    store = Store(scratch_store_url)
+    store.insert_traffic([_record(TODAY)])
+    backup(store, tmp_path / "b")
+    newer = Store(scratch_store_url)
+    with newer._engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    backup(newer, tmp_path / "newer")
+    with newer._engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0004'"))
+    with pytest.raises(BackupError, match="revision 9999, newer than this Gavel knows"):
+        restore(store, tmp_path / "newer")
+    restore(store, tmp_path / "b")  # its own revision: restored
+    assert store.count_traffic() == 1
