@@ -27,26 +27,10 @@ from serving.gateway._limits import RateLimiter
 from serving.gateway._record import GatewaySettings
 from serving.store import Store
 from serving.swap._config import SwapConfig
+from tests.serving.test_limits_units import MemoryKv
 
 PRICE = PriceConfig(input_per_mtok=1000.0, output_per_mtok=1000.0)
 """USD 0.001 a token: budgets of cents are exercised by a few requests."""
-
-
-class MemoryKV:
-    """The limiter journal's key-value store, in memory (Ray's GCS in production)."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, bytes] = {}
-
-    async def put(self, key: str, value: bytes) -> None:
-        self.data[key] = value
-
-    def items(self, prefix: str) -> list[tuple[str, bytes]]:
-        return [(k, v) for k, v in self.data.items() if k.startswith(prefix)]
-
-    async def delete_prefix(self, prefix: str) -> None:
-        for k in [k for k in self.data if k.startswith(prefix)]:
-            del self.data[k]
 
 
 class _Method:
@@ -67,8 +51,8 @@ class LimiterHandle:
     """A Serve handle's shape over a real :class:`RateLimiter` object; ``delay_s`` makes
     it slow (a limiter that times out), ``restart()`` replays its journal."""
 
-    def __init__(self, kv: MemoryKV | None = None) -> None:
-        self.kv = kv or MemoryKV()
+    def __init__(self, kv: MemoryKv | None = None) -> None:
+        self.kv = kv or MemoryKv()
         self.limiter = RateLimiter.func_or_class(None, journal=self.kv)  # type: ignore[attr-defined]
         self.calls: dict[str, int] = {}
         self.delay_s = 0.0
