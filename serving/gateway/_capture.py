@@ -225,8 +225,7 @@ class CaptureHook:
         self._settings = settings
 
     async def before(self, ctx: RequestContext) -> None:
-        if self._writer is not None:
-            self._writer.start()
+        """Nothing to take (the gateway starts the writer)."""
 
     def end(self, ctx: RequestContext) -> None:
         if self._writer is not None and ctx.engine_called:

@@ -167,8 +167,7 @@ class MetricsHook:
         self._reporter = reporter
 
     async def before(self, ctx: RequestContext) -> None:
-        if self._reporter is not None:
-            self._reporter.start()
+        """Nothing to take (the gateway starts the metrics report)."""
 
     def end(self, ctx: RequestContext) -> None:
         if ctx.engine_called:
