@@ -17,7 +17,7 @@ KEYS_DIR := .gavel/keys
 SETUP_HASH := $(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
 STAMP := $(CPU_VENV)/.gavel-setup-$(SETUP_HASH)
 
-.PHONY: bench-scale setup setup-gpu browser prometheus model serve test test-fast lint bench loadtest demo down clean reset dashboards cli-reference
+.PHONY: docs-figures bench-scale setup setup-gpu browser prometheus model serve test test-fast lint bench loadtest demo down clean reset dashboards cli-reference
 
 setup: $(if $(filter gpu,$(PROFILE)),setup-gpu,$(STAMP))
 
@@ -85,19 +85,28 @@ lint: setup
 # stack on the real vLLM engine (tests marked `engine`), and the multi-node cluster.
 # Each tier prints its slowest tests, and a warning when it exceeds its budget.
 PYTEST_TIMED := $(PY) -m tests.tiers
+# The unit tier on two workers (pytest-xdist; a PostgreSQL database per worker).
+UNIT_WORKERS ?= -n 2
+# The session stack's one store: PostgreSQL in the simulated-engine tier (the default
+# under CI), the embedded SQLite in the real-engine tier (what `make serve` runs).
 test: model lint browser prometheus
 	$(GAVEL) monitoring check
 	$(PY) -m serving.cli_reference --check
-	$(PYTEST_TIMED) unit -m "not stack"
+	$(PY) -m serving.bench.figures --check
+	$(PYTEST_TIMED) unit -m "not stack" $(UNIT_WORKERS)
 	GAVEL_TEST_ENGINE=sim $(PYTEST_TIMED) sim -m "stack and not engine"
-	GAVEL_TEST_ENGINE=vllm $(PYTEST_TIMED) engine -m "engine"
+	GAVEL_TEST_ENGINE=vllm GAVEL_TEST_STORE=sqlite $(PYTEST_TIMED) engine -m "engine"
 	$(PYTEST_TIMED) multinode -m multinode
 
 # Everything not marked `stack`: no Ray, no vLLM; a couple of minutes. A PostgreSQL test
 # that finds no server skips here (saying why), and fails under `make test`.
 test-fast: model lint browser prometheus
 	$(GAVEL) monitoring check
-	GAVEL_TEST_TIER=fast $(PYTEST_TIMED) unit -m "not stack"
+	GAVEL_TEST_TIER=fast $(PYTEST_TIMED) unit -m "not stack" $(UNIT_WORKERS)
+
+# The benchmark pages' figure tables, regenerated from docs/benchmarks/data/*.json.
+docs-figures: setup
+	$(PY) -m serving.bench.figures
 
 # Capacity at GPU token rates on the simulated engine: direct / stock Ray Serve LLM /
 # Gavel, alternated in blocks; writes reports/bench/scale.json and scale.png (~20 min).

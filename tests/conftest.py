@@ -17,7 +17,9 @@ and stops it with ``gavel down`` at the end.
 Each test session works in a temporary folder of its own, never in the working tree's
 ``.gavel/``: its stack config (``config/cpu.yaml`` with the store and the spool moved
 there) is ``$GAVEL_CONFIG`` and its stack state is under ``$GAVEL_STATE_DIR``, which
-the ``gavel`` subprocesses inherit.
+the ``gavel`` subprocesses inherit. The session's stack keeps one store for the whole
+session (``GAVEL_TEST_STORE``: a PostgreSQL database of its own, created and dropped by
+the session, or SQLite in the session folder): no test switches the store.
 """
 
 from __future__ import annotations
@@ -49,8 +51,39 @@ def _session_dir() -> Path:
 
 
 SESSION_DIR = _session_dir()
-STORE_URL = f"sqlite:///{SESSION_DIR / 'gavel.db'}"
-"""The session's store: the stack under test captures into it."""
+PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
+PG_URL = f"{PG_SERVER}/test"
+
+
+def postgres_available() -> str | None:
+    """``None`` if the PostgreSQL test server answers, else why not."""
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=2):
+            return None
+    except OSError as exc:
+        return f"no PostgreSQL at 127.0.0.1:5432 ({exc.strerror or exc})"
+
+
+def _session_store() -> str:
+    """The session stack's one store (no store-switch redeploys): ``GAVEL_TEST_STORE``
+    (``postgresql`` or ``sqlite``); by default PostgreSQL under CI or where a server
+    answers, else the embedded SQLite."""
+    kind = os.environ.get("GAVEL_TEST_STORE") or (
+        "postgresql" if os.environ.get("CI") == "true" or postgres_available() is None else "sqlite"
+    )
+    if kind == "sqlite":
+        return f"sqlite:///{SESSION_DIR / 'gavel.db'}"
+    if kind != "postgresql":
+        raise pytest.UsageError(f"GAVEL_TEST_STORE={kind!r}: use postgresql or sqlite")
+    suffix = "".join(c for c in SESSION_DIR.name.lower() if c.isalnum())[-12:]
+    return f"{PG_SERVER}/gavel_session_{suffix}"
+
+
+STORE_URL = _session_store()
+"""The session's store: the stack under test captures into it (one store per session)."""
+SESSION_ON_POSTGRES = STORE_URL.startswith("postgresql")
 CONFIG = str(SESSION_DIR / "stack.yaml")
 LOG = SESSION_DIR / "test-serve.log"
 
@@ -107,6 +140,25 @@ def run_gavel(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[s
     )
 
 
+def gavel_main(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """Run ``gavel`` in this process (``serving.cli.main``), as ``run_gavel`` does in a
+    subprocess: the same exit code, stdout and stderr, without importing the CLI again.
+    Unit tests use it; one subprocess test per command group keeps the console script
+    itself covered."""
+    import contextlib
+    import io
+
+    from serving.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.chdir(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse: --help, bad usage
+            code = exc.code if isinstance(exc.code, int) else 1
+    return subprocess.CompletedProcess(["gavel", *args], code, out.getvalue(), err.getvalue())
+
+
 def _serving() -> bool:
     try:
         # /health: open without a key (/v1/models needs one, so it never says 200 here).
@@ -129,6 +181,9 @@ def stack() -> Iterator[str]:
     if ENGINE == "vllm":  # the simulated engine has no weights to prepare
         prep = run_gavel("model", "prepare", "--config", str(ROOT / "config/cpu.yaml"), timeout=600)
         assert prep.returncode == 0, prep.stderr
+    if SESSION_ON_POSTGRES:
+        require_postgres()
+        _database(STORE_URL, create=True)
     with LOG.open("w") as log:
         proc = subprocess.run(
             [GAVEL, "serve", "--config", CONFIG, "--detach", "--timeout", "900"],
@@ -148,20 +203,27 @@ def stack() -> Iterator[str]:
     finally:
         down = run_gavel("down", timeout=300)
         print(down.stdout, down.stderr)
+        if SESSION_ON_POSTGRES:
+            _database(STORE_URL, create=False)
 
 
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+def _database(url: str, *, create: bool) -> None:
+    """Create (if missing) or drop the PostgreSQL database that ``url`` names."""
+    from sqlalchemy import create_engine, text
 
-
-def postgres_available() -> str | None:
-    """``None`` if the PostgreSQL test server answers, else why not."""
-    import socket
-
+    name = url.rsplit("/", 1)[1]
+    admin = create_engine(PG_SERVER + "/postgres", isolation_level="AUTOCOMMIT")
     try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=2):
-            return None
-    except OSError as exc:
-        return f"no PostgreSQL at 127.0.0.1:5432 ({exc.strerror or exc})"
+        with admin.connect() as c:
+            if not create:
+                c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            elif (
+                c.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first()
+                is None
+            ):
+                c.execute(text(f"CREATE DATABASE {name}"))
+    finally:
+        admin.dispose()
 
 
 def require_postgres() -> None:
@@ -176,13 +238,31 @@ def require_postgres() -> None:
     pytest.fail(f"the PostgreSQL tests need a server at 127.0.0.1:5432: {why}")
 
 
+@pytest.fixture(scope="session")
+def worker_pg_url() -> Iterator[str]:
+    """The PostgreSQL test database of this pytest process: ``test``, or under xdist a
+    database per worker (created here, dropped after), so that workers never share one."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        yield PG_URL
+        return
+    require_postgres()
+    url = f"{PG_SERVER}/gavel_unit_{worker}_{os.getpid()}"
+    _database(url, create=True)
+    try:
+        yield url
+    finally:
+        _database(url, create=False)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A real store of each kind: a fresh SQLite file, or the PostgreSQL test database."""
+    """A real store of each kind: a fresh SQLite file, or this process's PostgreSQL test
+    database (``worker_pg_url``)."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'gavel.db'}"
     require_postgres()
-    return PG_URL
+    return str(request.getfixturevalue("worker_pg_url"))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -198,11 +278,11 @@ def scratch_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterato
     from sqlalchemy import create_engine, text
 
     name = f"gavel_scratch_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_URL.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+    admin = create_engine(PG_SERVER + "/postgres", isolation_level="AUTOCOMMIT")
     with admin.connect() as c:
         c.execute(text(f"CREATE DATABASE {name}"))
     try:
-        yield PG_URL.rsplit("/", 1)[0] + "/" + name
+        yield f"{PG_SERVER}/{name}"
     finally:
         with admin.connect() as c:
             c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))

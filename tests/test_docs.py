@@ -81,3 +81,58 @@ def test_a_tier_over_its_budget_warns() -> None:
 
     assert verdict("unit", BUDGET_S["unit"] - 1).startswith("tier unit")
     assert verdict("unit", BUDGET_S["unit"] + 30).startswith("WARNING: tier unit")
+
+
+# --- Benchmark figures: regenerated from the benchmarks' JSON ----------------------------
+
+HAND_WRITTEN = {
+    "capacity-at-gpu-token-rates.md",
+    "chaos-under-load.md",
+    "judge-traffic-behind-production.md",
+    "overhead.md",
+    "storage-at-scale.md",
+    "the-daily-judge.md",
+    "the-judge-at-scale.md",
+    "wrong-tokens.md",
+}
+"""Benchmark pages whose figures were measured before the benchmarks recorded their
+provenance (each says its date in prose): they get a figures block when their benchmark
+next runs. This list may only shrink."""
+
+
+def test_every_benchmark_table_matches_its_json() -> None:
+    from serving.bench.figures import stale_blocks
+
+    assert stale_blocks() == [], "run `make docs-figures`"
+
+
+def test_every_benchmark_page_is_generated_or_listed_as_hand_written() -> None:
+    from serving.bench.figures import BLOCK
+
+    pages = [p for p in (ROOT / "docs/benchmarks").glob("*.md") if p.name != "README.md"]
+    generated = {p.name for p in pages if BLOCK.search(p.read_text())}
+    assert generated, "no benchmark page is generated from JSON"
+    assert generated.isdisjoint(HAND_WRITTEN), generated & HAND_WRITTEN
+    assert {p.name for p in pages} == generated | HAND_WRITTEN
+
+
+def test_a_table_that_differs_from_its_json_is_stale(tmp_path: Path) -> None:
+    """The table-from-JSON check can fail: a hand-edited figure, or new JSON."""
+    import json
+
+    from serving.bench.figures import refresh, render
+
+    def table(data: dict[str, object]) -> str:
+        return f"| x |\n|---|\n| {data['x']} |"
+
+    prov = {"date": "2026-12-03", "commit": "abc1234", "dirty": False, "config": "c.yaml",
+            "machine": {"cpus": 2, "memory_gib": 23.4, "system": "Linux x86_64"}}  # fmt: skip
+    (tmp_path / "b.json").write_text(json.dumps({"x": 7, "provenance": prov}))
+    body = render({"x": 7, "provenance": prov}, table)
+    assert body.startswith("Measured 2026-12-03 at commit `abc1234` (config: c.yaml) on a 2-core")
+    page = f"intro\n<!-- figures: b -->\n{body}<!-- /figures -->\nafter\n"
+    assert refresh(page, tmp_path, {"b": table}) == page
+    edited = page.replace("| 7 |", "| 8 |")
+    assert refresh(edited, tmp_path, {"b": table}) == page
+    (tmp_path / "b.json").write_text(json.dumps({"x": 9, "provenance": prov}))
+    assert "| 9 |" in refresh(page, tmp_path, {"b": table})

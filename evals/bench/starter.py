@@ -10,7 +10,6 @@ more from the cache; cold and cached alternate, and the spread over rounds is pr
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
@@ -22,6 +21,7 @@ from evals._run import run_suite
 from evals._suite import load_suite
 from judges import load_judging
 from serving import default_config, load_config, new_key, open_store
+from serving.bench.provenance import write_report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
+    write_report(out, report, config=args.config)
     print(
         f"cold {statistics.median(cold):.2f} items/s [{min(cold):.2f}-{max(cold):.2f}], "
         f"cached {statistics.median(cached):.1f} items/s [{min(cached):.1f}-{max(cached):.1f}]; "

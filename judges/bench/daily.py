@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import platform
 import random
 import statistics
@@ -42,6 +41,7 @@ from judges._criteria import Criterion, VerdictFormat
 from judges._daily import run_daily
 from judges._replay import replay
 from serving import StackConfig, connect_ray, default_config, load_config, new_key, open_store
+from serving.bench.provenance import write_report
 from serving.store import Store
 
 CRITERIA = ("answers_question", "concise", "follows_format")
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     }  # fmt: skip
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
+    write_report(out, report, config=args.config)
     print("\n=== daily judge: items/s, median [min-max] over rounds ===")
     for name, f in formats.items():
         s = f["items_s"]

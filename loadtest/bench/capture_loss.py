@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -23,6 +22,7 @@ import httpx
 
 from loadtest.bench._harness import ROOT, create_key
 from serving import load_config
+from serving.bench.provenance import write_report
 from serving.store import Store, resolve_url
 
 
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     out = ROOT / args.out
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
+    write_report(out, report, config=args.config)
     print(f"rate {args.rate}/s, flush every {flush}s; SIGKILL of the ingress at {killed_at:.1f}s")
     print(
         f"completed {len(done)}, failed during the restart {failures}, "

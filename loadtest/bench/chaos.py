@@ -35,6 +35,7 @@ from loadtest.bench._cluster import (
     stop_nodes,
     worker_raylet_pid,
 )
+from serving.bench.provenance import write_report
 
 FAULTS = ("gateway_replica", "engine_replica", "limiter", "worker_node")
 _CLASS = {
@@ -159,7 +160,8 @@ def main() -> None:
             stop_nodes()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"faults": results, "concurrency": 64, "output_len": 64}, indent=2))
+    write_report(out, {"faults": results, "concurrency": 64, "output_len": 64},
+                 config="two nodes, simulated engines")  # fmt: skip
 
 
 if __name__ == "__main__":

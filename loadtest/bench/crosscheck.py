@@ -13,7 +13,6 @@ only in that case.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -23,6 +22,7 @@ from loadtest._report import read_result
 from loadtest.bench._harness import ROOT, create_key, vllm_bench
 from loadtest.bench._harness import gavel as _gavel
 from serving import load_config
+from serving.bench.provenance import write_report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     out = ROOT / args.out
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
+    write_report(out, report, config=args.config)
     print(
         f"\n=== one cell: {args.input_len} in / {args.output_len} out, "
         f"concurrency {args.concurrency}, {args.requests} requests ==="

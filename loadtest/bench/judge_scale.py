@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 
 from loadtest.bench._cluster import GAVEL, ROOT, Stack, scratch_database, start_nodes, stop_nodes
+from serving.bench.provenance import write_report
 
 ITEMS_PER_RECORD = 4
 """The shipped criteria judge 4 binary criteria per record (reference and pairwise need
@@ -209,7 +210,7 @@ def main() -> None:
         "items_per_s_median": statistics.median(r["items_per_s"] for r in results)
         if results else None,
     }  # fmt: skip
-    out.write_text(json.dumps(report, indent=2))
+    write_report(out, report, config="two nodes, simulated engines")
     print(json.dumps({k: v for k, v in report.items() if k != "runs"}, indent=2))
 
 

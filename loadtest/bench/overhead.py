@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import platform
 import statistics
@@ -39,6 +38,7 @@ import yaml
 from loadtest.bench._cpu import classify, cpu_delta, snapshot, tree_cpu
 from loadtest.bench._harness import ROOT, create_key, gavel, vllm_bench
 from serving import StackConfig, load_config
+from serving.bench.provenance import write_report
 
 BARE_PORT = 8100
 INPUT_LEN = OUTPUT_LEN = 128
@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, default=float))
+    write_report(out, report, config=args.config)
 
     print(f"\n=== Gavel vs bare vLLM: median [min-max] over {args.blocks} pairs of blocks ===")
     met: dict[str, dict[str, bool]] = report["meets"]  # type: ignore[assignment]

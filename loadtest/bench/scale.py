@@ -30,6 +30,7 @@ import httpx
 
 from loadtest.bench._cpu import classify, cpu_delta, snapshot
 from loadtest.bench._harness import ROOT
+from serving.bench.provenance import write_report
 
 CONCURRENCY = (1, 16, 64, 256)
 OUTPUT_LEN = 64
@@ -299,18 +300,9 @@ def main() -> None:
     cells, summary = summarize(runs)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "cells": cells,
-                "summary": summary,
-                "runs": runs,
-                "output_len": OUTPUT_LEN,
-                "profile": "llama-3.1-8b-h100",
-            },
-            indent=2,
-        )
-    )
+    report = {"cells": cells, "summary": summary, "runs": runs, "output_len": OUTPUT_LEN,
+              "profile": "llama-3.1-8b-h100"}  # fmt: skip
+    write_report(out, report, config="simulated llama-3.1-8b-h100 engines")
     plot(cells, out.with_suffix(".png"))
     print(json.dumps(summary, indent=2))
 

@@ -26,6 +26,7 @@ import httpx
 import yaml
 
 from loadtest.bench._cluster import Stack, scratch_database, start_nodes, stop_nodes
+from serving.bench.provenance import write_report
 
 SWAP = {
     "production": "app-model",
@@ -125,7 +126,7 @@ def main() -> None:
     }  # fmt: skip
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
+    write_report(out, report, config="simulated engines")
     print(json.dumps(report, indent=2))
 
 

@@ -15,7 +15,6 @@ flooded, and what the flood got (401: looked up once, then from the negative cac
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from loadtest._runner import preflight, run_cell
 from loadtest.bench._harness import ROOT, create_key
 from loadtest.metrics import percentile
 from serving import load_config
+from serving.bench.provenance import write_report
 
 FLOOD = """
 import asyncio, secrets, sys, time, httpx
@@ -135,8 +135,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"flood - quiet, median [min, max]: p99 TTFT {summary['p99_ttft_delta_ms']}, "
           f"p50 TTFT {summary['p50_ttft_delta_ms']}")  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"pairs": pairs, "summary": summary, **vars(args)},
-                                   indent=2, default=str))  # fmt: skip
+    report = {"pairs": pairs, "summary": summary, **vars(args)}
+    write_report(args.out, report, config=args.config)
     print(f"wrote {args.out}")
 
 

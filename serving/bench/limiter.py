@@ -18,8 +18,9 @@ import json
 import statistics
 import time
 import uuid
-from pathlib import Path
 from typing import Any
+
+from serving.bench.provenance import write_report
 
 CONCURRENCY = (1, 8, 64)
 
@@ -125,10 +126,38 @@ def main() -> None:
     }
     calls = sum(r["calls"] for r in runs if r["system"] == "journal")
     summary["journal_writes_per_call"] = round(writes / max(1, calls), 3)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"runs": runs, "median": summary}, indent=2))
+    report = {"runs": runs, "median": summary, "rounds": args.rounds, "seconds": args.seconds}
+    write_report(args.out, report, config="RateLimiter alone, rpm/tpm far away, no leases")
     print(json.dumps(summary, indent=2))
+
+
+def _cell(spread: list[float], unit: str = "", digits: int = 0) -> str:
+    med, lo, hi = (f"{v:.{digits}f}" for v in spread)
+    return f"{med}{unit} [{lo}–{hi}]"
+
+
+def table(data: dict[str, Any]) -> str:
+    """The page's table from this benchmark's JSON: medians [min–max] over the rounds
+    per caller count, with and without the journal (pure)."""
+    med = data["median"]
+    rows = [
+        "| callers | admissions/s, journal | no journal | round trip p50, journal "
+        "| no journal | p99, journal |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in CONCURRENCY:
+        j, n = med[f"journal c={c}"], med[f"no-journal c={c}"]
+        rows.append(
+            f"| {c} | {_cell(j['admissions_per_s'])} | {_cell(n['admissions_per_s'])} "
+            f"| {_cell(j['p50_ms'], ' ms', 1)} | {_cell(n['p50_ms'], ' ms', 1)} "
+            f"| {j['p99_ms'][0]:.0f} ms |"
+        )
+    rounds = data.get("rounds", 3)
+    rows.append(
+        f"\n{rounds} rounds per concurrency, medians [min–max]; journal writes per call: "
+        f"{med['journal_writes_per_call']}."
+    )
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":

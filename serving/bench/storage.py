@@ -32,6 +32,7 @@ from typing import Any
 from sqlalchemy import create_engine, text
 
 from serving._gateway_config import RetentionConfig
+from serving.bench.provenance import write_report
 from serving.store import Store, purge, tables
 from serving.store._lifecycle import hot_queries
 
@@ -246,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
             results.append(figures)
             _print(figures)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"results": results, "days": DAYS}, indent=2, default=str))
+    write_report(args.out, {"results": results, "days": DAYS}, config="no stack")
     print(f"wrote {args.out}")
 
 

@@ -14,7 +14,7 @@ from evals._checks import AssertArgs
 from evals._compare import PairOutcome
 from evals._result import CheckSummary, EpochResult, ItemResult
 from evals._suite import Params
-from tests.conftest import ROOT, run_gavel
+from tests.conftest import ROOT, gavel_main, run_gavel
 
 
 def _suite(tmp: Path, checks: str, lines: list[str] | None = None) -> Path:
@@ -79,7 +79,7 @@ def test_a_bad_suite_or_dataset_is_one_line_exit_2_before_any_call(
 ) -> None:
     suite = _suite(tmp_path, checks, lines)
     # No stack is needed: the suite is refused before the endpoint is even looked up.
-    proc = run_gavel(
+    proc = gavel_main(
         "eval", "run", str(suite), "--api-key", "k", "--base-url", "http://127.0.0.1:9/v1"
     )
     assert proc.returncode == 2, proc.stderr
@@ -89,6 +89,7 @@ def test_a_bad_suite_or_dataset_is_one_line_exit_2_before_any_call(
 
 def test_unreachable_endpoint_is_one_line_exit_2(tmp_path: Path) -> None:
     suite = _suite(tmp_path, "  - {name: c, assert: contains_expected}\n")
+    # The eval group's one subprocess test: the console script itself.
     proc = run_gavel(
         "eval", "run", str(suite), "--api-key", "k", "--base-url", "http://127.0.0.1:9/v1"
     )
@@ -98,7 +99,7 @@ def test_unreachable_endpoint_is_one_line_exit_2(tmp_path: Path) -> None:
 
 def test_shipped_suites_load() -> None:
     for name in ("reference_qa", "judge_eval"):
-        proc = run_gavel(
+        proc = gavel_main(
             "eval",
             "run",
             str(ROOT / f"evals/suites/{name}.yaml"),

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +17,7 @@ from evals.swap._trial import SwapTraffic, arm_checks, decide, split, trial_star
 from serving import SwapConfig, TrafficRecord
 from serving.store import Store
 from serving.swap import SwapEvent
+from tests.conftest import gavel_main
 
 SWAP = SwapConfig.model_validate(
     {
@@ -108,12 +108,8 @@ def _run_report(
         "swap": swap,
     }  # fmt: skip
     (tmp_path / "stack.yaml").write_text(yaml.safe_dump(cfg))
-    gavel = str(Path(sys.executable).parent / "gavel")
-    return subprocess.run(
-        [gavel, "swap", "report", "--no-judge", "--config", str(tmp_path / "stack.yaml"),
-         "--out", str(tmp_path / "out"), *extra],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    return gavel_main("swap", "report", "--no-judge", "--config", str(tmp_path / "stack.yaml"),
+                      "--out", str(tmp_path / "out"), *extra)  # fmt: skip
 
 
 def test_the_report_command_decides_from_the_store_and_publishes_the_decision(

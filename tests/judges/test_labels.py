@@ -19,7 +19,7 @@ from judges._report import write_reports
 from judges._result import DailyResult
 from judges._rows import RateRow
 from judges._store import VerdictStore
-from tests.conftest import run_gavel
+from tests.conftest import gavel_main, run_gavel
 from tests.judges.conftest import LABELLED_CRITERIA, Seeded, secret, seed_pairs, write_configs
 
 
@@ -81,6 +81,7 @@ def test_import_with_a_bad_row_changes_nothing_and_names_the_line(seeded: Seeded
             {"item_id": b, "criterion": "concise", "label": "fail"},
         ],
     )
+    # The label group's one subprocess test: the console script itself.
     proc = run_gavel("label", "import", str(path), *_gavel_cfg(seeded))
     assert proc.returncode == 2, proc.stdout
     assert f"{path}:4: label:" in proc.stderr
@@ -108,21 +109,21 @@ def test_import_export_round_trip(seeded: Seeded) -> None:
             },
         ],
     )
-    proc = run_gavel("label", "import", str(src), "--labeller", "golden", *_gavel_cfg(seeded))
+    proc = gavel_main("label", "import", str(src), "--labeller", "golden", *_gavel_cfg(seeded))
     assert proc.returncode == 0, proc.stderr
     assert "imported 2 labels" in proc.stdout
     got = {(lab.item_id, lab.criterion): lab for lab in _labels_of(seeded)}
     assert got[(a, "concise")].labeller == "golden" and got[(a, "concise")].note == "rambles"
     assert got[(b, "answers_question")].labeller == "carol"
     out = seeded.tmp / "out" / "labels.jsonl"
-    proc = run_gavel("label", "export", str(out), *_gavel_cfg(seeded))
+    proc = gavel_main("label", "export", str(out), *_gavel_cfg(seeded))
     assert proc.returncode == 0, proc.stderr
     exported = [json.loads(line) for line in out.read_text().splitlines()]
     mine = [r for r in exported if r["item_id"] in seeded.items]
     assert len(mine) == 2
     assert all(r["criterion_version"] and r["labeller"] and r["labelled_at"] for r in mine)
     # Importing the export again updates in place: still two labels.
-    proc = run_gavel("label", "import", str(out), *_gavel_cfg(seeded))
+    proc = gavel_main("label", "import", str(out), *_gavel_cfg(seeded))
     assert proc.returncode == 0, proc.stderr
     assert len(_labels_of(seeded)) == 2
 
@@ -136,7 +137,7 @@ def test_calibrate_cli_numbers_drift_notes_and_new_version(seeded: Seeded) -> No
         rows.append({"item_id": item, "criterion": "answers_question", "label": human})
     rows[1]["criterion_note"] = "unclear for arithmetic"
     path = _write(seeded.tmp / "l.jsonl", rows)
-    assert run_gavel("label", "import", str(path), *_gavel_cfg(seeded)).returncode == 0
+    assert gavel_main("label", "import", str(path), *_gavel_cfg(seeded)).returncode == 0
     # Expected, by hand, from the same labels and the seeded verdicts.
     expected = calibrate(
         seeded.criteria,
@@ -146,7 +147,7 @@ def test_calibrate_cli_numbers_drift_notes_and_new_version(seeded: Seeded) -> No
         criterion="answers_question",
     )[0]
     out = seeded.tmp / "cal.json"
-    proc = run_gavel(
+    proc = gavel_main(
         "judge", "calibrate", "--criterion", "answers_question", "--json", str(out),
         *_gavel_cfg(seeded),
     )  # fmt: skip
@@ -158,14 +159,14 @@ def test_calibrate_cli_numbers_drift_notes_and_new_version(seeded: Seeded) -> No
     # On PostgreSQL other tests' labels share the table; on a clean store n is exactly 5.
     assert got["n"] >= 5
 
-    bad = run_gavel("judge", "calibrate", "--criterion", "nope", *_gavel_cfg(seeded))
+    bad = gavel_main("judge", "calibrate", "--criterion", "nope", *_gavel_cfg(seeded))
     assert bad.returncode == 2 and "unknown criterion 'nope'" in bad.stderr
 
     # A new rubric is a new version: its calibration starts from nothing.
     new_tmp = seeded.tmp / "v2"
     new_tmp.mkdir()
     stack2, judging2 = write_configs(new_tmp, seeded.store.url, rubric_suffix=" Be strict.")
-    proc = run_gavel(
+    proc = gavel_main(
         "judge", "calibrate", "--criterion", "answers_question", "--json", str(out),
         "--config", str(stack2), "--judging", str(judging2),
     )  # fmt: skip
@@ -396,14 +397,14 @@ def test_pairwise_labels_import_calibrate_and_make_the_judge_trusted(seeded: See
     rows = [{"item_id": item, "criterion": "preferred_response",
              "label": "B" if n == 0 else pairs.judge[n]}
             for n, item in enumerate(pairs.item_ids)]  # fmt: skip
-    bad = run_gavel("label", "import", str(_write(seeded.tmp / "bad.jsonl", [
+    bad = gavel_main("label", "import", str(_write(seeded.tmp / "bad.jsonl", [
         {**rows[0], "label": "pass"}])), *_gavel_cfg(seeded))  # fmt: skip
     assert bad.returncode == 2
     assert "bad.jsonl:1: label: 'preferred_response' takes A, B or tie" in bad.stderr
     path = _write(seeded.tmp / "pairs.jsonl", rows)  # type: ignore[arg-type]
-    assert run_gavel("label", "import", str(path), *_gavel_cfg(seeded)).returncode == 0
+    assert gavel_main("label", "import", str(path), *_gavel_cfg(seeded)).returncode == 0
     out = seeded.tmp / "cal.json"
-    proc = run_gavel("judge", "calibrate", "--criterion", "preferred_response", "--json",
+    proc = gavel_main("judge", "calibrate", "--criterion", "preferred_response", "--json",
                      str(out), *_gavel_cfg(seeded))  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "preferred_response" in proc.stdout and "pos-cons" in proc.stdout

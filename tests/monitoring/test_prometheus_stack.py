@@ -4,7 +4,8 @@ A Prometheus (Debian's package) on a free port with its own storage scrapes the
 gateway's ``/metrics`` and Ray's metrics export port (vLLM's engine metrics) every
 second, with Gavel's rules loaded. A short load test and a small judging run go
 through the stack; then each query of each dashboard panel goes through Prometheus's
-HTTP API and must neither error nor come back empty.
+HTTP API and must neither error nor come back empty. The ``ray_vllm_*`` panels are
+checked on the real engine (``engine`` tier), every other panel on the simulated one.
 """
 
 from __future__ import annotations
@@ -26,9 +27,12 @@ from serving.monitoring._prometheus import LocalPrometheus, find_prometheus, scr
 from serving.store import Store
 from tests.conftest import CONFIG, ROOT, SESSION_DIR, STORE_URL, run_gavel
 
+ENGINE_METRICS = "ray_vllm_"
+"""The real vLLM engine's metrics (through Ray): their panels are checked on the real
+engine; every other panel on the simulated one, which exports none of them."""
+
 pytestmark = [
     pytest.mark.stack,
-    pytest.mark.engine,  # the ray_vllm_* panels need the real vLLM engine's metrics
     pytest.mark.skipif(
         find_prometheus() is None and os.environ.get("CI") != "true",
         reason="no `prometheus` binary (Debian's package; `make prometheus` installs it)",
@@ -137,20 +141,8 @@ def test_every_panel_query_returns_series(
     _wait_for(prometheus, "gavel_judge_kappa")
     _wait_for(prometheus, "gavel_swap_win_rate")
     _wait_for(prometheus, "gavel_loadtest_output_tokens_per_second")
-    _wait_for(prometheus, "ray_vllm_kv_cache_usage_perc")
     time.sleep(3)  # a few more scrapes, so every rate() has two samples after the load
-    counts: dict[str, int] = {}
-    failures = []
-    for uid, panel, q in panel_queries():
-        expr = expand(q.expr, rate_interval="5m")
-        try:
-            n = len(prometheus.query(expr))
-        except ValueError as exc:
-            failures.append(f"{uid} / {panel}: {expr}: {exc}")
-            continue
-        counts[f"{uid} / {panel} / {q.legend}"] = n
-        if n == 0:
-            failures.append(f"{uid} / {panel}: {expr}: no series")
+    failures, counts = _query_panels(prometheus, engine=False)
     (SESSION_DIR / "panel_series.json").write_text(json.dumps(counts, indent=2))
     print(json.dumps(counts, indent=2))
     assert not failures, "\n".join(failures)
@@ -158,6 +150,46 @@ def test_every_panel_query_returns_series(
     rules = httpx.get(f"{prometheus.url}/api/v1/rules", timeout=10).json()["data"]["groups"]
     assert {g["name"] for g in rules} == {"gavel.recording", "gavel.alerts"}
     assert all(r["health"] == "ok" for g in rules for r in g["rules"]), rules
+
+
+@pytest.mark.engine  # the ray_vllm_* panels need the real vLLM engine's metrics
+def test_the_engine_panels_return_series(
+    prometheus: LocalPrometheus, api_key: str, stack: str
+) -> None:
+    assert prometheus.targets_up() == {"gavel-gateway": True, "ray": True} or _wait_up(prometheus)
+    for i in range(3):
+        r = httpx.post(
+            f"{stack}/chat/completions",
+            json={"model": "app-model", "max_tokens": 8, "stream": i == 0,
+                  "messages": [{"role": "user", "content": f"Count to {i + 3}."}]},
+            headers={"Authorization": f"Bearer {api_key}"}, timeout=120,
+        )  # fmt: skip
+        assert r.status_code == 200, r.text
+    _wait_for(prometheus, "ray_vllm_kv_cache_usage_perc")
+    time.sleep(3)  # a few more scrapes, so every rate() has two samples after the load
+    failures, counts = _query_panels(prometheus, engine=True)
+    assert counts, "no panel queries the engine's metrics"
+    assert not failures, "\n".join(failures)
+
+
+def _query_panels(prom: LocalPrometheus, *, engine: bool) -> tuple[list[str], dict[str, int]]:
+    """Run every panel query on the engine's metrics (``engine``) or every other one;
+    returns the failures (an error, or no series) and the series count per query."""
+    counts: dict[str, int] = {}
+    failures = []
+    for uid, panel, q in panel_queries():
+        if (ENGINE_METRICS in q.expr) != engine:
+            continue
+        expr = expand(q.expr, rate_interval="5m")
+        try:
+            n = len(prom.query(expr))
+        except ValueError as exc:
+            failures.append(f"{uid} / {panel}: {expr}: {exc}")
+            continue
+        counts[f"{uid} / {panel} / {q.legend}"] = n
+        if n == 0:
+            failures.append(f"{uid} / {panel}: {expr}: no series")
+    return failures, counts
 
 
 def _swap_figures(stack: str, api_key: str, tmp: Path) -> None:

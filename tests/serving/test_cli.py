@@ -9,7 +9,7 @@ from subprocess import CompletedProcess
 
 import pytest
 
-from tests.conftest import GAVEL, ROOT, run_gavel
+from tests.conftest import GAVEL, ROOT, gavel_main, run_gavel
 
 BASE = """
 models:
@@ -37,7 +37,7 @@ def test_serve_config_errors_exit_2_in_one_line(
 ) -> None:
     cfg = tmp_path / "bad.yaml"
     cfg.write_text(BASE % path + extra)
-    proc = run_gavel("serve", "--config", str(cfg))
+    proc = gavel_main("serve", "--config", str(cfg))
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
@@ -49,11 +49,12 @@ def test_serve_config_errors_exit_2_in_one_line(
 def test_missing_model_folder_says_to_prepare(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text(BASE % "models/nothing-here")
-    proc = run_gavel("serve", "--config", str(cfg))
+    proc = gavel_main("serve", "--config", str(cfg))
     assert "run `gavel model prepare`" in proc.stderr
 
 
 def test_missing_config_file() -> None:
+    # The serve group's one subprocess test: the console script itself.
     proc = run_gavel("serve", "--config", "nope.yaml")
     assert proc.returncode == 2
     assert proc.stderr.strip() == "gavel: error: nope.yaml: file not found"
@@ -61,7 +62,7 @@ def test_missing_config_file() -> None:
 
 def test_config_check_accepts_shipped_configs() -> None:
     for name in ("config/cpu.yaml", "config/gpu.yaml"):
-        proc = run_gavel("config", "check", name)
+        proc = gavel_main("config", "check", name)
         assert proc.returncode == 0, proc.stderr
         assert "app=app-model, judge=judge-model" in proc.stdout
 
@@ -70,17 +71,16 @@ def test_config_check_accepts_shipped_configs() -> None:
 
 
 def _gavel_in(cwd: Path, *args: str, env: dict[str, str] | None = None) -> CompletedProcess[str]:
-    """``gavel`` run from ``cwd`` with ``$GAVEL_CONFIG`` unset unless ``env`` sets it."""
-    base = {k: v for k, v in os.environ.items() if k != "GAVEL_CONFIG"}
-    return subprocess.run(
-        [GAVEL, *args],
-        cwd=cwd,
-        env={**base, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    """``gavel`` run (in this process) from ``cwd`` with ``$GAVEL_CONFIG`` unset unless
+    ``env`` sets it; the environment is put back afterwards."""
+    saved = dict(os.environ)
+    os.environ.pop("GAVEL_CONFIG", None)
+    os.environ.update(env or {})
+    try:
+        return gavel_main(*args, cwd=cwd)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def _store_config(folder: Path) -> Path:

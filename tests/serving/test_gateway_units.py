@@ -156,7 +156,7 @@ def test_one_hostile_record_does_not_break_a_days_export(
     """Found on the live stack (issue 21): a body nested deeper than pydantic serializes
     was served and captured, then `traffic export` died with a traceback, exporting
     nothing. Now that record is skipped, counted and named; the rest are exported."""
-    from tests.conftest import run_gavel
+    from tests.conftest import gavel_main
 
     tag = uuid.uuid4().hex
     deep: dict[str, object] = {}
@@ -172,8 +172,8 @@ def test_one_hostile_record_does_not_break_a_days_export(
         "models: [{role: app, model_id: app-model, source: {path: m}}]\n"
     )
     out = tmp_path / f"day.{fmt}"
-    proc = run_gavel("traffic", "export", "--config", str(cfg), "--date", "today",
-                     "--format", fmt, "--out", str(out))  # fmt: skip
+    proc = gavel_main("traffic", "export", "--config", str(cfg), "--date", "today",
+                      "--format", fmt, "--out", str(out))  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     (line,) = [x for x in proc.stderr.splitlines() if x.startswith("skipped")]

@@ -14,7 +14,7 @@ from serving._keys import hash_key, new_key, new_secret
 from serving.gateway._auth import KeyCache, WrongTokenGuard, authenticate
 from serving.gateway._body import Refusal
 from serving.store import Store
-from tests.conftest import GAVEL
+from tests.conftest import GAVEL, gavel_main
 
 
 async def _status(token: str, cache: KeyCache, **kw: object) -> int:
@@ -92,10 +92,11 @@ def test_keys_rotate_and_list_json_on_the_cli(tmp_path: Path) -> None:
     )
 
     def gavel(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([GAVEL, "--config", str(cfg), *args], capture_output=True,
-                              text=True, timeout=120, check=False)  # fmt: skip
+        return gavel_main("--config", str(cfg), *args)
 
-    made = gavel("keys", "create", "svc", "--expires", "30d")
+    # The keys group's one subprocess test: the console script itself.
+    argv = [GAVEL, "--config", str(cfg), "keys", "create", "svc", "--expires", "30d"]
+    made = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     assert made.returncode == 0 and "expires" in made.stdout, made.stderr
     rotated = gavel("keys", "rotate", "svc", "--grace", "1h", "--save", str(tmp_path / "k"))
     assert rotated.returncode == 0, rotated.stderr
@@ -131,7 +132,7 @@ def test_a_limit_beyond_the_stores_integer_is_a_usage_error(scratch_store_url: s
 
     import yaml
 
-    from tests.conftest import GAVEL, ROOT
+    from tests.conftest import ROOT
 
     data = yaml.safe_load((ROOT / "config" / "cpu.yaml").read_text())
     data["gateway"]["store"] = {"url": scratch_store_url}
@@ -141,11 +142,6 @@ def test_a_limit_beyond_the_stores_integer_is_a_usage_error(scratch_store_url: s
         ["create", "big", "--tpm", "10000000000"],
         ["update", "big", "--rpm", "3000000000"],
     ):
-        proc = subprocess.run(
-            [GAVEL, "keys", *args, "--config", str(stack)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        proc = gavel_main("keys", *args, "--config", str(stack))
         assert proc.returncode == 2, proc.stderr
         assert "2147483647" in proc.stderr and "Traceback" not in proc.stderr

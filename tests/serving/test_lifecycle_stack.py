@@ -1,4 +1,4 @@
-"""The data's lifecycle on the real stack, with SQLite and then PostgreSQL as its store:
+"""The data's lifecycle on the real stack, on the session's one store (PostgreSQL under CI):
 key rotation with a grace period, budgets under concurrency and across a restart of the
 limiter, and every reader over hostile records that the gateway accepted."""
 
@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,9 +17,8 @@ import httpx
 import pytest
 
 from serving.store import Store
-from tests.conftest import CONFIG, PG_URL, STORE_URL, require_postgres
+from tests.conftest import CONFIG, STORE_URL
 from tests.conftest import run_gavel as _run_gavel
-from tests.serving.test_gateway import _deploy, _pg_config
 from tests.serving.test_hostile import _burst, _post
 
 pytestmark = pytest.mark.stack
@@ -51,21 +49,10 @@ class Deployed:
         return n
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def deployed(
-    request: pytest.FixtureRequest, stack: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Deployed]:
-    """The stack on its SQLite store, then re-deployed on PostgreSQL (and back)."""
-    if request.param == "sqlite":
-        yield Deployed(stack, STORE_URL, CONFIG)
-        return
-    require_postgres()
-    config = _pg_config(tmp_path_factory.mktemp("lifecycle-pg"))
-    _deploy(config)
-    try:
-        yield Deployed(stack, PG_URL, str(config))
-    finally:
-        _deploy(CONFIG)
+@pytest.fixture(scope="module")
+def deployed(stack: str) -> Deployed:
+    """The session stack on its one store (PostgreSQL under CI's simulated-engine tier)."""
+    return Deployed(stack, STORE_URL, CONFIG)
 
 
 def _new_key(d: Deployed, *args: str) -> tuple[str, str]:

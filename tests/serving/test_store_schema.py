@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from serving.store import SchemaOutOfDate, Store, tables
 from serving.store._revisions import downgrade, head_revision, pending_changes
-from tests.conftest import GAVEL
+from tests.conftest import GAVEL, gavel_main
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PREVIOUS = "ba50a8c"
@@ -98,10 +98,11 @@ def test_an_out_of_date_store(scratch_store_url: str, tmp_path: Path) -> None:
     )
 
     def gavel(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([GAVEL, *args, "--config", str(cfg)], capture_output=True,
-                              text=True, timeout=120, check=False)  # fmt: skip
+        return gavel_main(*args, "--config", str(cfg))
 
-    current = gavel("store", "current")
+    # The store group's one subprocess test: the console script itself.
+    current = subprocess.run([GAVEL, "store", "current", "--config", str(cfg)],
+                             capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
     assert current.returncode == 1
     assert current.stdout.strip() == "revision none (made before migrations): this Gavel needs 0004"
     if scratch_store_url.startswith("postgresql"):

@@ -17,6 +17,7 @@ from serving import ConfigError, parse_config
 from serving._wire import ApiKey
 from serving.swap._config import SwapConfig, VariantConfig
 from serving.swap._router import SwapRouter
+from tests.conftest import gavel_main
 
 MODELS = [
     {"role": "app", "model_id": "app-model", "source": {"simulate": "llama-3.1-8b-h100"}},
@@ -178,9 +179,11 @@ def test_swap_commands_need_a_swap_and_something_to_set(tmp_path: Path) -> None:
     gavel = str(Path(sys.executable).parent / "gavel")
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([gavel, *args], capture_output=True, text=True, timeout=60)
+        return gavel_main(*args)
 
-    none = run("swap", "promote", "--config", str(plain))
+    # The swap group's one subprocess test: the console script itself.
+    none = subprocess.run([gavel, "swap", "promote", "--config", str(plain)],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert none.returncode == 2 and "no swap block" in none.stderr
     empty = run("swap", "set", "--config", str(swapped))
     assert empty.returncode == 2 and "--shadow R and/or --canary W" in empty.stderr
