@@ -103,7 +103,10 @@ def to_llm_config(model: ModelConfig, *, base_dir: Path) -> LLMConfig:
         from serving.sim import PROFILES
         from serving.sim.engine import PROFILE_KEY
 
-        experimental[PROFILE_KEY] = PROFILES[model.source.simulate].model_dump(mode="json")
+        profile = PROFILES[model.source.simulate]
+        if model.engine.max_num_seqs is not None:  # the engine argument it models
+            profile = profile.model_copy(update={"max_num_seqs": model.engine.max_num_seqs})
+        experimental[PROFILE_KEY] = profile.model_dump(mode="json")
     kwargs: dict[str, Any] = {
         "model_loading_config": {
             "model_id": model.model_id,
@@ -186,6 +189,9 @@ def gateway_settings(config: StackConfig, *, base_dir: Path) -> dict[str, Any]:
             for i, m in models.items()
             if m.engine.max_model_len is not None
         },
+        priority_models=frozenset(
+            i for i, m in models.items() if m.engine.extra.get("scheduling_policy") == "priority"
+        ),
         swap=config.swap,
         hooks=gateway_hooks(config),
     )

@@ -168,9 +168,27 @@ class GatewayDeployment(DeploymentConfig):
         return out
 
 
+class EnginePriority(GavelModel):
+    """vLLM's per-request ``priority`` by the request's source (lower runs first, and
+    preempts a higher value when the engine is full). Sent only to engines whose
+    ``engine.extra.scheduling_policy`` is ``priority``; a client's own ``priority`` is
+    never passed on."""
+
+    production: int = 0
+    shadow: int = 1
+    judge: int = 2
+    eval: int = 2
+
+    def of(self, source: str) -> int:
+        """The priority of a request of this source (production's for an unknown one)."""
+        return int(getattr(self, source, self.production))
+
+
 class PriorityConfig(GavelModel):
     """Production before Gavel's own traffic: the judge's and evals' calls (by their
-    ``X-Gavel-Source``) are capped per ingress replica; production never waits."""
+    ``X-Gavel-Source``) are capped per ingress replica; production never waits. Inside
+    the engine, background requests yield through vLLM's priority scheduling
+    (``engine``)."""
 
     background_sources: tuple[Literal["judge", "eval"], ...] = ("judge", "eval")
     max_in_flight: Annotated[int, Field(ge=1)] | None = 16
@@ -178,6 +196,8 @@ class PriorityConfig(GavelModel):
     others wait for a slot, in order."""
     max_wait_s: Annotated[float, Field(gt=0, le=600)] = 120.0
     """A background request that waits longer for a slot gets 429 (the judge retries)."""
+    engine: EnginePriority = EnginePriority()
+    """Each source's priority at engines that schedule by priority."""
 
 
 class GatewayConfig(GavelModel):

@@ -29,6 +29,18 @@ REQUEST_MODELS: dict[str, type[ChatCompletionRequest] | type[CompletionRequest]]
 }
 
 
+def with_priority(
+    body: dict[str, object], settings: GatewaySettings, ctx: RequestContext
+) -> dict[str, object]:
+    """``body`` with the gateway's ``priority`` for the request's source where its engine
+    schedules by priority, and without any ``priority`` of the client's (a client
+    cannot jump the engine's queue)."""
+    out = {k: v for k, v in body.items() if k != "priority"}
+    if ctx.model in settings.priority_models:
+        out["priority"] = settings.config.priority.engine.of(ctx.source)
+    return out
+
+
 def engine_request(endpoint: str, body: dict[str, object]) -> object:
     """Ray's request model of ``body``, or a 400 naming the first bad field."""
     try:
@@ -46,11 +58,13 @@ class EngineRequestHook:
 
     def __init__(self, router: SwapRouter, settings: GatewaySettings) -> None:
         self._router = router
+        self._settings = settings
         self._default = settings.config.limits.default_completion_reserve
         self._context_lens = settings.context_lens
 
     async def before(self, ctx: RequestContext) -> None:
         body = self._router.engine_body({**ctx.body, "request_id": ctx.request_id}, ctx.model)
+        body = with_priority(body, self._settings, ctx)
         ctx.prompt_estimate, ctx.reserve = token_reserve(body, default_completion=self._default)
         if ctx.key is not None and ctx.key.metered:
             cap = completion_cap(

@@ -88,7 +88,7 @@ def make_parts(
         gate=BackgroundGate(cfg.priority, metrics),
         admitter=Admitter(limiter, cfg.limits, metrics),
         swap=swap,
-        shadows=ShadowRunner(swap, metrics),
+        shadows=ShadowRunner(swap, metrics, settings=settings),
         writer=writer,
         reporter=MetricsReporter(hub, metrics.registry) if hub is not None else None,
     )

@@ -29,6 +29,9 @@ class GatewaySettings(GavelModel):
     """Served model id -> latency objectives (the gateway counts attainment)."""
     context_lens: dict[str, int] = {}
     """Served model id -> its engine's ``max_model_len``, where the config sets it."""
+    priority_models: frozenset[str] = frozenset()
+    """Served model ids whose engine schedules by priority (``scheduling_policy:
+    priority``): their requests carry ``gateway.priority.engine``'s priority."""
     swap: SwapConfig | None = None
     """A candidate beside the production model (shadow, canary), if one is configured."""
     hooks: tuple[str, ...] = (

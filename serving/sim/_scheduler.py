@@ -1,17 +1,25 @@
 """Continuous batching of one simulated engine replica, in asyncio.
 
-The scheduler admits requests while a sequence slot and room in the KV cache are free
-(first come, first served), prefills one prompt at a time, and runs decode steps while
-any sequence is running: each step gives every running sequence one token and lasts
-what the profile says for that many sequences. Deadlines are kept on the monotonic
-clock, so a busy event loop does not slow the simulated GPU down.
+The scheduler admits requests while a sequence slot and room in the KV cache are free,
+prefills one prompt at a time, and runs decode steps while any sequence is running: each
+step gives every running sequence one token and lasts what the profile says for that
+many sequences. Deadlines are kept on the monotonic clock, so a busy event loop does not
+slow the simulated GPU down.
+
+The waiting queue is ordered as vLLM's scheduler orders it: first come, first served,
+or, under the ``priority`` policy, by each request's ``priority`` (lower first), then by
+arrival. Under ``priority``, a request that finds no slot or KV room preempts the
+decoding sequences of a lower priority (the lowest, latest first), as vLLM does: each
+goes back to the queue and, once admitted again, recomputes its prompt and the tokens it
+had made (one prefill) before it goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import itertools
 import time
-from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -27,12 +35,20 @@ class _Seq:
     prompt_tokens: int
     output_tokens: int
     width: int
+    priority: int = 0
+    arrival: int = 0
     produced: int = 0
+    preempted: bool = False
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def kv(self) -> int:
         return self.prompt_tokens + self.width * self.output_tokens
+
+    @property
+    def order(self) -> tuple[int, int]:
+        """Its place in the waiting queue (and, reversed, in line to be preempted)."""
+        return (self.priority, self.arrival)
 
 
 @dataclass
@@ -44,15 +60,20 @@ class SchedulerStats:
     steps: int = 0
     max_running: int = 0
     max_waiting: int = 0
+    preempted: int = 0
 
 
 class Scheduler:
     """One simulated engine replica's queue, prefill and decode loop."""
 
-    def __init__(self, profile: SimProfile) -> None:
+    def __init__(self, profile: SimProfile, *, priority: bool = False) -> None:
+        """``priority``: vLLM's ``scheduling_policy: priority`` (else first come, first
+        served, where every request's priority is 0)."""
         self.profile = profile
+        self.priority = priority
         self.stats = SchedulerStats()
-        self._waiting: deque[tuple[_Seq, asyncio.Future[None]]] = deque()
+        self._arrivals = itertools.count()
+        self._waiting: list[tuple[_Seq, asyncio.Future[None]]] = []  # by _Seq.order
         self._active: set[_Seq] = set()  # admitted: prefilling or decoding
         self._running: list[_Seq] = []  # decoding
         self._kv_used = 0
@@ -70,14 +91,21 @@ class Scheduler:
         return len(self._waiting)
 
     async def generate(
-        self, prompt_tokens: int, output_tokens: int, *, width: int = 1
+        self, prompt_tokens: int, output_tokens: int, *, width: int = 1, priority: int = 0
     ) -> AsyncIterator[int]:
         """Yield the count of tokens produced so far (per choice), as each step ends.
 
         The first yield comes after queueing and prefill; the last is ``output_tokens``.
         Closing the iterator early (a client gone) frees the slot and the KV room.
+        ``priority`` counts only under the priority policy (lower runs first).
         """
-        seq = _Seq(prompt_tokens, max(output_tokens, 1), max(width, 1))
+        seq = _Seq(
+            prompt_tokens,
+            max(output_tokens, 1),
+            max(width, 1),
+            priority=priority if self.priority else 0,
+            arrival=next(self._arrivals),
+        )
         if seq.kv > self.profile.kv_tokens or seq.width > self.profile.max_num_seqs:
             raise TooLarge(
                 f"the request needs {seq.kv} tokens of KV cache; the replica holds "
@@ -85,8 +113,7 @@ class Scheduler:
             )
         try:
             await self._admit(seq)
-            async with self._prefill:
-                await asyncio.sleep(self.profile.prefill_s(prompt_tokens))
+            await self._prefill_once(seq, prompt_tokens)
             seq.produced = 1
             yield 1
             if seq.produced < seq.output_tokens:
@@ -95,16 +122,28 @@ class Scheduler:
             while seq.produced < seq.output_tokens:
                 await seq.wake.wait()
                 seq.wake.clear()
+                if seq.preempted:  # back in the queue; then recompute what it had
+                    seq.preempted = False
+                    await self._admit(seq)
+                    await self._prefill_once(seq, prompt_tokens + seq.produced)
+                    self._running.append(seq)
+                    self._start_loop()
+                    continue
                 yield seq.produced
         finally:
             self._release(seq)
 
+    async def _prefill_once(self, seq: _Seq, tokens: int) -> None:
+        async with self._prefill:
+            await asyncio.sleep(self.profile.prefill_s(tokens))
+
     async def _admit(self, seq: _Seq) -> None:
-        if not self._waiting and self._fits(seq):
+        ahead = self._waiting and self._waiting[0][0].order <= seq.order
+        if not ahead and (self._fits(seq) or self._preempt_for(seq)):
             self._take(seq)
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((seq, future))
+        bisect.insort(self._waiting, (seq, future), key=lambda w: w[0].order)
         self.stats.max_waiting = max(self.stats.max_waiting, len(self._waiting))
         try:
             await future
@@ -127,6 +166,34 @@ class Scheduler:
         self.stats.admitted += 1
         self.stats.max_running = max(self.stats.max_running, self.running)
 
+    def _preempt_for(self, seq: _Seq) -> bool:
+        """Under the priority policy, free room for ``seq`` by preempting decoding
+        sequences of a lower priority, the lowest and latest first; True if it fits."""
+        if not self.priority:
+            return False
+        victims = sorted(
+            (s for s in self._running if s.priority > seq.priority),
+            key=lambda s: s.order,
+            reverse=True,
+        )
+        room_kv = self._kv_used - sum(s.kv for s in victims)
+        room_seqs = self.running - sum(s.width for s in victims)
+        if (
+            room_kv + seq.kv > self.profile.kv_tokens
+            or room_seqs + seq.width > self.profile.max_num_seqs
+        ):
+            return False  # even all of them would not make room: preempt none
+        for victim in victims:
+            if self._fits(seq):
+                break
+            self._running.remove(victim)
+            self._active.discard(victim)
+            self._kv_used -= victim.kv
+            victim.preempted = True
+            victim.wake.set()
+            self.stats.preempted += 1
+        return True
+
     def _release(self, seq: _Seq) -> None:
         if seq not in self._active:
             return
@@ -135,8 +202,10 @@ class Scheduler:
             self._running.remove(seq)
         self._kv_used -= seq.kv
         self.stats.finished += 1
-        while self._waiting and self._fits(self._waiting[0][0]):
-            nxt, future = self._waiting.popleft()
+        while self._waiting and (
+            self._fits(self._waiting[0][0]) or self._preempt_for(self._waiting[0][0])
+        ):
+            nxt, future = self._waiting.pop(0)
             self._take(nxt)
             future.set_result(None)
 

@@ -102,7 +102,8 @@ class SimEngine(LLMEngine):
     def __init__(self, llm_config: Any) -> None:
         self._config = llm_config
         self.profile = SimProfile.model_validate(llm_config.experimental_configs[PROFILE_KEY])
-        self.scheduler = Scheduler(self.profile)
+        policy = (getattr(llm_config, "engine_kwargs", None) or {}).get("scheduling_policy")
+        self.scheduler = Scheduler(self.profile, priority=policy == "priority")
         self._model = llm_config.model_id
 
     async def start(self) -> None:
@@ -151,9 +152,15 @@ class SimEngine(LLMEngine):
         yield _error("the simulated engine serves no transcriptions")
 
     async def _run(self, request: Any, prompt: str, *, chat: bool) -> AsyncGenerator[Any, None]:
+        priority = int(getattr(request, "priority", 0) or 0)
+        if priority and not self.scheduler.priority:  # as vLLM's input processor says it
+            yield _error(f"Got priority {priority} but Priority scheduling is not enabled.")
+            return
         try:
             plan = _Plan(request, prompt, self.profile, overhead=4 if chat else 0)
-            steps = self.scheduler.generate(plan.prompt_tokens, plan.output_tokens, width=plan.n)
+            steps = self.scheduler.generate(
+                plan.prompt_tokens, plan.output_tokens, width=plan.n, priority=priority
+            )
         except TooLarge as e:
             yield _error(str(e))
             return

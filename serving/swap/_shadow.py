@@ -13,13 +13,14 @@ from ray.llm._internal.serve.core.configs.openai_api_models import OpenAIHTTPExc
 
 from serving.gateway._body import cap_completion
 from serving.gateway._context import RequestContext, absorb_json
-from serving.gateway._engine_request import engine_request
+from serving.gateway._engine_request import engine_request, with_priority
 from serving.gateway._metrics import GatewayMetrics
+from serving.gateway._record import GatewaySettings
 from serving.swap._router import SwapRouter
 
 log = logging.getLogger("gavel.gateway")
 
-_NOT_SENT = frozenset({"stream", "stream_options", "request_id"})
+_NOT_SENT = frozenset({"stream", "stream_options", "request_id", "priority"})
 
 
 class ShadowRunner:
@@ -30,11 +31,14 @@ class ShadowRunner:
         router: SwapRouter,
         metrics: GatewayMetrics,
         open_shadow: Callable[..., RequestContext] | None = None,
+        settings: GatewaySettings | None = None,
     ) -> None:
         """``open_shadow(endpoint, **fields)`` opens a shadow's lifecycle object, whose
-        ending counts and captures it (never charges it)."""
+        ending counts and captures it (never charges it). ``settings`` give the
+        shadow's engine priority (``gateway.priority.engine``)."""
         self._router = router
         self._metrics = metrics
+        self._settings = settings
         self.open_shadow = open_shadow or (lambda endpoint, **f: RequestContext(endpoint, **f))
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -78,6 +82,8 @@ class ShadowRunner:
         self._metrics.in_flight.labels(ctx.model).inc()
         try:
             data = self._router.engine_body({**ctx.body, "request_id": ctx.request_id}, ctx.model)
+            if self._settings is not None:
+                data = with_priority(data, self._settings, ctx)
             resp = await ctx.handler(engine_request(ctx.endpoint, data), None)
             ctx.status = resp.status_code
             absorb_json(ctx, bytes(resp.body))

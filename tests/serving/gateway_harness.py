@@ -148,8 +148,10 @@ def gateway(
     config: dict[str, Any] | None = None,
     swap: dict[str, Any] | None = None,
     limiter: LimiterHandle | None = None,
+    priority_engines: bool = False,
 ) -> tuple[Gateway, Store, LimiterHandle]:
-    """A replica's gateway on a SQLite store in ``tmp_path``, with every hook."""
+    """A replica's gateway on a SQLite store in ``tmp_path``, with every hook;
+    ``priority_engines``: every engine schedules by priority."""
     url = f"sqlite:///{tmp_path / 'gavel.db'}"
     store = Store(url)
     cfg = GatewayConfig.model_validate({"capture": {"flush_interval_s": 0.05}, **(config or {})})
@@ -162,6 +164,7 @@ def gateway(
         roles={m: "app" for m in models} | {"judge-model": "judge"},
         prices={m: PRICE for m in [*models, "judge-model"]},
         swap=swap_cfg,
+        priority_models=frozenset([*models, "judge-model"] if priority_engines else []),
     )
     handle = limiter or LimiterHandle()
     parts = make_parts(settings, store=store, limiter=handle)

@@ -49,6 +49,31 @@ def test_gpu_config_translates_to_ray_llm_configs() -> None:
     assert llm.accelerator_type == "L4"
 
 
+def test_gpu_config_schedules_by_priority_and_the_gateway_knows_which_models() -> None:
+    """Issue 32: background traffic yields inside the GPU engines; the gateway sends a
+    priority to those models only (a priority at a first-come engine is a 400)."""
+    from serving._builder import gateway_settings
+
+    cfg = load_config(ROOT / "config/gpu.yaml")
+    for role in ("app", "judge"):
+        assert (
+            to_llm_config(cfg.model(role), base_dir=ROOT).engine_kwargs["scheduling_policy"]
+            == "priority"
+        )
+    settings = gateway_settings(cfg, base_dir=ROOT)
+    assert set(settings["priority_models"]) == {"app-model", "judge-model"}
+    cpu = gateway_settings(load_config(ROOT / "config/cpu.yaml"), base_dir=ROOT)
+    assert cpu["priority_models"] == []
+
+
+def test_a_simulated_engine_takes_the_max_num_seqs_it_is_given() -> None:
+    from serving.sim.engine import PROFILE_KEY
+
+    data = _minimal(source={"simulate": "llama-3.1-8b-h100"}, engine={"max_num_seqs": 8})
+    llm = to_llm_config(parse_config(data).model("app"), base_dir=ROOT)
+    assert llm.experimental_configs[PROFILE_KEY]["max_num_seqs"] == 8
+
+
 def test_cpu_config_sets_stream_batching_and_env() -> None:
     cfg = load_config(ROOT / "config/cpu.yaml")
     llm = to_llm_config(cfg.model("app"), base_dir=ROOT)

@@ -80,6 +80,34 @@ async def test_a_shadow_of_a_metadata_only_key_keeps_no_text_and_is_erasable(
     assert shadow["model"] == "app-cand" and shadow["max_tokens"] == production["max_tokens"]
 
 
+@pytest.mark.parametrize("priority_engines", [True, False])
+async def test_the_engine_priority_follows_the_source_never_the_client(
+    tmp_path: Path, priority_engines: bool
+) -> None:
+    """Issue 32: production 0, its shadow 1, the judge 2 at engines that schedule by
+    priority; a client's own ``priority`` (here -100, to jump the queue) is never passed
+    on, and engines on first come, first served get no priority at all."""
+    swap = {"production": "app-model", "candidate": "app-cand", "shadow_rate": 1.0}
+    gw, store, _ = gateway(tmp_path, swap=swap, priority_engines=priority_engines)
+    gw.parts.swap.release()
+    app, _ = _key(store, "app")
+    judge, _ = _key(store, "judge", ["judge"])
+    engine = FakeEngine()
+    greedy = {**ASK, "priority": -100}
+    assert (await gw.serve(http_request(greedy, token=app), "chat", engine)).status_code == 200
+    await asyncio.sleep(0.05)  # the shadow is sent in the background
+    background = {"x-gavel-source": "judge"}
+    ask_judge = {**greedy, "model": "judge-model"}
+    resp = await gw.serve(http_request(ask_judge, token=judge, headers=background), "chat", engine)
+    assert resp.status_code == 200
+    await gw.close()
+    got = {(s["model"], s.get("priority")) for s in engine.seen}
+    if priority_engines:
+        assert got == {("app-model", 0), ("app-cand", 1), ("judge-model", 2)}
+    else:
+        assert got == {("app-model", None), ("app-cand", None), ("judge-model", None)}
+
+
 async def test_only_judge_and_eval_keys_may_name_a_background_source(tmp_path: Path) -> None:
     """Defect 4: any key's ``X-Gavel-Source: judge`` took the judge's slots and left the
     daily sample."""

@@ -87,6 +87,63 @@ def test_a_client_gone_frees_its_slot() -> None:
     assert sched.running == 0 and sched.stats.finished == 1
 
 
+async def _ttft(sched: Scheduler, prompt: int, out: int, priority: int, delay: float = 0) -> float:
+    await asyncio.sleep(delay)
+    t0 = time.monotonic()
+    steps = sched.generate(prompt, out, priority=priority)
+    first = time.monotonic()
+    async for n in steps:
+        if n == 1:
+            first = time.monotonic()
+    return first - t0
+
+
+def test_priority_orders_the_queue_and_preempts_lower_priority() -> None:
+    """Under the priority policy a late production request (0) is admitted before
+    queued background ones (2) and preempts a decoding one; under first come, first
+    served it waits behind them. Every request still finishes (a preempted one resumes)."""
+
+    async def run(policy: bool) -> tuple[float, Scheduler]:
+        sched = Scheduler(FAST, priority=policy)
+        background = [_ttft(sched, 10, 60, priority=2) for _ in range(6)]  # 4 run, 2 wait
+        late = _ttft(sched, 10, 5, priority=0, delay=0.05)
+        *_, ttft = await asyncio.gather(*background, late)
+        return ttft, sched
+
+    fair, fcfs = asyncio.run(run(False))
+    first, prio = asyncio.run(run(True))
+    assert fcfs.stats.preempted == 0 and fair > 0.5  # behind two whole background requests
+    assert prio.stats.preempted == 1 and first < 0.05  # its own prefill and one step
+    assert prio.stats.finished == fcfs.stats.finished == 7 and prio.running == 0
+
+
+def test_priority_orders_the_waiting_queue() -> None:
+    """Nothing to preempt (the running are production too): a late production request
+    still goes ahead of the background requests that queued before it."""
+
+    async def run() -> list[float]:
+        sched = Scheduler(FAST, priority=True)
+        running = [_ttft(sched, 10, 20 * (i + 1), priority=0) for i in range(4)]  # staggered
+        queued = [_ttft(sched, 10, 20, priority=2, delay=0.01) for _ in range(2)]
+        late = _ttft(sched, 10, 20, priority=0, delay=0.05)
+        return list(await asyncio.gather(*running, *queued, late))
+
+    *_, q1, q2, late = asyncio.run(run())
+    # From the common start: admitted at the first free slot, a whole request before both.
+    assert late + 0.05 + 0.1 < min(q1, q2) + 0.01
+
+
+def test_priority_is_ignored_under_first_come_first_served() -> None:
+    async def run() -> list[float]:
+        sched = Scheduler(FAST)  # fcfs: every priority counts as 0
+        return list(
+            await asyncio.gather(*(_ttft(sched, 10, 30, priority=p) for p in (5, 0, 0, 0, 0)))
+        )
+
+    ttfts = asyncio.run(run())
+    assert ttfts[0] < 0.05 and max(ttfts[1:]) > 0.2  # the first come is first served
+
+
 def test_profiles_cite_their_sources_and_reach_gpu_rates() -> None:
     for name, p in PROFILES.items():
         assert p.sources, name
