@@ -35,6 +35,18 @@ def _json_obj(text: str) -> dict[str, Any]:
     return value
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of items, 1 or more, got {text!r}"
+        )
+    return value
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--judging")
     p.add_argument(
@@ -47,6 +59,9 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _target(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base-url", help="OpenAI-compatible base URL (default: the stack's)")
     p.add_argument("--epochs", type=int, help="answers per item (default: the suite's)")
+    p.add_argument(
+        "--limit", type=_positive, metavar="N", help="the suite's first N items only (a quick look)"
+    )
     p.add_argument("--no-cache", action="store_true", help="generate even if cached")
     p.add_argument("--out", type=Path, help="output folder (default: reports/evals/RUN)")
 

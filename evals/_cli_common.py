@@ -26,7 +26,9 @@ def load(args: argparse.Namespace, judging: JudgingConfig) -> LoadedSuite:
     """The suite ``args.suite``, its criteria from the judging config."""
     from evals._suite import load_suite
 
-    return load_suite(args.suite, criteria_dir=judging.criteria_dir)
+    loaded = load_suite(args.suite, criteria_dir=judging.criteria_dir)
+    limit = getattr(args, "limit", None)
+    return loaded.first(limit) if limit else loaded
 
 
 def need_key(args: argparse.Namespace) -> str:

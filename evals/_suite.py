@@ -6,6 +6,7 @@ dataset) and the field, and nothing is half-run.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -147,6 +148,14 @@ class LoadedSuite:
     """Check name -> criterion, for the judge checks."""
     suite_hash: str
     dataset_hash: str
+
+    def first(self, n: int) -> LoadedSuite:
+        """The suite on its first ``n`` items (Inspect's ``--limit``): a dataset of its
+        own, so that a run on part of it is never compared with a run on all of it."""
+        if n >= len(self.items):
+            return self
+        part = _sha(f"{self.dataset_hash}:first:{n}".encode())
+        return dataclasses.replace(self, items=self.items[:n], dataset_hash=part)
 
 
 def _sha(data: bytes) -> str:

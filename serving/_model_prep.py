@@ -106,13 +106,14 @@ def verify(path: Path) -> str:
     return answer.strip()
 
 
-def _write_marker(path: Path, gguf: Path) -> None:
+def _write_marker(path: Path, gguf: Path, answer: str) -> None:
     files = {
         p.relative_to(path).as_posix(): p.stat().st_size
         for p in sorted(path.rglob("*"))
         if p.is_file() and p.name != MARKER
     }
-    manifest = {"source": gguf.name, "source_size": gguf.stat().st_size, "files": files}
+    manifest = {"source": gguf.name, "source_size": gguf.stat().st_size, "files": files,
+                "verified_answer": answer}  # fmt: skip
     tmp = path / (MARKER + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=2))
     tmp.replace(path / MARKER)
@@ -127,8 +128,11 @@ def prepare_model(
     """Convert (or reuse) the checkpoint at ``output`` and verify it."""
     output = output.resolve()
     if not force and is_complete(output):
+        # Verified when it was prepared (the marker records the answer; its file sizes
+        # were just checked): loading the model again to ask would cost seconds per call.
+        recorded = json.loads((output / MARKER).read_text()).get("verified_answer")
         log(f"reusing the prepared model at {output}")
-        return PrepareResult(output, reused=True, answer=verify(output))
+        return PrepareResult(output, reused=True, answer=recorded or verify(output))
     if output.exists():
         reason = "--force given" if force else "it is incomplete (no valid marker)"
         log(f"rebuilding {output}: {reason}")
@@ -140,7 +144,7 @@ def prepare_model(
     try:
         _convert(gguf, work)
         answer = verify(work)
-        _write_marker(work, gguf)
+        _write_marker(work, gguf, answer)
         work.replace(output)
     finally:
         if work.exists():

@@ -88,7 +88,6 @@ def test_a_tier_over_its_budget_warns() -> None:
 HAND_WRITTEN = {
     "capacity-at-gpu-token-rates.md",
     "chaos-under-load.md",
-    "judge-traffic-behind-production.md",
     "overhead.md",
     "storage-at-scale.md",
     "the-daily-judge.md",

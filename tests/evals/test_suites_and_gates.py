@@ -214,3 +214,20 @@ def test_a_run_s_interval_counts_items_not_epochs() -> None:
     assert (summary.passes, summary.n, summary.rate) == (35, 50, 0.7)
     # Five identical epochs of ten items are worth ten observations, not fifty.
     assert (summary.ci_low, summary.ci_high) == wilson(7, 10)
+
+
+def test_limit_runs_the_first_items_as_a_dataset_of_its_own() -> None:
+    """``--limit N`` (a quick look, as Inspect's): the first N items, under a dataset hash
+    of their own, so ``eval compare`` never gates a partial run against a whole one."""
+    from evals._suite import load_suite
+
+    whole = load_suite(
+        ROOT / "evals/suites/reference_qa.yaml", criteria_dir=ROOT / "judges/criteria"
+    )
+    part = whole.first(5)
+    assert [i.id for i in part.items] == [i.id for i in whole.items[:5]]
+    assert part.dataset_hash != whole.dataset_hash and part.suite_hash == whole.suite_hash
+    assert whole.first(len(whole.items)) is whole
+    bad = gavel_main("eval", "run", str(ROOT / "evals/suites/reference_qa.yaml"), "--limit", "0",
+                     "--api-key", "k", "--base-url", "http://127.0.0.1:9/v1")  # fmt: skip
+    assert bad.returncode == 2 and "expected a whole number of items" in bad.stderr
