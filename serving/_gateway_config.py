@@ -174,10 +174,11 @@ class EnginePriority(GavelModel):
     ``engine.extra.scheduling_policy`` is ``priority``; a client's own ``priority`` is
     never passed on."""
 
-    production: int = 0
-    shadow: int = 1
-    judge: int = 2
-    eval: int = 2
+    production: Annotated[int, Field(ge=-1000, le=1000)] = 0
+    shadow: Annotated[int, Field(ge=-1000, le=1000)] = 1
+    """A shadow never runs ahead of the request it copies (it takes the larger value)."""
+    judge: Annotated[int, Field(ge=-1000, le=1000)] = 2
+    eval: Annotated[int, Field(ge=-1000, le=1000)] = 2
 
     def of(self, source: str) -> int:
         """The priority of a request of this source (production's for an unknown one)."""

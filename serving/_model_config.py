@@ -221,3 +221,17 @@ class ModelConfig(GavelModel):
     """Ray Serve LLM groups stream chunks for this long; ``None`` keeps Ray's default (50)."""
     price: PriceConfig = PriceConfig()
     slo: SloConfig = SloConfig()
+
+    @model_validator(mode="after")
+    def _priority_needs_a_queue_at_the_engine(self) -> ModelConfig:
+        """Priority scheduling reorders the engine's own queue. If Serve hands a replica
+        no more requests than the engine runs at once, that queue stays empty and the
+        backlog waits in Serve's router, first come, first served."""
+        slots, ongoing = self.engine.max_num_seqs, self.deployment.max_ongoing_requests
+        priority = self.engine.extra.get("scheduling_policy") == "priority"
+        if priority and slots is not None and ongoing is not None and ongoing <= slots:
+            raise ValueError(
+                f"deployment.max_ongoing_requests ({ongoing}) must exceed engine.max_num_seqs "
+                f"({slots}) under scheduling_policy: priority, or the engine never queues"
+            )
+        return self

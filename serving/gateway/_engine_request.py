@@ -30,14 +30,19 @@ REQUEST_MODELS: dict[str, type[ChatCompletionRequest] | type[CompletionRequest]]
 
 
 def with_priority(
-    body: dict[str, object], settings: GatewaySettings, ctx: RequestContext
+    body: dict[str, object],
+    settings: GatewaySettings,
+    ctx: RequestContext,
+    *,
+    at_least: int | None = None,
 ) -> dict[str, object]:
     """``body`` with the gateway's ``priority`` for the request's source where its engine
-    schedules by priority, and without any ``priority`` of the client's (a client
-    cannot jump the engine's queue)."""
+    schedules by priority (never below ``at_least``: a shadow's twin's), and without any
+    ``priority`` of the client's (a client cannot jump the engine's queue)."""
     out = {k: v for k, v in body.items() if k != "priority"}
     if ctx.model in settings.priority_models:
-        out["priority"] = settings.config.priority.engine.of(ctx.source)
+        own = settings.config.priority.engine.of(ctx.source)
+        out["priority"] = own if at_least is None else max(own, at_least)
     return out
 
 

@@ -8,10 +8,10 @@ slow the simulated GPU down.
 
 The waiting queue is ordered as vLLM's scheduler orders it: first come, first served,
 or, under the ``priority`` policy, by each request's ``priority`` (lower first), then by
-arrival. Under ``priority``, a request that finds no slot or KV room preempts the
-decoding sequences of a lower priority (the lowest, latest first), as vLLM does: each
-goes back to the queue and, once admitted again, recomputes its prompt and the tokens it
-had made (one prefill) before it goes on.
+arrival. As in vLLM v1, a waiting request never preempts a running one: vLLM preempts
+(the lowest priority, latest first) only when a running request cannot grow its KV
+cache, and the simulated engine reserves a request's whole KV room at admission, so it
+never needs to.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ class _Seq:
     priority: int = 0
     arrival: int = 0
     produced: int = 0
-    preempted: bool = False
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -47,7 +46,7 @@ class _Seq:
 
     @property
     def order(self) -> tuple[int, int]:
-        """Its place in the waiting queue (and, reversed, in line to be preempted)."""
+        """Its place in the waiting queue."""
         return (self.priority, self.arrival)
 
 
@@ -60,7 +59,6 @@ class SchedulerStats:
     steps: int = 0
     max_running: int = 0
     max_waiting: int = 0
-    preempted: int = 0
 
 
 class Scheduler:
@@ -113,7 +111,8 @@ class Scheduler:
             )
         try:
             await self._admit(seq)
-            await self._prefill_once(seq, prompt_tokens)
+            async with self._prefill:
+                await asyncio.sleep(self.profile.prefill_s(prompt_tokens))
             seq.produced = 1
             yield 1
             if seq.produced < seq.output_tokens:
@@ -122,24 +121,13 @@ class Scheduler:
             while seq.produced < seq.output_tokens:
                 await seq.wake.wait()
                 seq.wake.clear()
-                if seq.preempted:  # back in the queue; then recompute what it had
-                    seq.preempted = False
-                    await self._admit(seq)
-                    await self._prefill_once(seq, prompt_tokens + seq.produced)
-                    self._running.append(seq)
-                    self._start_loop()
-                    continue
                 yield seq.produced
         finally:
             self._release(seq)
 
-    async def _prefill_once(self, seq: _Seq, tokens: int) -> None:
-        async with self._prefill:
-            await asyncio.sleep(self.profile.prefill_s(tokens))
-
     async def _admit(self, seq: _Seq) -> None:
         ahead = self._waiting and self._waiting[0][0].order <= seq.order
-        if not ahead and (self._fits(seq) or self._preempt_for(seq)):
+        if not ahead and self._fits(seq):
             self._take(seq)
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -166,34 +154,6 @@ class Scheduler:
         self.stats.admitted += 1
         self.stats.max_running = max(self.stats.max_running, self.running)
 
-    def _preempt_for(self, seq: _Seq) -> bool:
-        """Under the priority policy, free room for ``seq`` by preempting decoding
-        sequences of a lower priority, the lowest and latest first; True if it fits."""
-        if not self.priority:
-            return False
-        victims = sorted(
-            (s for s in self._running if s.priority > seq.priority),
-            key=lambda s: s.order,
-            reverse=True,
-        )
-        room_kv = self._kv_used - sum(s.kv for s in victims)
-        room_seqs = self.running - sum(s.width for s in victims)
-        if (
-            room_kv + seq.kv > self.profile.kv_tokens
-            or room_seqs + seq.width > self.profile.max_num_seqs
-        ):
-            return False  # even all of them would not make room: preempt none
-        for victim in victims:
-            if self._fits(seq):
-                break
-            self._running.remove(victim)
-            self._active.discard(victim)
-            self._kv_used -= victim.kv
-            victim.preempted = True
-            victim.wake.set()
-            self.stats.preempted += 1
-        return True
-
     def _release(self, seq: _Seq) -> None:
         if seq not in self._active:
             return
@@ -202,9 +162,7 @@ class Scheduler:
             self._running.remove(seq)
         self._kv_used -= seq.kv
         self.stats.finished += 1
-        while self._waiting and (
-            self._fits(self._waiting[0][0]) or self._preempt_for(self._waiting[0][0])
-        ):
+        while self._waiting and self._fits(self._waiting[0][0]):
             nxt, future = self._waiting.pop(0)
             self._take(nxt)
             future.set_result(None)

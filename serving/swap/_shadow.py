@@ -83,7 +83,8 @@ class ShadowRunner:
         try:
             data = self._router.engine_body({**ctx.body, "request_id": ctx.request_id}, ctx.model)
             if self._settings is not None:
-                data = with_priority(data, self._settings, ctx)
+                twin_priority = self._settings.config.priority.engine.of(twin.source)
+                data = with_priority(data, self._settings, ctx, at_least=twin_priority)
             resp = await ctx.handler(engine_request(ctx.endpoint, data), None)
             ctx.status = resp.status_code
             absorb_json(ctx, bytes(resp.body))

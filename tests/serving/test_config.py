@@ -98,6 +98,14 @@ def test_cpu_config_sets_stream_batching_and_env() -> None:
         (_minimal(resources={"gpus": -0.5}), "models[0].resources.gpus = -0.5", "greater"),
         (_minimal(role="grader"), "models[0].role = 'grader'", "'app' or 'judge'"),
         (
+            _minimal(
+                engine={"max_num_seqs": 8, "extra": {"scheduling_policy": "priority"}},
+                deployment={"max_ongoing_requests": 8},
+            ),
+            "models[0]",
+            "must exceed engine.max_num_seqs (8) under scheduling_policy: priority",
+        ),
+        (
             _minimal(deployment={"autoscaling": {"min_replicas": 3, "max_replicas": 1}}),
             "models[0].deployment.autoscaling",
             "exceeds max_replicas",

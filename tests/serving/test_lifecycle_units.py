@@ -85,8 +85,9 @@ async def test_the_engine_priority_follows_the_source_never_the_client(
     tmp_path: Path, priority_engines: bool
 ) -> None:
     """Issue 32: production 0, its shadow 1, the judge 2 at engines that schedule by
-    priority; a client's own ``priority`` (here -100, to jump the queue) is never passed
-    on, and engines on first come, first served get no priority at all."""
+    priority (an eval's shadow 2, as its twin); a client's own ``priority`` (here -100,
+    to jump the queue) is never passed on, and engines on first come, first served get
+    no priority at all."""
     swap = {"production": "app-model", "candidate": "app-cand", "shadow_rate": 1.0}
     gw, store, _ = gateway(tmp_path, swap=swap, priority_engines=priority_engines)
     gw.parts.swap.release()
@@ -100,12 +101,18 @@ async def test_the_engine_priority_follows_the_source_never_the_client(
     ask_judge = {**greedy, "model": "judge-model"}
     resp = await gw.serve(http_request(ask_judge, token=judge, headers=background), "chat", engine)
     assert resp.status_code == 200
+    # An eval of the app model: its shadow never runs ahead of it (2, not the shadow's 1).
+    evals, _ = _key(store, "evals", ["infer", "eval"])
+    ask_app = http_request(greedy, token=evals, headers={"x-gavel-source": "eval"})
+    assert (await gw.serve(ask_app, "chat", engine)).status_code == 200
+    await asyncio.sleep(0.05)
     await gw.close()
     got = {(s["model"], s.get("priority")) for s in engine.seen}
     if priority_engines:
-        assert got == {("app-model", 0), ("app-cand", 1), ("judge-model", 2)}
+        assert got == {("app-model", 0), ("app-cand", 1), ("judge-model", 2),
+                       ("app-model", 2), ("app-cand", 2)}  # fmt: skip
     else:
-        assert got == {("app-model", None), ("app-cand", None), ("judge-model", None)}
+        assert {p for _, p in got} == {None}
 
 
 async def test_only_judge_and_eval_keys_may_name_a_background_source(tmp_path: Path) -> None:
