@@ -275,18 +275,12 @@ def scratch_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterato
     require_postgres()
     import uuid
 
-    from sqlalchemy import create_engine, text
-
-    name = f"gavel_scratch_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_SERVER + "/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f"CREATE DATABASE {name}"))
+    url = f"{PG_SERVER}/gavel_scratch_{uuid.uuid4().hex[:10]}"
+    _database(url, create=True)
     try:
-        yield f"{PG_SERVER}/{name}"
+        yield url
     finally:
-        with admin.connect() as c:
-            c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        admin.dispose()
+        _database(url, create=False)
 
 
 @pytest.fixture(scope="session")
