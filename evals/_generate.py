@@ -103,6 +103,22 @@ def check_endpoint(ep: Endpoint) -> None:
         )
 
 
+async def _cached_answers(
+    store: Store, keys: dict[tuple[str, int], str]
+) -> dict[tuple[str, int], Answer]:
+    """The cached answers among ``keys`` ((item, epoch) -> cache key)."""
+    rows = await asyncio.to_thread(
+        store.fetch, select(_cache).where(_cache.c.cache_key.in_(list(keys.values())))
+    )
+    by_key = {r["cache_key"]: r for r in rows}
+    return {
+        k: Answer(row["response_text"], None, True, row["prompt_tokens"] or 0,
+                  row["completion_tokens"] or 0)
+        for k, ck in keys.items()
+        if (row := by_key.get(ck)) is not None
+    }  # fmt: skip
+
+
 async def generate(
     ep: Endpoint,
     todo: list[tuple[Item, int]],
@@ -114,23 +130,8 @@ async def generate(
     """Answers for (item, epoch); cached ones are read, the others asked for and cached."""
     import openai
 
-    out: dict[tuple[str, int], Answer] = {}
     keys = {(it.id, e): cache_key(ep, it, e) for it, e in todo}
-    if use_cache and keys:
-        rows = await asyncio.to_thread(
-            store.fetch, select(_cache).where(_cache.c.cache_key.in_(list(keys.values())))
-        )
-        by_key = {r["cache_key"]: r for r in rows}
-        for k, ck in keys.items():
-            row = by_key.get(ck)
-            if row is not None:
-                out[k] = Answer(
-                    row["response_text"],
-                    None,
-                    True,
-                    row["prompt_tokens"] or 0,
-                    row["completion_tokens"] or 0,
-                )
+    out = await _cached_answers(store, keys) if use_cache and keys else {}
     client = openai.AsyncOpenAI(
         base_url=ep.base_url,
         api_key=ep.api_key,
