@@ -77,8 +77,9 @@ def _copy_day(day: date, url: str) -> Store:
     return dst
 
 
-@pytest.mark.engine  # one real daily judge run (the other tests judge on the simulated one)
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+# One real daily judge run (on the embedded store); the PostgreSQL one judges on the
+# simulated engine, as the other tests do.
+@pytest.mark.parametrize("kind", [pytest.param("sqlite", marks=pytest.mark.engine), "postgresql"])
 def test_same_date_twice_same_sample_no_new_verdicts(
     kind: str, replayed_day: date, admin_key: str, tmp_path: Path
 ) -> None:
