@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import date
 from typing import TYPE_CHECKING
 
 from judges._cli_open import open_configs
 from serving import CliError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from judges._calibration import CalibrationRow
+    from judges._feedback import UserAgreement
     from judges._pairwise_calibration import PairwiseCalibration
+    from judges._wire import Verdict
+    from serving.store import Store
 
 
 def _pct(v: float | None) -> str:
@@ -85,6 +91,35 @@ def format_pairwise(rows: list[PairwiseCalibration]) -> str:
     return "\n".join(out)
 
 
+def against_users(
+    store: Store, verdicts: Sequence[Verdict], mapping: dict[str, str], *, since: date | None
+) -> list[UserAgreement]:
+    """The judges of the criteria mapped to a feedback name, against users' feedback."""
+    from judges._feedback import judge_vs_users
+    from serving.feedback import feedback_between
+
+    if not mapping:
+        return []
+    feedback = feedback_between(store, since or date(1970, 1, 1), date(9999, 12, 31))
+    return judge_vs_users(verdicts, feedback, mapping)
+
+
+def format_users(rows: list[UserAgreement]) -> str:
+    """The judges against end users' feedback (kept apart from human labels)."""
+    out = ["judge against users' feedback (POST /v1/feedback; apart from human labels, "
+           "it never makes a judge trusted):"]  # fmt: skip
+    for a in rows:
+        ci = f"[{_num(a.kappa_low)}, {_num(a.kappa_high)}]" if a.kappa is not None else "-"
+        m = a.confusion
+        out.append(
+            f"  {a.criterion:<20} vs {a.feedback:<12} n={m.n:<4} agreement "
+            f"{_pct(a.agreement)} kappa {_num(a.kappa)} {ci}  (user negative: judge fail "
+            f"{m.both_fail}, pass {m.judge_pass_human_fail} | user positive: judge fail "
+            f"{m.judge_fail_human_pass}, pass {m.both_pass})"
+        )
+    return "\n".join(out)
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Print per-criterion agreement of the judge with people."""
     from judges._calibration import calibrate, labeller_agreement
@@ -127,6 +162,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                 f"  {a.criterion:<20} {a.labeller_a} / {a.labeller_b}: n={a.n} "
                 f"agreement {_pct(a.agreement)} kappa {_num(a.kappa)}"
             )
+    users = against_users(opened.store, verdicts, opened.judging.feedback, since=args.since)
+    if users:
+        print("\n" + format_users(users))
     if args.json is not None:
         text = json.dumps([r.model_dump(mode="json") for r in [*rows, *pairwise]], indent=2)
         text += "\n"

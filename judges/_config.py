@@ -38,6 +38,12 @@ class JudgingConfig(GavelModel):
     """When a criterion's judge counts as trustworthy (``gavel judge calibrate``)."""
     report_dir: str = "reports/judging"
     pushgateway: str | None = None
+    feedback: dict[str, Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]] = Field(
+        default_factory=dict
+    )
+    """Criterion -> the name of end users' feedback that speaks to it (``POST
+    /v1/feedback``): the daily report and ``gavel judge calibrate`` show the judge's
+    agreement with users on it, apart from human labels (it never makes a judge trusted)."""
 
     def rebased(self, base_dir: Path) -> JudgingConfig:
         """This config with its relative folders made absolute against ``base_dir``."""

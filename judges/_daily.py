@@ -13,6 +13,7 @@ Only production traffic is sampled: the judge's and the evals' own calls are not
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 
@@ -21,6 +22,7 @@ from judges._calibration import calibrate
 from judges._config import JudgingConfig
 from judges._criteria import Criterion
 from judges._fanout import judge_items
+from judges._feedback import feedback_rows, judge_vs_users
 from judges._items import build_items, to_exchange
 from judges._labels import LabelStore
 from judges._pairwise_calibration import calibrate_pairs
@@ -28,8 +30,10 @@ from judges._registry import KindRegistry
 from judges._report import daily_figures, report_dir, write_reports
 from judges._result import DailyResult
 from judges._store import VerdictStore
+from judges._wire import JudgeItem
 from judges.kinds import default_kinds
 from serving import Figure, StackConfig
+from serving.feedback import feedback_between
 from serving.store import Store
 
 
@@ -145,28 +149,8 @@ def _run_daily(
         f"{day}: {len(records)} captured, {len(items)} items sampled, "
         f"{len(items) - len(todo)} already judged, {len(todo)} to judge"
     )
-    written = 0
-    if batch:
-        from judges._batch import judge_batch
-
-        pass_fail = {c.name for c in registry.pass_fail(criteria)}
-        batched = [i for i in todo if i.criterion in pass_fail]
-        todo = [i for i in todo if i.criterion not in pass_fail]
-        written += judge_batch(batched, criteria, stack, judging, vstore, run_id=run_id,
-                               day=run_id, kinds=registry, api_key=api_key, log=log)  # fmt: skip
-    written += judge_items(
-        todo,
-        criteria,
-        stack,
-        judging,
-        vstore,
-        run_id=run_id,
-        day=run_id,
-        api_key=api_key,
-        use_ray=use_ray,
-        kinds=registry,
-        log=log,
-    )
+    written = _judge(todo, criteria, stack, judging, vstore, run_id=run_id, api_key=api_key,
+                     use_ray=use_ray, kinds=registry, batch=batch, log=log)  # fmt: skip
     today = vstore.for_days(day, day)
     trailing = vstore.for_days(day - timedelta(days=judging.trailing_days), day - timedelta(days=1))
     agg = aggregate(registry, today, trailing, drop_p=judging.drop_p_value)
@@ -175,6 +159,8 @@ def _run_daily(
     pairwise_calibration = calibrate_pairs(
         criteria, labels, current, judging.calibration, kinds=registry
     )
+    feedback = [f for f in feedback_between(store, day, day)
+                if f.request_id in {r.request_id for r in records}]  # fmt: skip
     res = DailyResult(
         day=day,
         sampled=len(items),
@@ -189,6 +175,8 @@ def _run_daily(
         seconds=time.perf_counter() - t0,
         calibration=calibration,
         pairwise_calibration=pairwise_calibration,
+        feedback=feedback_rows(feedback, Counter(r.model for r in records)),
+        judge_vs_users=judge_vs_users(today, feedback, judging.feedback),
     )
     if not write_report:
         return res
@@ -201,6 +189,36 @@ def _run_daily(
         kinds=registry,
     )
     return DailyResult(**{**res.__dict__, "report": html})
+
+
+def _judge(
+    todo: list[JudgeItem],
+    criteria: Sequence[Criterion],
+    stack: StackConfig,
+    judging: JudgingConfig,
+    vstore: VerdictStore,
+    *,
+    run_id: str,
+    api_key: str,
+    use_ray: bool,
+    kinds: KindRegistry,
+    batch: bool,
+    log: Callable[[str], None],
+) -> int:
+    """Judge ``todo`` (pass/fail items through Ray Data with ``batch``); returns the
+    verdicts written."""
+    written = 0
+    if batch:
+        from judges._batch import judge_batch
+
+        pass_fail = {c.name for c in kinds.pass_fail(criteria)}
+        batched = [i for i in todo if i.criterion in pass_fail]
+        todo = [i for i in todo if i.criterion not in pass_fail]
+        written += judge_batch(batched, criteria, stack, judging, vstore, run_id=run_id,
+                               day=run_id, kinds=kinds, api_key=api_key, log=log)  # fmt: skip
+    return written + judge_items(todo, criteria, stack, judging, vstore, run_id=run_id,
+                                 day=run_id, api_key=api_key, use_ray=use_ray, kinds=kinds,
+                                 log=log)  # fmt: skip
 
 
 __all__ = ["build_items", "judge_items", "publish_figures", "run_daily", "to_exchange"]

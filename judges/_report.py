@@ -90,6 +90,49 @@ def plot_history(hist: dict[tuple[str, str], list[tuple[str, float, int]]], path
     plt.close(fig)
 
 
+def _feedback_md(res: DailyResult) -> list[str]:
+    if not res.feedback and not res.judge_vs_users:
+        return []
+    lines = ["", "## Users' feedback (`POST /v1/feedback`)", "",
+             "| model | name | rated / requests | positive share | 95% CI | votes |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    for f in res.feedback:
+        lines.append(
+            f"| {f.model} | {f.name} | {f.rated} / {f.requests} ({_pct(f.rate)}) | "
+            f"{_pct(f.positive_share)} | {_pct(f.share_low)}–{_pct(f.share_high)} | {f.votes} |"
+        )
+    for a in res.judge_vs_users:
+        kappa = "-" if a.kappa is None else f"{a.kappa:.2f} ({a.kappa_low:.2f}–{a.kappa_high:.2f})"
+        lines.append(
+            f"\nJudge `{a.criterion}` against users' `{a.feedback}`: {a.confusion.n} records "
+            f"with both, agreement {_pct(a.agreement)}, kappa {kappa} (apart from human "
+            "labels; never makes a judge trusted)."
+        )
+    return lines
+
+
+def _feedback_html(res: DailyResult) -> str:
+    rows = "".join(
+        f"<tr><td>{html.escape(f.model)}</td><td>{html.escape(f.name)}</td>"
+        f"<td>{f.rated} / {f.requests} ({_pct(f.rate)})</td><td>{_pct(f.positive_share)}</td>"
+        f"<td>{_pct(f.share_low)}–{_pct(f.share_high)}</td><td>{f.votes}</td></tr>"
+        for f in res.feedback
+    )
+    agree = "".join(
+        f"<tr><td>{html.escape(a.criterion)}</td><td>{html.escape(a.feedback)}</td>"
+        f"<td>{a.confusion.n}</td><td>{_pct(a.agreement)}</td>"
+        f"<td>{'-' if a.kappa is None else f'{a.kappa:.2f}'}</td></tr>"
+        for a in res.judge_vs_users
+    )
+    return (
+        "<h2>Users' feedback</h2><table><tr><th>model</th><th>name</th>"
+        "<th>rated / requests</th><th>positive share</th><th>95% Wilson CI</th>"
+        f"<th>votes</th></tr>{rows}</table><h3>Judge against users (apart from human "
+        "labels; never makes a judge trusted)</h3><table><tr><th>criterion</th>"
+        f"<th>feedback</th><th>records</th><th>agreement</th><th>kappa</th></tr>{agree}</table>"
+    )
+
+
 def markdown_summary(res: DailyResult, calibration: Sequence[CalibrationRow] = ()) -> str:
     """A short markdown summary of the day."""
     lines = [
@@ -120,6 +163,7 @@ def markdown_summary(res: DailyResult, calibration: Sequence[CalibrationRow] = (
             f"{_pct(p.position_consistency)}."
         )
     lines += _calibration_md(calibration)
+    lines += _feedback_md(res)
     return "\n".join(lines) + "\n"
 
 
@@ -180,6 +224,7 @@ judged; {res.errors} errors (excluded from pass rates). Judge cost:
 <h2>Judge calibration (human labels, <code>gavel judge calibrate</code>)</h2>
 <table><tr><th>criterion</th><th>version</th><th>labels</th><th>agreement</th><th>kappa</th>
 <th>95% CI</th><th>coverage</th><th>false-fail</th><th>trusted</th></tr>{cal}</table>
+{_feedback_html(res)}
 <h2>Over days</h2><img src="{html.escape(png_name)}" alt="pass rate over days"></body></html>"""
     path.write_text(page)
 
@@ -213,6 +258,18 @@ def daily_figures(res: DailyResult, calibration: Sequence[CalibrationRow] = ()) 
         add("gavel_judge_calibration_labels", "Labelled and judged records", c.n, **cv)
         if c.kappa is not None:
             add("gavel_judge_kappa", "Cohen's kappa, judge vs people", c.kappa, **cv)
+    for f in res.feedback:
+        fv = {"model": f.model, "feedback": f.name}
+        if f.rate is not None:
+            add("gavel_feedback_rate", "Share of the day's requests with users' feedback",
+                f.rate, **fv)  # fmt: skip
+        if f.positive_share is not None:
+            add("gavel_feedback_positive_share", "Positive share of users' feedback",
+                f.positive_share, **fv)  # fmt: skip
+            add("gavel_feedback_positive_share_low", "Lower bound of the 95% Wilson interval",
+                f.share_low or 0.0, **fv)  # fmt: skip
+            add("gavel_feedback_positive_share_high", "Upper bound of the 95% Wilson interval",
+                f.share_high or 0.0, **fv)  # fmt: skip
     add("gavel_judge_cost_usd", "Judge cost of the day", res.judge_cost_usd)
     add("gavel_judge_items", "Items sampled for judging on the day", res.sampled)
     add("gavel_judge_day_timestamp_seconds", "Start of the judged day (UTC), Unix seconds",

@@ -7,6 +7,7 @@ from datetime import date
 from pathlib import Path
 
 from judges._calibration import CalibrationRow
+from judges._feedback import FeedbackRow, UserAgreement
 from judges._pairwise_calibration import PairwiseCalibration
 from judges._rows import PairRow, RateRow
 
@@ -28,5 +29,9 @@ class DailyResult:
     seconds: float
     calibration: list[CalibrationRow] = field(default_factory=list)
     pairwise_calibration: list[PairwiseCalibration] = field(default_factory=list)
+    feedback: list[FeedbackRow] = field(default_factory=list)
+    """End users' feedback on the day's answers, per model and name."""
+    judge_vs_users: list[UserAgreement] = field(default_factory=list)
+    """The judge against users' feedback, per criterion mapped to a feedback name."""
     report: Path | None = None
     """The HTML report, once written."""

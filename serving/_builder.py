@@ -129,6 +129,7 @@ GAVEL_ENDPOINTS: dict[str, Callable[[Any], Callable[..., Any]]] = {
     "model_data": lambda app: app.get("/v1/models/{model:path}"),
     "completions": lambda app: app.post("/v1/completions"),
     "chat": lambda app: app.post("/v1/chat/completions"),
+    "feedback": lambda app: app.post("/v1/feedback"),
     "health": lambda app: app.get("/health"),
     "metrics": lambda app: app.get("/metrics"),
 }

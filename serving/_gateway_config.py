@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from serving._base import GavelModel
 from serving._model_config import DeploymentConfig
+from serving.feedback._config import FeedbackConfig
 
 
 class HttpConfig(GavelModel):
@@ -215,6 +216,8 @@ class GatewayConfig(GavelModel):
     store: StoreConfig = StoreConfig()
     priority: PriorityConfig = PriorityConfig()
     """Production first: a cap on the judge's and evals' requests in flight."""
+    feedback: FeedbackConfig = FeedbackConfig()
+    """End users' feedback on answers (``POST /v1/feedback``)."""
     steering_metadata: tuple[str, ...] = ("expected", "pair")
     """``X-Gavel-Metadata`` keys that steer judging (reference answers, pairing); only
     ``admin`` keys may send them."""

@@ -34,7 +34,7 @@ def add_keys_commands(cli: CommandSet) -> None:
     ks = cli.group("keys", help="API keys of the gateway")
     create = ks.add_parser("create", help="create a key; prints it once, as the last line")
     create.add_argument("name")
-    create.add_argument("--scopes", type=_scopes, default=["infer"], help="infer,judge,label,admin")
+    create.add_argument("--scopes", type=_scopes, default=["infer"], help=",".join(get_args(Scope)))
     create.add_argument("--rpm", type=int, help="requests per minute")
     create.add_argument("--tpm", type=int, help="tokens (prompt + completion) per minute")
     create.add_argument(
@@ -114,7 +114,7 @@ def _scopes(text: str) -> list[str]:
     bad = [s for s in scopes if s not in get_args(Scope)]
     if not scopes or bad:
         raise argparse.ArgumentTypeError(
-            f"scopes are a comma-separated subset of infer,judge,label,admin; got {text!r}"
+            f"scopes are a comma-separated subset of {','.join(get_args(Scope))}; got {text!r}"
         )
     return scopes
 

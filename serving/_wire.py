@@ -9,10 +9,12 @@ from pydantic import Field
 
 from serving._config import GavelModel
 
-Scope = Literal["infer", "judge", "eval", "label", "admin"]
+Scope = Literal["infer", "judge", "eval", "label", "feedback", "admin"]
 """``infer`` calls the app model, ``judge`` the judge model, ``eval`` may mark its calls
 as an eval's (``X-Gavel-Source: eval``; with ``infer`` to call the app model), ``label``
-opens the labelling page (``gavel label``), ``admin`` everything."""
+opens the labelling page (``gavel label``), ``feedback`` sends end users' feedback on any
+key's requests (an application's backend; a key may always send it on its own),
+``admin`` everything."""
 
 ROLE_SCOPE: dict[str, Scope] = {"app": "infer", "judge": "judge"}
 

@@ -53,6 +53,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from evals.swap._trial import trial_start
     from judges import load_judging
     from serving import load_config
+    from serving.feedback import feedback_between
     from serving.swap import swap_history
 
     stack = load_config(args.config)
@@ -72,8 +73,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         since = min(start.astimezone(UTC).date(), today) if start else today
     days = days_of(args.date, since, today)
     records = [r for r in load_days(store, days) if start is None or r.ts >= start]
+    feedback = feedback_between(store, days[0], days[-1])
     if args.no_judge:
-        report = build_report(swap, records, days, judge=lambda _: None)
+        report = build_report(swap, records, days, judge=lambda _: None, feedback=feedback)
     else:
         if not args.api_key:
             raise CliError(
@@ -85,7 +87,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         ctx = PairJudging(pairwise_criterion(swap, judging), store, stack, judging, args.api_key)
         crits = swap_criteria(swap, judging, args.config)
         run_id = f"swap-{swap.candidate}-{days[-1].isoformat()}"
-        report = judged_report(swap, records, days, ctx, crits, run_id=run_id)
+        report = judged_report(swap, records, days, ctx, crits, run_id=run_id,
+                               feedback=feedback)  # fmt: skip
     out = args.out or Path("reports/swap") / days[-1].isoformat()
     write(report, out, store)
     v = report.verdict

@@ -15,7 +15,15 @@ from evals._compare import PairwiseReport, pairwise_report
 from evals._pairwise import PairJudging, find_pairwise, judge_exchange_pairs
 from evals._trust import judge_trust, pairwise_trust
 from evals.swap._judged import judged_checks, to_judge, worse_but_untrusted
-from evals.swap._trial import ArmCheck, SwapTraffic, SwapVerdict, arm_checks, decide, split
+from evals.swap._trial import (
+    ArmCheck,
+    SwapTraffic,
+    SwapVerdict,
+    arm_checks,
+    decide,
+    feedback_checks,
+    split,
+)
 from judges import (
     Criterion,
     JudgeItem,
@@ -27,6 +35,7 @@ from judges import (
     to_exchange,
 )
 from serving import EXIT_USAGE, CliError, Figure, GavelModel, SwapConfig, TrafficRecord
+from serving.feedback import Feedback
 from serving.store import Store
 
 NOT_JUDGED = "not judged (--no-judge)"
@@ -79,13 +88,16 @@ def build_report(
     judge: Callable[[SwapTraffic], PairwiseReport | None],
     trust: tuple[bool | None, str] = (None, NOT_JUDGED),
     judge_arms: Callable[[SwapTraffic], list[ArmCheck]] = lambda _: [],
+    feedback: Sequence[Feedback] = (),
 ) -> SwapReport:
     """Split, check, judge (``judge`` may return ``None``: not judged; ``judge_arms``
     scores both arms on the pass/fail criteria) and decide, with ``trust``: whether the
-    pairwise judge is trusted, and why."""
+    pairwise judge is trusted, and why. Users' ``feedback`` is compared between the
+    canary's arms."""
     t0 = time.perf_counter()
     traffic = split(records, swap)
-    checks = arm_checks(swap, traffic) + judge_arms(traffic)
+    checks = arm_checks(swap, traffic) + feedback_checks(swap, traffic, feedback)
+    checks += judge_arms(traffic)
     pairwise = judge(traffic)
     trusted, why = trust
     verdict = decide(swap, traffic, checks, pairwise, judge_trusted=trusted,
@@ -148,6 +160,7 @@ def judge_both_arms(
 def judged_report(
     swap: SwapConfig, records: Sequence[TrafficRecord], days: Sequence[date],
     ctx: PairJudging, criteria: Sequence[Criterion], *, run_id: str,
+    feedback: Sequence[Feedback] = (),
 ) -> SwapReport:  # fmt: skip
     """The report with its judges: shadow pairs judged pairwise (with the pairwise
     judge's trust from its calibration) and both arms on the pass/fail ``criteria``."""
@@ -157,6 +170,7 @@ def judged_report(
         judge=lambda traffic: judge_shadow_pairs(traffic, ctx, run_id=run_id, trust=trust),
         trust=trust,
         judge_arms=lambda traffic: judge_both_arms(traffic, swap, ctx, criteria, run_id=run_id),
+        feedback=feedback,
     )  # fmt: skip
 
 
@@ -218,8 +232,8 @@ def _cell(x: float | None, fmt: str = "{:.0%}") -> str:
 
 
 def _trust(c: ArmCheck) -> str:
-    if c.kind == "assertion":
-        return "assertion"
+    if c.kind in ("assertion", "feedback"):
+        return c.kind
     return html.escape(f"{'trusted' if c.judge_trusted else 'NOT trusted'}: {c.trust_reason}")
 
 

@@ -8,6 +8,7 @@ functions over captured records; :mod:`evals.swap._report` does the I/O.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,6 +18,7 @@ from evals._checks import ASSERTIONS, AssertArgs
 from evals._compare import PairwiseReport
 from evals._sequential import confidence_sequence, cs_difference, win_scores
 from serving import GavelModel, SwapCheck, SwapConfig, TrafficRecord
+from serving.feedback import Feedback
 from serving.swap import SwapEvent
 
 Decision = Literal["promote", "rollback", "continue"]
@@ -82,7 +84,7 @@ class ArmCheck(GavelModel):
     cs_high: float | None
     worse: bool
     """The candidate is worse: the whole confidence sequence is below 0."""
-    kind: Literal["assertion", "judge"] = "assertion"
+    kind: Literal["assertion", "judge", "feedback"] = "assertion"
     judge_trusted: bool | None = None
     """For a judge criterion: calibrated against people (``gavel judge calibrate``)."""
     trust_reason: str | None = None
@@ -181,6 +183,30 @@ def arm_checks(swap: SwapConfig, traffic: SwapTraffic) -> list[ArmCheck]:
     return out
 
 
+def feedback_checks(
+    swap: SwapConfig, traffic: SwapTraffic, feedback: Sequence[Feedback]
+) -> list[ArmCheck]:
+    """Users' feedback on the canary's arms, per name of ``swap.feedback``: each answer
+    scores its users' positive share; the arms' difference has its confidence sequence
+    (clustered by key, as every canary check)."""
+    out: list[ArmCheck] = []
+    for name in swap.feedback:
+        said: dict[str, list[bool]] = defaultdict(list)
+        for f in feedback:
+            if f.name == name:
+                said[f.request_id].append(f.positive)
+
+        def score(r: TrafficRecord, said: dict[str, list[bool]] = said) -> float | None:
+            votes = said.get(r.request_id)
+            return sum(votes) / len(votes) if votes else None
+
+        check = canary_scores(f"feedback:{name}", traffic.production_arm,
+                              traffic.candidate_arm, score)  # fmt: skip
+        if check.n_candidate:
+            out.append(check.model_copy(update={"kind": "feedback"}))
+    return out
+
+
 class SwapVerdict(GavelModel):
     """The decision and why; ``withheld`` says which decision could not be taken."""
 
@@ -211,10 +237,12 @@ def decide(
     if pairwise is not None:
         seq = confidence_sequence(win_scores(pairwise.wins_b, pairwise.ties, pairwise.losses_b))
         cs = (seq[1], seq[2]) if seq else None
-    worse = [c for c in checks if c.worse and (c.kind == "assertion" or c.judge_trusted)]
+    worse = [c for c in checks if c.worse and (c.kind != "judge" or c.judge_trusted)]
     if worse:
         c = worse[0]
-        what = "check" if c.kind == "assertion" else "trusted judge criterion"
+        what = {"assertion": "check", "feedback": "users' feedback"}.get(
+            c.kind, "trusted judge criterion"
+        )
         return SwapVerdict(
             decision="rollback", win_rate_cs=cs,
             reason=f"{what} {c.check} on {c.on}: the candidate passes {_pct(c.candidate_rate)} "

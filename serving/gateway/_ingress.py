@@ -13,12 +13,13 @@ import logging
 from typing import Any
 
 from fastapi import HTTPException, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from ray.llm._internal.serve.core.configs.openai_api_models import OpenAIHTTPException
 from ray.serve.handle import DeploymentHandle
 from ray.serve.llm.ingress import OpenAiIngress
 
 from serving._errors import openai_error
+from serving.feedback import FeedbackRoute
 from serving.gateway._gateway import Gateway, make_parts
 from serving.gateway._record import GatewaySettings
 from serving.gateway._refusal import Refusal
@@ -53,6 +54,8 @@ class GavelIngress(OpenAiIngress):
         self._writer = parts.writer
         self._reporter = parts.reporter
         self._swap = parts.swap
+        cfg = self._settings.config
+        self._feedback = FeedbackRoute(store, cfg.feedback, cfg.capture)
 
     async def __del__(self) -> None:
         """Graceful shutdown (Serve awaits this): finish the shadow requests in flight and
@@ -89,6 +92,23 @@ class GavelIngress(OpenAiIngress):
             return openai_error(503, "The metrics hub is restarting; scrape again.",
                                 type_="server_error")  # fmt: skip
         return Response(page, media_type=CONTENT_TYPE_LATEST)
+
+    async def feedback(self, request: Request) -> Response:
+        """End users' feedback on an answer (``POST /v1/feedback``; any valid key on its
+        own requests, a ``feedback`` key on any)."""
+        try:
+            key = await self._gateway.key_of(request)
+            body = await self._feedback.handle(await request.body(), key)
+        except Refusal as refused:
+            self._metrics.feedback.labels(str(refused.status)).inc()
+            return refused.response()
+        except Exception:  # never a 500 with internals
+            log.exception("feedback failed")
+            self._metrics.feedback.labels("503").inc()
+            return openai_error(503, "The feedback could not be kept; send it again shortly.",
+                                type_="server_error")  # fmt: skip
+        self._metrics.feedback.labels("200").inc()
+        return JSONResponse(body)
 
     # --- OpenAI routes, wrapped -------------------------------------------------
 

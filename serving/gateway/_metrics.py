@@ -97,6 +97,12 @@ class GatewayMetrics:
         self.rejected = Counter(
             "gavel_rejected_requests", "Requests refused by the gateway", ["reason"], registry=r
         )
+        self.feedback = Counter(
+            "gavel_feedback_requests",
+            "POST /v1/feedback answers, by status",
+            ["status"],
+            registry=r,
+        )
         self.admissions = Counter(
             "gavel_limiter_admissions",
             "Admissions of limited keys, by path: a lease this replica holds (no round "

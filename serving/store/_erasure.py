@@ -7,7 +7,8 @@ One erasure blanks, batch by batch (one short transaction each):
 - the judge's own captured requests about them (they quote the conversation; the judge
   names the item it judges in its metadata, ``judged_item``);
 - the judges' reasoning about them, pass/fail and pairwise (``twin|shadow``) alike;
-- the labels' notes about them, and the notes of the labels' history.
+- the labels' notes about them, and the notes of the labels' history;
+- the comments of end users' feedback on them, and of its history.
 
 The erasure is recorded in ``gavel_erasures``. Records still on their way (spool files)
 and set aside (quarantine files) are blanked where they lie (:func:`erase_files`). A
@@ -25,7 +26,14 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, or_, select, update
 
-from serving.store._lifecycle import BLANK_REQUEST, _batches, _count, _erasable, erase_query
+from serving.store._lifecycle import (
+    BLANK_REQUEST,
+    _batches,
+    _count,
+    _erasable,
+    erase_query,
+    feedback_removal,
+)
 from serving.store._schema import erasures, label_history, labels, traffic, verdicts
 from serving.store._store import Store
 
@@ -60,6 +68,8 @@ def _erase_batch(conn: Any, ids: list[str]) -> None:
     """Blank every trace of the records ``ids`` (already the key's own, or its shadows)."""
     conn.execute(_blank(traffic.c.request_id.in_(ids)))
     conn.execute(_blank(traffic.c.twin_id.in_(ids)))
+    for stmt in feedback_removal("text", ids):  # end users' comments on them
+        conn.execute(stmt)
     for k in range(0, len(ids), LIKE_CHUNK):
         chunk = ids[k : k + LIKE_CHUNK]
         judged = or_(*[traffic.c.metadata_json.like(f"%{i}%") for i in chunk])

@@ -29,7 +29,7 @@ from sqlalchemy import (
 
 from serving._gateway_config import KeepFor, RetentionConfig
 from serving._wire import Figure
-from serving.store._schema import labels, traffic
+from serving.store._schema import feedback, feedback_history, labels, traffic
 from serving.store._store import Store, day_query, spend_query
 
 What = Literal["text", "rows"]
@@ -167,7 +167,21 @@ def _purge_one(store: Store, line: PurgeLine, *, batch_size: int, dry_run: bool)
         line.removed = _count(store, _purgeable(line.source, line.what, line.before))
         return
     for ids in _batches(store, query):
-        line.removed += store.execute(_removal(line.what, ids, "retention"))
+        with store.transaction() as conn:
+            line.removed += max(0, conn.execute(_removal(line.what, ids, "retention")).rowcount)
+            for stmt in feedback_removal(line.what, ids):
+                conn.execute(stmt)
+
+
+def feedback_removal(what: What, ids: list[str]) -> list[Any]:
+    """What goes of the feedback on requests ``ids`` when their text (the comments) or
+    their rows (everything) go."""
+    out: list[Any] = []
+    for table in (feedback, feedback_history):
+        about = table.c.request_id.in_(ids)
+        out.append(delete(table).where(about) if what == "rows"
+                   else update(table).where(about).values(comment=None))  # fmt: skip
+    return out
 
 
 def _removal(what: What, ids: list[str], reason: str) -> Any:

@@ -214,3 +214,34 @@ figures = Table(
     Column("value", Float, nullable=False),
     Column("written_at", DateTime(timezone=True), nullable=False),
 )
+
+# End users' feedback on answers (``POST /v1/feedback``): the latest value per request,
+# name and user, and every value as it was sent (oldest first).
+feedback = Table(
+    "gavel_feedback",
+    metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("user_id", String(128), primary_key=True),
+    Column("value", Float, nullable=False),
+    Column("positive", Boolean, nullable=False),
+    Column("comment", Text),
+    Column("sent_by", String(128), nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("day", String(10), nullable=False, index=True),
+    Column("revision", Integer, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+feedback_history = Table(
+    "gavel_feedback_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", String(64), nullable=False, index=True),
+    Column("name", String(64), nullable=False),
+    Column("user_id", String(128), nullable=False),
+    Column("value", Float, nullable=False),
+    Column("comment", Text),
+    Column("sent_by", String(128), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)

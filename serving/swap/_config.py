@@ -90,6 +90,12 @@ class SwapConfig(GavelModel):
     criterion (a stable sample by request id)."""
     min_pairs: Annotated[int, Field(ge=1)] = 30
     """With fewer shadow pairs (or answers per arm) no decision but ``continue``."""
+    feedback: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]] = Field(
+        default_factory=lambda: ["thumbs"]
+    )
+    """End users' feedback names (``POST /v1/feedback``) compared between the canary's
+    arms: the positive share, a deterministic check (a candidate that users rate worse,
+    by its confidence sequence, is rolled back). Shadow answers reach no user."""
 
     @model_validator(mode="after")
     def _two_models(self) -> SwapConfig:

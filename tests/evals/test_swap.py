@@ -190,3 +190,37 @@ def test_judge_criteria_score_both_arms_and_only_a_trusted_one_rolls_back() -> N
             assert "trusted judge criterion concise" in v.reason
         else:
             assert worse_but_untrusted(checks) == ["concise (shadow)", "concise (canary)"]
+
+
+def _rated_arms(n: int, prod_pos: float, cand_pos: float):  # type: ignore[no-untyped-def]
+    """``n`` answers per canary arm, each from its own key, each rated by one user."""
+    from serving.feedback import Feedback
+
+    records, feedback = [], []
+    for arm, model, share in (("production", "app-model", prod_pos),
+                              ("candidate", "app-terse", cand_pos)):  # fmt: skip
+        for i in range(n):
+            r = _rec(model, LONG, arm=arm).model_copy(update={"key_name": f"k{arm}{i}"})
+            records.append(r)
+            positive = i < share * n
+            feedback.append(Feedback(request_id=r.request_id, name="thumbs", user="u",
+                                     value=float(positive), positive=positive, sent_by="b",
+                                     model=model, day="2026-12-04", revision=1,
+                                     at=datetime.now(UTC)))  # fmt: skip
+    return records, feedback
+
+
+def test_users_feedback_on_the_canary_rolls_back_a_candidate_they_rate_worse() -> None:
+    from evals.swap._trial import feedback_checks
+
+    records, feedback = _rated_arms(60, 0.9, 0.1)
+    traffic = split(records, SWAP)
+    (check,) = feedback_checks(SWAP, traffic, feedback)
+    assert (check.check, check.kind, check.on) == ("feedback:thumbs", "feedback", "canary")
+    assert check.production_rate == 0.9 and check.candidate_rate == 0.1 and check.worse
+    v = decide(SWAP, traffic, [check], None, judge_trusted=None, trust_reason="-")
+    assert v.decision == "rollback" and v.reason.startswith("users' feedback feedback:thumbs")
+    records, feedback = _rated_arms(60, 0.7, 0.7)
+    (same,) = feedback_checks(SWAP, split(records, SWAP), feedback)
+    assert not same.worse
+    assert feedback_checks(SWAP, split(records, SWAP), []) == []  # no feedback, no check
