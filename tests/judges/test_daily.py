@@ -78,18 +78,16 @@ def _copy_day(day: date, url: str) -> Store:
 
 
 # One real daily judge run (on the embedded store); the PostgreSQL one judges on the
-# simulated engine, as the other tests do.
-@pytest.mark.parametrize("kind", [pytest.param("sqlite", marks=pytest.mark.engine), "postgresql"])
+# simulated engine, as the other tests do. Each copies the day into a store of its own.
+@pytest.mark.parametrize(
+    "scratch_store_url",
+    [pytest.param("sqlite", marks=pytest.mark.engine), "postgresql"],
+    indirect=True,
+)
 def test_same_date_twice_same_sample_no_new_verdicts(
-    kind: str, replayed_day: date, admin_key: str, tmp_path: Path
+    scratch_store_url: str, replayed_day: date, admin_key: str, tmp_path: Path
 ) -> None:
-    if kind == "postgresql":
-        from tests.conftest import PG_URL, require_postgres
-
-        require_postgres()
-        store = _copy_day(replayed_day, PG_URL)
-    else:
-        store = _copy_day(replayed_day, f"sqlite:///{tmp_path / 'j.db'}")
+    store = _copy_day(replayed_day, scratch_store_url)
     stack = load_config(ROOT / CONFIG)
     cfg = judging_cfg(tmp_path)
     crits = load_criteria(Path(cfg.criteria_dir))
