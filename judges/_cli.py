@@ -1,4 +1,4 @@
-"""The judges' commands: ``gavel judge daily|calibrate``, ``gavel label [import|export]``
+"""The judges' commands: ``gavel judge daily|calibrate|online``, ``gavel label [import|export]``
 and ``gavel traffic replay``. Handlers parse arguments, call the judges' public functions
 and print; expected failures raise :class:`~serving.CliError`.
 """
@@ -43,6 +43,9 @@ def commands(cli: CommandSet) -> None:
     )
     daily.set_defaults(func=cmd_daily)
     _add_calibrate(js)
+    from judges._online_cli import add_online
+
+    add_online(js)
     _add_label(cli)
     from judges._config_check import check_judging
 

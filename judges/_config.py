@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from judges._calibration import CalibrationConfig
+from judges._online import OnlineLoop, OnlineRule
 from judges._sampling import SamplingConfig
 from serving import GavelModel, load_model, rebase_path
 
@@ -44,6 +45,16 @@ class JudgingConfig(GavelModel):
     """Criterion -> the name of end users' feedback that speaks to it (``POST
     /v1/feedback``): the daily report and ``gavel judge calibrate`` show the judge's
     agreement with users on it, apart from human labels (it never makes a judge trusted)."""
+    online: list[OnlineRule] = Field(default_factory=list)
+    """Online judging rules (``gavel judge online``): live traffic judged within the hour."""
+    online_loop: OnlineLoop = OnlineLoop()
+
+    @model_validator(mode="after")
+    def _unique_rules(self) -> JudgingConfig:
+        names = [r.name for r in self.online]
+        if len(set(names)) != len(names):
+            raise ValueError(f"online: rule names must be unique ({', '.join(names)})")
+        return self
 
     def rebased(self, base_dir: Path) -> JudgingConfig:
         """This config with its relative folders made absolute against ``base_dir``."""

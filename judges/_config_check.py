@@ -17,9 +17,19 @@ def check_judging(args: argparse.Namespace) -> tuple[str, list[str]]:
     except ConfigError as exc:
         return "", [str(exc)]
     criteria, errors = check_criteria(Path(judging.criteria_dir))
+    problems = [str(e) for e in errors]
+    if judging.online:
+        from judges._online_cli import rule_criteria
+        from judges.kinds import default_kinds
+        from serving import CliError
+
+        try:
+            rule_criteria(judging, list(criteria), default_kinds(), args.judging)
+        except CliError as exc:
+            problems.append(str(exc))
     summary = (
         f"{args.judging}: ok ({len(criteria)} criteria in {judging.criteria_dir}: "
         + ", ".join(c.name for c in criteria)
         + ")"
     )
-    return summary, [str(e) for e in errors]
+    return summary, problems

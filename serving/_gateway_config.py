@@ -202,6 +202,33 @@ class PriorityConfig(GavelModel):
     """Each source's priority at engines that schedule by priority."""
 
 
+class TracingConfig(GavelModel):
+    """``gateway.tracing``: OpenTelemetry spans of every request, exported over OTLP/HTTP.
+
+    Off by default (no hook runs, nothing is imported). On, the gateway continues the
+    client's W3C ``traceparent`` (or starts a trace), passes it to the engine, and emits
+    a span per lifecycle hook, the engine call (first token as an event), the tap and
+    capture, with the GenAI semantic conventions' attributes (never prompt or response
+    text); the captured record keeps the trace id."""
+
+    enabled: bool = False
+    endpoint: str | None = None
+    """The collector's OTLP/HTTP traces URL, e.g. ``http://otel-collector:4318/v1/traces``."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    """Headers of every export (a collector's auth)."""
+    sample_ratio: Annotated[float, Field(ge=0, le=1)] = 1.0
+    """Share of new traces kept; a client's sampled ``traceparent`` is always followed."""
+    service_name: Annotated[str, Field(min_length=1, max_length=128)] = "gavel-gateway"
+
+    @model_validator(mode="after")
+    def _endpoint(self) -> TracingConfig:
+        if self.enabled and not self.endpoint:
+            raise ValueError("tracing.endpoint is required when tracing is enabled")
+        if self.endpoint and not self.endpoint.startswith(("http://", "https://")):
+            raise ValueError("tracing.endpoint must be an http(s) URL (OTLP/HTTP)")
+        return self
+
+
 class GatewayConfig(GavelModel):
     """The gateway built into the ingress: keys, limits, capture, the store."""
 
@@ -216,6 +243,8 @@ class GatewayConfig(GavelModel):
     store: StoreConfig = StoreConfig()
     priority: PriorityConfig = PriorityConfig()
     """Production first: a cap on the judge's and evals' requests in flight."""
+    tracing: TracingConfig = TracingConfig()
+    """OpenTelemetry traces of the request path (off by default)."""
     feedback: FeedbackConfig = FeedbackConfig()
     """End users' feedback on answers (``POST /v1/feedback``)."""
     steering_metadata: tuple[str, ...] = ("expected", "pair")

@@ -124,9 +124,11 @@ class TrafficRecord(GavelModel):
     """Under a model swap, the arm that answered (``None``: no swap concerned it)."""
     twin_id: Annotated[str, Field(max_length=64)] | None = None
     """A shadow request's production twin (that record's ``request_id``)."""
+    trace_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")] | None = None
+    """The request's W3C trace id, with ``gateway.tracing`` on."""
 
 
-FigureJob = Literal["judge", "judge_status", "loadtest", "store", "swap"]
+FigureJob = Literal["judge", "judge_status", "judge_online", "loadtest", "store", "swap"]
 """Which job published a set of figures; each job's set replaces its previous one."""
 
 

@@ -97,6 +97,11 @@ class RequestContext:
     """The hooks whose ``before`` ran, in order (their ``end`` runs in reverse)."""
     finished: bool = False
     """Set by :meth:`end`: the request's one ending ran."""
+    trace: Any = None
+    """With tracing on, the request's open trace (:class:`~._tracing.TraceState`): the
+    chain times its hooks into it."""
+    trace_id: str | None = None
+    """The W3C trace id (32 hex digits), kept on the captured record."""
 
     def end(self) -> None:
         """End the request: the chain's ending runs exactly once, whichever path gets here."""

@@ -52,9 +52,15 @@ def engine_message(message: str) -> str:
 
 
 def make_parts(
-    settings: GatewaySettings, *, store: Store, limiter: Any = None, hub: Any = None
+    settings: GatewaySettings,
+    *,
+    store: Store,
+    limiter: Any = None,
+    hub: Any = None,
+    span_exporter: Any = None,
 ) -> GatewayParts:
-    """The stateful parts of one replica's gateway (``limiter``, ``hub``: Serve handles)."""
+    """The stateful parts of one replica's gateway (``limiter``, ``hub``: Serve handles;
+    ``span_exporter``: where spans go instead of OTLP, for tests)."""
     cfg = settings.config
     metrics = GatewayMetrics()
     swap = SwapRouter(settings.swap)
@@ -91,7 +97,16 @@ def make_parts(
         shadows=ShadowRunner(swap, metrics, settings=settings),
         writer=writer,
         reporter=MetricsReporter(hub, metrics.registry) if hub is not None else None,
+        tracing=_tracing(settings, span_exporter),
     )
+
+
+def _tracing(settings: GatewaySettings, exporter: Any) -> Any:
+    if not settings.config.tracing.enabled:
+        return None
+    from serving.gateway._tracing import make_provider
+
+    return make_provider(settings.config.tracing, exporter)
 
 
 class Gateway:
@@ -124,6 +139,8 @@ class Gateway:
         await self.parts.shadows.drain()
         if self.parts.writer is not None:
             await self.parts.writer.close()
+        if self.parts.tracing is not None:  # the spans still in the batch
+            await asyncio.to_thread(self.parts.tracing.shutdown)
 
     async def key_of(self, request: Any) -> ApiKey | None:
         """The request's key for a route outside the lifecycle (``/v1/models``); raises a

@@ -17,6 +17,7 @@ ingress or inside an LLM replica.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -67,6 +68,8 @@ class GatewayParts:
     shadows: ShadowRunner
     writer: CaptureWriter | None
     reporter: MetricsReporter | None
+    tracing: Any = None
+    """With ``gateway.tracing`` on, the replica's OpenTelemetry ``TracerProvider``."""
 
 
 class HookChain:
@@ -86,10 +89,18 @@ class HookChain:
         return RequestContext(endpoint=endpoint, request=request, on_end=self.end, **fields)
 
     async def begin(self, ctx: RequestContext) -> None:
-        """Run every hook's ``before`` in order (a Refusal stops it)."""
+        """Run every hook's ``before`` in order (a Refusal stops it); with a trace open,
+        each is timed into it, and the engine call's start is marked."""
         for hook in self.hooks:
-            await hook.before(ctx)
+            if ctx.trace is None:
+                await hook.before(ctx)
+            else:
+                t = time.perf_counter()
+                await hook.before(ctx)
+                ctx.trace.timings.append((hook.name, t, time.perf_counter()))
             ctx.entered.append(hook)
+        if ctx.trace is not None:
+            ctx.trace.engine_at = time.perf_counter()
 
     def end(self, ctx: RequestContext) -> None:
         """The request's one ending: price it, then every entered hook's ``end`` in
@@ -99,6 +110,11 @@ class HookChain:
             ctx.cost = price.cost(ctx.prompt_tokens, ctx.completion_tokens)
         for hook in reversed(ctx.entered):
             try:
+                if ctx.trace is not None and hook.name == "capture":
+                    t = time.perf_counter()
+                    hook.end(ctx)
+                    ctx.trace.timings.append(("end:capture", t, time.perf_counter()))
+                    continue
                 hook.end(ctx)
             except Exception:
                 log.exception("the %s hook failed to end request %s", hook.name, ctx.request_id)
@@ -112,8 +128,16 @@ def _auth(p: GatewayParts) -> Hook:
     return AuthHook(p.keys, p.guard, p.settings.config.auth.trusted_proxies)
 
 
+def _trace(p: GatewayParts) -> Hook:
+    from serving.gateway._tracing import TraceHook
+
+    assert p.tracing is not None, "the trace hook needs gateway.tracing on"
+    return TraceHook(p.tracing.get_tracer("gavel.gateway"))
+
+
 HOOKS: dict[str, HookFactory] = {
     "metrics": lambda p: MetricsHook(p.metrics, p.reporter),
+    "trace": _trace,
     "auth": _auth,
     "body": lambda p: BodyHook(p.settings.config, p.settings.roles),
     "scope": lambda p: ScopeHook(),

@@ -156,6 +156,7 @@ def to_record(
         client_request_id=client_id,
         arm=call.arm,  # type: ignore[arg-type]
         twin_id=call.twin_id,
+        trace_id=call.trace_id,
     )
 
 

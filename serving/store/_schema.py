@@ -77,6 +77,8 @@ traffic = Table(
     # Under a model swap: the arm that answered, and a shadow request's production twin.
     Column("arm", String(16)),
     Column("twin_id", String(64)),
+    # With ``gateway.tracing`` on: the request's W3C trace id.
+    Column("trace_id", String(32)),
     Index("ix_gavel_traffic_key_day", "key_name", "day"),
     Index("ix_gavel_traffic_twin_id", "twin_id"),
 )
@@ -244,4 +246,27 @@ feedback_history = Table(
     Column("comment", Text),
     Column("sent_by", String(128), nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
+)
+
+# Online judging (``gavel judge online``): each rule's cursor over captured traffic (it
+# survives restarts), and every record a rule picked, with the hour it counts in (for
+# ``max_per_hour`` and the hourly pass rates) and when it was captured and judged.
+online_cursors = Table(
+    "gavel_online_cursors",
+    metadata,
+    Column("rule", String(64), primary_key=True),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+online_judged = Table(
+    "gavel_online_judged",
+    metadata,
+    Column("rule", String(64), primary_key=True),
+    Column("request_id", String(64), primary_key=True),
+    Column("hour", String(13), nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("captured_at", DateTime(timezone=True), nullable=False),
+    Column("judged_at", DateTime(timezone=True), nullable=False),
+    Index("ix_gavel_online_judged_hour", "rule", "hour"),
 )

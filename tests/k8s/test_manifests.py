@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 K8S_VERSION = "1.30.0"
 CORE_KINDS = {
     "ConfigMap", "Secret", "PersistentVolumeClaim", "CronJob", "NetworkPolicy", "Service",
+    "Deployment",
 }  # fmt: skip
 CRD_KINDS = {"RayService", "PodMonitor", "ServiceMonitor", "PrometheusRule"}
 
@@ -120,6 +121,20 @@ def test_cronjob_command_line_parses_with_gavel_s_parser() -> None:
     assert args.config == "/etc/gavel/stack.yaml" and args.judging == "/etc/gavel/judging.yaml"
     mounts = {m["mountPath"] for m in c["volumeMounts"]}
     assert "/etc/gavel" in mounts
+
+
+def test_the_online_judge_is_one_loop_on_the_stack_and_judging_configs() -> None:
+    dep = _one("Deployment", "gavel-judge-online")
+    assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"]["type"] == "Recreate"
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    args = build_parser().parse_args(c["args"])
+    assert args.func.__name__ == "cmd_online" and not args.once
+    assert args.config == "/etc/gavel/stack.yaml" and args.judging == "/etc/gavel/judging.yaml"
+    env = {e["name"]: e for e in c["env"]}
+    assert env["GAVEL_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "gavel-judge-key"
+    cm = _one("ConfigMap", "gavel-config")["data"]["judging.yaml"]
+    judging = parse_model(yaml.safe_load(cm), JudgingConfig, source="judging")
+    assert judging.online and judging.online[0].sample_rate < 1
 
 
 def test_purge_cronjob_runs_gavel_store_purge_on_the_stack_config() -> None:

@@ -69,6 +69,10 @@ def _judging_file(tmp: Path, criterion: Criterion) -> Path:
     path.write_text(yaml.safe_dump({
         "criteria_dir": str(tmp / "criteria"), "sampling": {"rate": 1.0, "max_per_stratum": 3},
         "concurrency": 3, "max_tokens": 120, "report_dir": str(tmp / "reports"),
+        "feedback": {criterion.name: "thumbs"},
+        "online": [{"name": "test-live", "sample_rate": 1.0, "criteria": [criterion.name],
+                    "max_per_hour": 5}],
+        "online_loop": {"settle_s": 0},
     }))  # fmt: skip
     return path
 
@@ -121,13 +125,13 @@ def test_every_panel_query_returns_series(
         "--out-dir", str(tmp_path / "lt"), timeout=600,
     )  # fmt: skip
     assert sweep.returncode == 0, sweep.stderr[-2000:]
+    _thumbs_up(stack, api_key)  # a user's feedback: the day's feedback figures
     # A small judging run of today's traffic: the judge's figures and status in the store.
     today = datetime.now(UTC).date().isoformat()
     criterion = _criterion()
-    daily = run_gavel(
-        "judge", "daily", "--date", today, "--judging", str(_judging_file(tmp_path, criterion)),
-        "--api-key", api_key, "--no-ray", timeout=600,
-    )  # fmt: skip
+    judging = str(_judging_file(tmp_path, criterion))
+    daily = run_gavel("judge", "daily", "--date", today, "--judging", judging,
+                      "--api-key", api_key, "--no-ray", timeout=600)  # fmt: skip
     assert daily.returncode == 0, daily.stderr[-2000:]
     # People label what was judged (mixed pass/fail), and the job runs again: nothing is
     # judged twice, and the criterion's calibration (kappa) is published.
@@ -137,8 +141,14 @@ def test_every_panel_query_returns_series(
     # The gateway re-reads the figures every 10 s; Prometheus scrapes every second. Wait
     # for the kappa, which only the second run publishes: the pass rate is there already
     # from the first run, so waiting for it would not wait for the re-read.
+    # One pass of online judging over the last hour: its hourly figures and lag.
+    online = run_gavel("judge", "online", "--once", "--judging", judging,
+                       "--api-key", api_key, timeout=600)  # fmt: skip
+    assert online.returncode == 0 and "test-live:" in online.stdout, online.stderr[-2000:]
     _swap_figures(stack, api_key, tmp_path)
     _wait_for(prometheus, "gavel_judge_kappa")
+    _wait_for(prometheus, "gavel_judge_online_pass_rate")
+    _wait_for(prometheus, "gavel_feedback_positive_share")
     _wait_for(prometheus, "gavel_swap_win_rate")
     _wait_for(prometheus, "gavel_loadtest_output_tokens_per_second")
     time.sleep(3)  # a few more scrapes, so every rate() has two samples after the load
@@ -190,6 +200,18 @@ def _query_panels(prom: LocalPrometheus, *, engine: bool) -> tuple[list[str], di
         if n == 0:
             failures.append(f"{uid} / {panel}: {expr}: no series")
     return failures, counts
+
+
+def _thumbs_up(stack: str, api_key: str) -> None:
+    """A chat, and its user's thumbs up (``POST /v1/feedback``)."""
+    h = {"Authorization": f"Bearer {api_key}"}
+    chat = httpx.post(f"{stack}/chat/completions", headers=h, timeout=60, json={
+        "model": "app-model", "max_tokens": 8,
+        "messages": [{"role": "user", "content": "What is the capital of France?"}]})  # fmt: skip
+    assert chat.status_code == 200, chat.text
+    fb = httpx.post(f"{stack}/feedback", headers=h, timeout=30,
+                    json={"id": chat.json()["id"], "name": "thumbs", "value": True})  # fmt: skip
+    assert fb.status_code == 200, fb.text
 
 
 def _swap_figures(stack: str, api_key: str, tmp: Path) -> None:

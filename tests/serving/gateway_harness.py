@@ -80,10 +80,13 @@ class FakeEngine:
     fail: bool = False
     hang: bool = False
     seen: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+    """The HTTP headers Ray would pass on to the engine, per request."""
 
     async def __call__(self, req: Any, raw: Any) -> Response:
         body = req.model_dump(exclude_unset=True)
         self.seen.append(body)
+        self.headers.append(dict(raw.headers) if raw is not None else {})
         if self.hang:
             await asyncio.sleep(3600)
         if self.fail:
@@ -149,9 +152,11 @@ def gateway(
     swap: dict[str, Any] | None = None,
     limiter: LimiterHandle | None = None,
     priority_engines: bool = False,
+    span_exporter: Any = None,
 ) -> tuple[Gateway, Store, LimiterHandle]:
-    """A replica's gateway on a SQLite store in ``tmp_path``, with every hook;
-    ``priority_engines``: every engine schedules by priority."""
+    """A replica's gateway on a SQLite store in ``tmp_path``, with every hook (and the
+    trace, with ``tracing`` on in ``config``); ``priority_engines``: every engine
+    schedules by priority; ``span_exporter``: where the spans go."""
     url = f"sqlite:///{tmp_path / 'gavel.db'}"
     store = Store(url)
     cfg = GatewayConfig.model_validate({"capture": {"flush_interval_s": 0.05}, **(config or {})})
@@ -166,8 +171,11 @@ def gateway(
         swap=swap_cfg,
         priority_models=frozenset([*models, "judge-model"] if priority_engines else []),
     )
+    if cfg.tracing.enabled:
+        hooks = ("metrics", "trace", *settings.hooks[1:])
+        settings = settings.model_copy(update={"hooks": hooks})
     handle = limiter or LimiterHandle()
-    parts = make_parts(settings, store=store, limiter=handle)
+    parts = make_parts(settings, store=store, limiter=handle, span_exporter=span_exporter)
     return Gateway(parts, store), store, handle
 
 

@@ -1,0 +1,117 @@
+"""Traces of the request path (``gateway.tracing``), in-process: the real hook chain and
+store, a fake engine at Ray's handler, spans in memory and, once, over real OTLP/HTTP to
+a local receiver. Off by default: no hook, no trace id."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from sqlalchemy import text
+
+from serving._keys import new_key
+from tests.serving.gateway_harness import FakeEngine, gateway, http_request, read
+
+TRACING = {"tracing": {"enabled": True, "endpoint": "http://127.0.0.1:1/v1/traces"}}
+CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT = f"00-{CLIENT_TRACE}-00f067aa0ba902b7-01"
+SECRET = "MARKER-31 my plan"
+
+
+def _token(store: Any) -> str:
+    plain, rec = new_key("traced", ["infer"])
+    store.add_key(rec.model_copy(update={"tpm": 100_000}))
+    return plain
+
+
+async def _serve(gw: Any, token: str, engine: FakeEngine, *, stream: bool,
+                 headers: dict[str, str] | None = None) -> None:  # fmt: skip
+    body = {"model": "app-model", "stream": stream, "max_tokens": 5,
+            "messages": [{"role": "user", "content": SECRET}]}  # fmt: skip
+    resp = await gw.serve(http_request(body, token=token, headers=headers), "chat", engine)
+    assert resp.status_code == 200
+    await read(resp)
+
+
+async def test_a_request_s_spans_continue_the_client_s_trace_into_the_engine(
+    tmp_path: Path,
+) -> None:
+    spans = InMemorySpanExporter()
+    gw, store, _ = gateway(tmp_path, config=TRACING, span_exporter=spans)
+    engine = FakeEngine(words=4)
+    await _serve(gw, _token(store), engine, stream=True, headers={"traceparent": PARENT})
+    await gw.close()  # flushes capture and the spans
+    got = {s.name: s for s in spans.get_finished_spans()}
+    assert {"POST /v1/chat/completions", "gavel.auth", "gavel.admission", "chat app-model",
+            "gavel.tap", "gavel.capture"} <= set(got), sorted(got)  # fmt: skip
+    root = got["POST /v1/chat/completions"]
+    assert all(format(s.context.trace_id, "032x") == CLIENT_TRACE for s in got.values())
+    assert root.parent is not None and format(root.parent.span_id, "016x") == "00f067aa0ba902b7"
+    # The engine got the trace (Ray passes the request's headers to vLLM).
+    sent = engine.headers[0]["traceparent"]
+    assert sent.split("-")[1] == CLIENT_TRACE and sent.split("-")[2] == format(
+        root.context.span_id, "016x"
+    )  # fmt: skip
+    call = got["chat app-model"]
+    assert [e.name for e in call.events] == ["gen_ai.first_token"]
+    assert call.attributes["gen_ai.usage.output_tokens"] == 4  # type: ignore[index]
+    assert got["gavel.tap"].attributes["gavel.tap.pieces"] == 4  # type: ignore[index]
+    assert root.start_time <= got["gavel.auth"].start_time <= call.start_time <= root.end_time
+    # No prompt or response text in any span; the record keeps the trace id.
+    assert SECRET not in str([dict(s.attributes or {}) for s in got.values()])
+    (row,) = store.fetch(text("select trace_id from gavel_traffic"))
+    assert row["trace_id"] == CLIENT_TRACE
+
+
+async def test_off_by_default_no_hook_and_no_trace_id(tmp_path: Path) -> None:
+    gw, store, _ = gateway(tmp_path)
+    assert "trace" not in gw.chain.names
+    engine = FakeEngine(words=2)
+    await _serve(gw, _token(store), engine, stream=False, headers={"traceparent": PARENT})
+    await gw.close()
+    (row,) = store.fetch(text("select trace_id from gavel_traffic"))
+    assert row["trace_id"] is None
+    assert engine.headers[0]["traceparent"] == PARENT  # passed on untouched
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    bodies: list[bytes] = []
+
+    def do_POST(self) -> None:
+        n = int(self.headers["Content-Length"])
+        _Receiver.bodies.append(self.rfile.read(n))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.end_headers()
+
+    def log_message(self, *_: Any) -> None:
+        return
+
+
+async def test_spans_are_exported_over_otlp_http(tmp_path: Path) -> None:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    server = HTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/v1/traces"
+        gw, store, _ = gateway(tmp_path, config={"tracing": {"enabled": True, "endpoint": url}})
+        await _serve(gw, _token(store), FakeEngine(words=2), stream=False)
+        await gw.close()  # the provider's shutdown exports what is batched
+        await asyncio.sleep(0)
+    finally:
+        server.shutdown()
+    names = set()
+    for body in _Receiver.bodies:
+        req = ExportTraceServiceRequest.FromString(body)
+        for rs in req.resource_spans:
+            service = {a.key: a.value.string_value for a in rs.resource.attributes}
+            assert service["service.name"] == "gavel-gateway"
+            names |= {s.name for ss in rs.scope_spans for s in ss.spans}
+    assert {"POST /v1/chat/completions", "chat app-model", "gavel.auth"} <= names
