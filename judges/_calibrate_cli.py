@@ -166,7 +166,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if users:
         print("\n" + format_users(users))
     if args.json is not None:
-        text = json.dumps([r.model_dump(mode="json") for r in [*rows, *pairwise]], indent=2)
+        everything = [*rows, *pairwise, *users]  # users: the judge against their feedback
+        text = json.dumps([r.model_dump(mode="json") for r in everything], indent=2)
         text += "\n"
         try:
             args.json.write_text(text)

@@ -52,7 +52,6 @@ def _session_dir() -> Path:
 
 SESSION_DIR = _session_dir()
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
-PG_URL = f"{PG_SERVER}/test"
 
 
 def postgres_available() -> str | None:
@@ -240,13 +239,12 @@ def require_postgres() -> None:
 
 @pytest.fixture(scope="session")
 def worker_pg_url() -> Iterator[str]:
-    """The PostgreSQL test database of this pytest process: ``test``, or under xdist a
-    database per worker (created here, dropped after), so that workers never share one."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if not worker:
-        yield PG_URL
-        return
+    """The PostgreSQL test database of this pytest process (of each xdist worker): one
+    of its own, created here and dropped after, so that no two processes share one and no
+    test sees what an earlier run (or another Gavel's schema) left in the shared
+    ``test`` database."""
     require_postgres()
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     url = f"{PG_SERVER}/gavel_unit_{worker}_{os.getpid()}"
     _database(url, create=True)
     try:

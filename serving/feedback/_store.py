@@ -69,7 +69,9 @@ def _row(fb: Feedback) -> dict[str, Any]:
 
 
 def _from_row(row: dict[str, Any]) -> Feedback:
-    return Feedback.model_validate({**row, "user": row.pop("user_id")})
+    data = dict(row)
+    data["user"] = data.pop("user_id")
+    return Feedback.model_validate(data)
 
 
 def feedback_for(store: Store, request_ids: list[str]) -> list[Feedback]:

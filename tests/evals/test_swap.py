@@ -117,13 +117,17 @@ def test_the_report_command_decides_from_the_store_and_publishes_the_decision(
 ) -> None:
     store = Store(f"sqlite:///{tmp_path / 'gavel.db'}")
     store.ensure_schema()
-    store.insert_traffic(_day(15, "Paris.", canary_text="Paris."))
+    records = _day(15, "Paris.", canary_text="Paris.")
+    store.insert_traffic(records)
+    _thumbs(store, [r for r in records if r.arm == "candidate" and r.source == "production"])
     swap = SWAP.model_dump(mode="json", exclude_defaults=True)
     done = _run_report(tmp_path, swap)
     assert done.returncode == 0, done.stderr
     assert "decision: rollback" in done.stdout
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert (report["shadow_pairs"], report["verdict"]["decision"]) == (15, "rollback")
+    users = next(c for c in report["checks"] if c["check"] == "feedback:thumbs")
+    assert (users["kind"], users["on"], users["n_candidate"]) == ("feedback", "canary", 15)
     assert "<h2>Decision: rollback</h2>" in (tmp_path / "out" / "report.html").read_text()
     taken = {
         f.labels["decision"]: f.value for f in store.figures() if f.name == "gavel_swap_decision"
@@ -133,6 +137,18 @@ def test_the_report_command_decides_from_the_store_and_publishes_the_decision(
     bad = _run_report(tmp_path, {**swap, "checks": [{"name": "x", "assertion": "min_wordz"}]})
     assert bad.returncode == 2 and "swap.checks[0] (x): unknown assertion 'min_wordz'" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def _thumbs(store: Store, records: list[TrafficRecord]) -> None:
+    """Each record's user gave it a thumbs up (``POST /v1/feedback``'s table)."""
+    from serving.feedback import Feedback
+    from serving.feedback._store import record
+
+    for r in records:
+        record(store, Feedback(request_id=r.request_id, name="thumbs", user="u", value=1.0,
+                               positive=True, sent_by="k", model=r.model,
+                               day=r.ts.date().isoformat(), revision=0,
+                               at=datetime.now(UTC)))  # fmt: skip
 
 
 def _event(action: str, minute: int) -> SwapEvent:

@@ -13,7 +13,14 @@ from sqlalchemy import select
 
 from serving._gateway_config import CaptureConfig, RetentionConfig
 from serving._wire import ApiKey, TrafficRecord
-from serving.feedback import FeedbackConfig, FeedbackName, FeedbackRoute, history
+from serving.feedback import (
+    FeedbackConfig,
+    FeedbackName,
+    FeedbackRoute,
+    feedback_between,
+    feedback_for,
+    history,
+)
 from serving.feedback._route import parse_feedback
 from serving.gateway._refusal import Refusal
 from serving.store import Store, erase, purge
@@ -107,6 +114,12 @@ async def test_the_key_that_made_the_request_or_a_feedback_key_may_send_it(
     rows = store.fetch(select(t.feedback).where(t.feedback.c.request_id == mine.request_id))
     assert [(r["value"], r["comment"], r["revision"]) for r in rows] == [(0.0, "wrong", 2)]
     assert [h["value"] for h in history(store, mine.request_id)] == [1.0, 0.0]
+    # What the reports read: the latest values, as Feedback.
+    day = feedback_between(store, TODAY, TODAY)
+    assert {(f.request_id, f.user, f.value) for f in day} == {
+        (mine.request_id, "", 0.0), (other.request_id, "u-1", 4.0)
+    }  # fmt: skip
+    assert [f.comment for f in feedback_for(store, [mine.request_id])] == ["wrong"]
 
 
 async def test_a_metadata_only_key_s_request_keeps_no_comment_and_comments_are_redacted(
