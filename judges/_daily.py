@@ -151,7 +151,10 @@ def _run_daily(
     )
     written = _judge(todo, criteria, stack, judging, vstore, run_id=run_id, api_key=api_key,
                      use_ray=use_ray, kinds=registry, batch=batch, log=log)  # fmt: skip
-    today = vstore.for_days(day, day)
+    # The day's rates are the sample's: verdicts of other records of the day (online
+    # judging's, by its own rules) are not part of it.
+    sampled = {(i.item_id, i.criterion) for i in items}
+    today = [v for v in vstore.for_days(day, day) if (v.item_id, v.criterion) in sampled]
     trailing = vstore.for_days(day - timedelta(days=judging.trailing_days), day - timedelta(days=1))
     agg = aggregate(registry, today, trailing, drop_p=judging.drop_p_value)
     labels, current = LabelStore(store).query(), vstore.current(versions)
@@ -159,8 +162,8 @@ def _run_daily(
     pairwise_calibration = calibrate_pairs(
         criteria, labels, current, judging.calibration, kinds=registry
     )
-    feedback = [f for f in feedback_between(store, day, day)
-                if f.request_id in {r.request_id for r in records}]  # fmt: skip
+    captured = {r.request_id for r in records}
+    feedback = [f for f in feedback_between(store, day, day) if f.request_id in captured]
     res = DailyResult(
         day=day,
         sampled=len(items),

@@ -30,6 +30,12 @@ def to_exchange(rec: TrafficRecord) -> Exchange:
     )
 
 
+def applies(rec: TrafficRecord, crit: Criterion, stack: StackConfig) -> bool:
+    """Whether ``crit`` applies to the record (its roles' models, keys and metadata)."""
+    roles = [r for r in crit.applies_to.roles if any(m.role == r for m in stack.models)]
+    return _matches(rec, crit, {stack.model(r).model_id for r in roles})
+
+
 def _matches(rec: TrafficRecord, crit: Criterion, model_ids: set[str]) -> bool:
     if rec.model not in model_ids:
         return False

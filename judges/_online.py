@@ -57,10 +57,12 @@ class OnlineLoop(GavelModel):
 
     interval_s: Annotated[float, Field(ge=1, le=3600)] = 60
     """Seconds between passes."""
-    settle_s: Annotated[float, Field(ge=0, le=3600)] = 120
-    """A record is read once it is this old: capture (and a long stream) has reached the
-    store by then. Later arrivals (a spool replayed after an outage) are left to the
-    daily job."""
+    settle_s: Annotated[float, Field(ge=0, le=3600)] = 30
+    """A record is read once it started this long ago (its capture is flushed by then)."""
+    late_s: Annotated[float, Field(ge=0, le=86400)] = 900
+    """Each pass reads this much before its cursor again, for records captured late (a
+    long stream is captured when it ends; a spool is replayed after an outage); records
+    a rule picked already are never picked twice. Later still: the daily job's."""
     start_lookback_h: Annotated[float, Field(gt=0, le=168)] = 1
     """A rule with no cursor yet starts this far back."""
     window_h: Annotated[float, Field(gt=0, le=24)] = 1

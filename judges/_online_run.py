@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from judges._config import JudgingConfig
 from judges._criteria import Criterion
 from judges._fanout import judge_items
-from judges._items import to_exchange
+from judges._items import applies, to_exchange
 from judges._online import Candidate, OnlineRule, hour_of, pick
 from judges._registry import KindRegistry
 from judges._stats import wilson
@@ -89,6 +89,15 @@ def read_cursor(store: Store, rule: str) -> datetime | None:
     return as_utc(rows[0]["ts"]) if rows else None
 
 
+def _picked(store: Store, rule: str, ids: list[str]) -> set[str]:
+    j = tables.online_judged
+    out: set[str] = set()
+    for i in range(0, len(ids), 500):
+        stmt = select(j.c.request_id).where(j.c.rule == rule, j.c.request_id.in_(ids[i : i + 500]))
+        out |= {r["request_id"] for r in store.fetch(stmt)}
+    return out
+
+
 def _taken(store: Store, rule: str, hours: set[str]) -> dict[str, int]:
     j = tables.online_judged
     if not hours:
@@ -99,24 +108,27 @@ def _taken(store: Store, rule: str, hours: set[str]) -> dict[str, int]:
 
 
 def run_rule(rule: OnlineRule, ctx: OnlineContext, now: datetime) -> RulePass:
-    """One pass of ``rule``: the records captured after its cursor (and settled), judged."""
+    """One pass of ``rule``: the records that started after its cursor (less ``late_s``,
+    for late captures) and at least ``settle_s`` ago, not picked before, judged; then what
+    was picked and the cursor, in one transaction."""
     loop = ctx.judging.online_loop
     start = read_cursor(ctx.store, rule.name) or now - timedelta(hours=loop.start_lookback_h)
     until = min(now - timedelta(seconds=loop.settle_s), start + timedelta(hours=loop.window_h))
     if until <= start:
         return RulePass(rule.name, 0, 0, 0, start)
-    found = _candidates(ctx.store, start, until)
+    found = _candidates(ctx.store, start - timedelta(seconds=loop.late_s), until)
+    before = _picked(ctx.store, rule.name, [c.request_id for c in found])
+    found = [c for c in found if c.request_id not in before]
     chosen = pick(found, rule, _taken(ctx.store, rule.name, {hour_of(c.ts) for c in found}))
     judged = _judge(rule, chosen, ctx)
+    rows = [{"rule": rule.name, "request_id": c.request_id, "hour": hour_of(c.ts),
+             "model": c.model, "captured_at": c.ts, "judged_at": datetime.now(UTC)}
+            for c in chosen]  # fmt: skip
     with ctx.store.transaction() as conn:
-        if chosen:
-            conn.execute(tables.online_judged.insert(), [
-                {"rule": rule.name, "request_id": c.request_id, "hour": hour_of(c.ts),
-                 "model": c.model, "captured_at": c.ts, "judged_at": datetime.now(UTC)}
-                for c in chosen
-            ])  # fmt: skip
-    ctx.store.upsert(tables.online_cursors, [{"rule": rule.name, "ts": until,
-                     "updated_at": datetime.now(UTC)}], update=("ts", "updated_at"))  # fmt: skip
+        ctx.store.insert_ignore(tables.online_judged, rows, conn=conn)
+        ctx.store.upsert(tables.online_cursors, [{"rule": rule.name, "ts": until,
+                         "updated_at": datetime.now(UTC)}], update=("ts", "updated_at"),
+                         conn=conn)  # fmt: skip
     return RulePass(rule.name, len(found), len(chosen), judged, until)
 
 
@@ -136,10 +148,10 @@ def _judge(rule: OnlineRule, chosen: Sequence[Candidate], ctx: OnlineContext) ->
                for r in ctx.store.traffic_by_ids(ids[i : i + 500])]  # fmt: skip
     for rec in records:
         for c in crits:
-            if (rec.request_id, c.name) not in done:
+            if (rec.request_id, c.name) not in done and applies(rec, c, ctx.stack):
                 item = JudgeItem(criterion=c.name, exchanges=[to_exchange(rec)])
                 by_day[rec.ts.astimezone(UTC).date().isoformat()].append(item)
-    return sum(
+    written = sum(
         judge_items(
             items,
             crits,
@@ -155,6 +167,17 @@ def _judge(rule: OnlineRule, chosen: Sequence[Candidate], ctx: OnlineContext) ->
         )
         for day, items in sorted(by_day.items())
     )
+    _forget_errors(ctx.store, ids, list(versions))
+    return written
+
+
+def _forget_errors(store: Store, ids: list[str], criteria: list[str]) -> None:
+    """Drop the error verdicts of this pass (the judge was down, say): the daily job, which
+    skips what is judged, judges those records again."""
+    v = tables.verdicts
+    for i in range(0, len(ids), 500):
+        chunk = v.c.item_id.in_(ids[i : i + 500])
+        store.execute(v.delete().where(chunk, v.c.criterion.in_(criteria), v.c.verdict == "error"))
 
 
 @dataclass(frozen=True)
@@ -222,7 +245,15 @@ def online_figures(rates: Sequence[HourRate], lags: Sequence[float], now: dateti
 def online_pass(ctx: OnlineContext, now: datetime | None = None) -> list[RulePass]:
     """One pass of every rule, then the last hour's figures published."""
     at = now or datetime.now(UTC)
-    done = [run_rule(rule, ctx, at) for rule in ctx.judging.online]
+    done, failed = [], []
+    for rule in ctx.judging.online:  # one rule's failure keeps none of the others back
+        try:
+            done.append(run_rule(rule, ctx, at))
+        except Exception as exc:
+            ctx.log(f"warning: online rule {rule.name} failed: {type(exc).__name__}: {exc}")
+            failed.append(rule.name)
     rates, lags = window_rates(ctx, at - timedelta(hours=1))
     ctx.store.replace_figures("judge_online", online_figures(rates, lags, at))
+    if failed:
+        raise RuntimeError(f"online rule(s) failed: {', '.join(failed)} (the others ran)")
     return done

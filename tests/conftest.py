@@ -35,6 +35,8 @@ import httpx
 import pytest
 import yaml
 
+from tests.otlp_receiver import OtlpReceiver
+
 ROOT = Path(__file__).resolve().parents[1]
 GAVEL = str(Path(sys.executable).parent / "gavel")
 BASE_URL = "http://127.0.0.1:8000/v1"
@@ -104,6 +106,10 @@ off until a test turns it on (``gavel swap set``)."""
 
 ENGINE = os.environ.get("GAVEL_TEST_ENGINE", "sim")
 """The session stack's engine: ``sim`` (the default) or ``vllm``."""
+OTLP_PORT = 14318
+"""The simulated-engine session's stack exports its traces here (``otlp`` fixture)."""
+_RECEIVERS: dict[str, OtlpReceiver] = {}
+
 SIM_PROFILES = {"app": "llama-3.1-8b-h100", "judge": "llama-3.1-8b-l4"}
 
 
@@ -122,6 +128,11 @@ def _write_session_config() -> None:
     data["state_dir"] = str(SESSION_DIR / "state")
     gateway = data.setdefault("gateway", {})
     gateway["store"] = {"url": STORE_URL}
+    if ENGINE == "sim":  # traced, to the session's OTLP receiver (the `otlp` fixture)
+        gateway["tracing"] = {
+            "enabled": True,
+            "endpoint": f"http://127.0.0.1:{OTLP_PORT}/v1/traces",
+        }
     gateway.setdefault("capture", {})["spool_dir"] = str(SESSION_DIR / "spool")
     data["swap"] = SESSION_SWAP
     Path(CONFIG).write_text(yaml.safe_dump(data))
@@ -183,6 +194,8 @@ def stack() -> Iterator[str]:
     if SESSION_ON_POSTGRES:
         require_postgres()
         _database(STORE_URL, create=True)
+    if ENGINE == "sim":
+        _RECEIVERS["otlp"] = OtlpReceiver(OTLP_PORT)
     with LOG.open("w") as log:
         proc = subprocess.run(
             [GAVEL, "serve", "--config", CONFIG, "--detach", "--timeout", "900"],
@@ -204,6 +217,17 @@ def stack() -> Iterator[str]:
         print(down.stdout, down.stderr)
         if SESSION_ON_POSTGRES:
             _database(STORE_URL, create=False)
+        if "otlp" in _RECEIVERS:
+            _RECEIVERS.pop("otlp").stop()
+
+
+@pytest.fixture(scope="session")
+def otlp(stack: str) -> OtlpReceiver:
+    """The OTLP/HTTP receiver the session's traced stack exports to (the simulated-engine
+    session only: the real-engine one runs untraced, as `make serve` does)."""
+    if "otlp" not in _RECEIVERS:
+        pytest.skip("the stack of this session is not traced (only the simulated one is)")
+    return _RECEIVERS["otlp"]
 
 
 def _database(url: str, *, create: bool) -> None:

@@ -11,7 +11,6 @@ an OpenAI-style 4xx/503; nothing the client sent is echoed.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +22,7 @@ from serving._wire import ApiKey
 from serving.feedback._config import FeedbackConfig
 from serving.feedback._store import Target, find_target, now_feedback, record
 from serving.feedback._wire import Feedback, FeedbackIn
+from serving.gateway._body import parse_body
 from serving.gateway._redact import redact
 from serving.gateway._refusal import Refusal
 from serving.gateway._text import clean
@@ -32,15 +32,28 @@ MAX_BODY_BYTES = 256 * 1024
 POLL_S = 0.25
 
 
+def _store_down() -> Refusal:
+    return Refusal(503, "The store is unavailable; send the feedback again shortly.",
+                   type_="server_error", reason="store")  # fmt: skip
+
+
+MAX_WAITING = 64
+"""Feedback requests of one replica that may wait for a capture at once; beyond that an
+unknown id is a 404 at once (a flood of made-up ids holds no more)."""
+
+
 def parse_feedback(raw: bytes, config: FeedbackConfig) -> FeedbackIn:
     """The body as :class:`FeedbackIn`, checked against the configured names; raises a
-    400 :class:`Refusal` that names the field (never its value)."""
+    400 :class:`Refusal` that names the field (never its value, nor a client's own key:
+    an unknown field is named as such). JSON, depth, NUL and lone surrogates are checked
+    as on the model routes (:func:`parse_body`)."""
     if len(raw) > MAX_BODY_BYTES:
-        raise Refusal(413, f"The body is over {MAX_BODY_BYTES} bytes.")
+        raise Refusal(413, f"The request body exceeds {MAX_BODY_BYTES} bytes.",
+                      code="request_too_large", reason="too_large")  # fmt: skip
+    data = parse_body(raw, max_depth=4)
     try:
-        data = json.loads(raw)
         body = FeedbackIn.model_validate(data)
-    except ValueError as exc:
+    except ValidationError as exc:
         raise Refusal(400, _field_message(exc)) from None
     spec = config.names.get(body.name)
     if spec is None:
@@ -57,12 +70,12 @@ def parse_feedback(raw: bytes, config: FeedbackConfig) -> FeedbackIn:
     return body
 
 
-def _field_message(exc: ValueError) -> str:
-    if not isinstance(exc, ValidationError):
-        return "The body must be a JSON object."
+def _field_message(exc: ValidationError) -> str:
     err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "body"
-    return f"{where}: {err['msg']}"[:300]
+    field = str(err["loc"][0]) if err["loc"] else ""
+    if field not in FeedbackIn.model_fields:
+        return "The body has a field feedback does not take (id, name, value, comment, user)."
+    return f"{field}: {err['msg']}"[:300]
 
 
 class FeedbackRoute:
@@ -72,6 +85,7 @@ class FeedbackRoute:
         self._store = store
         self._config = config
         self._capture = capture
+        self._waiting = 0
 
     async def handle(self, raw: bytes, key: ApiKey | None) -> dict[str, Any]:
         """Keep the feedback ``raw`` from ``key`` (``None``: auth is off); returns the
@@ -91,20 +105,24 @@ class FeedbackRoute:
         }  # fmt: skip
 
     async def _target(self, given_id: str) -> Target:
-        deadline, pause = time.monotonic() + self._config.capture_wait_s, POLL_S
-        while True:
-            try:
-                found = await asyncio.to_thread(find_target, self._store, given_id)
-            except Exception:
-                raise Refusal(503, "The store is unavailable; send the feedback again shortly.",
-                              type_="server_error", reason="store") from None  # fmt: skip
-            if found is not None:
-                return found
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise Refusal(404, "No request with that id.", code="not_found")
-            await asyncio.sleep(min(pause, left))  # a few lookups, not one per POLL_S
-            pause *= 2
+        wait = self._config.capture_wait_s if self._waiting < MAX_WAITING else 0.0
+        deadline, pause = time.monotonic() + wait, POLL_S
+        self._waiting += 1
+        try:
+            while True:
+                try:
+                    found = await asyncio.to_thread(find_target, self._store, given_id)
+                except Exception:
+                    raise _store_down() from None
+                if found is not None:
+                    return found
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise Refusal(404, "No request with that id.", code="not_found")
+                await asyncio.sleep(min(pause, left))  # a few lookups, not one per POLL_S
+                pause *= 2
+        finally:
+            self._waiting -= 1
 
     def _feedback(self, body: FeedbackIn, key: ApiKey | None, target: Target) -> Feedback:
         spec = self._config.names[body.name]

@@ -25,8 +25,8 @@ class Target:
     model: str
     day: str
     text_held: bool
-    """False for a metadata-only key's request, or one whose text was erased: feedback
-    on it keeps no comment."""
+    """False for a metadata-only key's request, or one whose text was erased or purged
+    by retention: feedback on it keeps no comment."""
 
 
 def find_target(store: Store, given_id: str) -> Target | None:
@@ -39,7 +39,7 @@ def find_target(store: Store, given_id: str) -> Target | None:
     if not rows:
         return None
     row = min(rows, key=lambda r: ids.index(r["request_id"]))
-    held = not row["metadata_only"] and row["text_removed"] != "erased"
+    held = not row["metadata_only"] and row["text_removed"] is None
     return Target(row["request_id"], row["key_name"], row["model"], row["day"], held)
 
 

@@ -16,7 +16,7 @@ USER_PATTERN = r"^[A-Za-z0-9._@:-]{1,128}$"
 class FeedbackIn(GavelModel):
     """What a client sends: about which answer, what, and optionally who and why."""
 
-    id: Annotated[str, Field(min_length=1, max_length=256)]
+    id: Annotated[str, Field(pattern=r"^[\x21-\x7e]{1,256}$")]
     """The response's ``id`` as the client received it, or Gavel's request id."""
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     value: StrictBool | StrictInt | StrictFloat

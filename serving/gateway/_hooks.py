@@ -96,8 +96,10 @@ class HookChain:
                 await hook.before(ctx)
             else:
                 t = time.perf_counter()
-                await hook.before(ctx)
-                ctx.trace.timings.append((hook.name, t, time.perf_counter()))
+                try:
+                    await hook.before(ctx)
+                finally:  # a refusing hook has its span too
+                    ctx.trace.timings.append((hook.name, t, time.perf_counter()))
             ctx.entered.append(hook)
         if ctx.trace is not None:
             ctx.trace.engine_at = time.perf_counter()

@@ -20,6 +20,8 @@ from ray.serve.llm.ingress import OpenAiIngress
 
 from serving._errors import openai_error
 from serving.feedback import FeedbackRoute
+from serving.feedback._route import MAX_BODY_BYTES as FEEDBACK_MAX_BYTES
+from serving.gateway._body import read_body
 from serving.gateway._gateway import Gateway, make_parts
 from serving.gateway._record import GatewaySettings
 from serving.gateway._refusal import Refusal
@@ -98,7 +100,8 @@ class GavelIngress(OpenAiIngress):
         own requests, a ``feedback`` key on any)."""
         try:
             key = await self._gateway.key_of(request)
-            body = await self._feedback.handle(await request.body(), key)
+            raw = await read_body(request, FEEDBACK_MAX_BYTES)
+            body = await self._feedback.handle(raw, key)
         except Refusal as refused:
             self._metrics.feedback.labels(str(refused.status)).inc()
             return refused.response()

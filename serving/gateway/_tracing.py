@@ -119,8 +119,10 @@ class TraceHook:
             span = self._tracer.start_span(name, context=parent, start_time=state.ns(start))
             if what.startswith("end:"):
                 span.set_attribute("gavel.phase", "end")
+            elif ctx.refusal is not None and what == state.timings[-1][0]:
+                span.set_status(Status(StatusCode.ERROR, ctx.refusal.reason))
             span.end(end_time=state.ns(stop))
-        end_t = ctx.t0 + ctx.e2e_s
+        end_t = max([ctx.t0 + ctx.e2e_s, *(stop for _, _, stop in state.timings)])
         if ctx.engine_called and state.engine_at is not None:
             self._engine_spans(ctx, state, parent, end_t)
         root = state.root

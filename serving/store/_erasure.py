@@ -8,7 +8,8 @@ One erasure blanks, batch by batch (one short transaction each):
   names the item it judges in its metadata, ``judged_item``);
 - the judges' reasoning about them, pass/fail and pairwise (``twin|shadow``) alike;
 - the labels' notes about them, and the notes of the labels' history;
-- the comments of end users' feedback on them, and of its history.
+- the comments of end users' feedback on them, and of its history; and the comments
+  the key itself sent (an application's backend) about other keys' requests.
 
 The erasure is recorded in ``gavel_erasures``. Records still on their way (spool files)
 and set aside (quarantine files) are blanked where they lie (:func:`erase_files`). A
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,15 @@ from serving.store._lifecycle import (
     erase_query,
     feedback_removal,
 )
-from serving.store._schema import erasures, label_history, labels, traffic, verdicts
+from serving.store._schema import (
+    erasures,
+    feedback,
+    feedback_history,
+    label_history,
+    labels,
+    traffic,
+    verdicts,
+)
 from serving.store._store import Store
 
 LIKE_CHUNK = 100
@@ -103,6 +112,12 @@ def erase(
         with store.transaction() as conn:
             _erase_batch(conn, ids)
         n += len(ids)
+    with store.transaction() as conn:  # the comments the key sent about others' requests
+        for table in (feedback, feedback_history):
+            sent = table.c.sent_by == key_name
+            if since is not None:
+                sent = and_(sent, table.c.at >= datetime.combine(since, time(0), tzinfo=UTC))
+            conn.execute(update(table).where(sent).values(comment=None))
     if record:
         store.execute(
             erasures.insert().values(

@@ -29,7 +29,7 @@ from sqlalchemy import (
 
 from serving._gateway_config import KeepFor, RetentionConfig
 from serving._wire import Figure
-from serving.store._schema import feedback, feedback_history, labels, traffic
+from serving.store._schema import feedback, feedback_history, labels, online_judged, traffic
 from serving.store._store import Store, day_query, spend_query
 
 What = Literal["text", "rows"]
@@ -175,12 +175,14 @@ def _purge_one(store: Store, line: PurgeLine, *, batch_size: int, dry_run: bool)
 
 def feedback_removal(what: What, ids: list[str]) -> list[Any]:
     """What goes of the feedback on requests ``ids`` when their text (the comments) or
-    their rows (everything) go."""
+    their rows (everything, and online judging's note that it picked them) go."""
     out: list[Any] = []
     for table in (feedback, feedback_history):
         about = table.c.request_id.in_(ids)
         out.append(delete(table).where(about) if what == "rows"
                    else update(table).where(about).values(comment=None))  # fmt: skip
+    if what == "rows":
+        out.append(delete(online_judged).where(online_judged.c.request_id.in_(ids)))
     return out
 
 

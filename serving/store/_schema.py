@@ -269,4 +269,5 @@ online_judged = Table(
     Column("captured_at", DateTime(timezone=True), nullable=False),
     Column("judged_at", DateTime(timezone=True), nullable=False),
     Index("ix_gavel_online_judged_hour", "rule", "hour"),
+    Index("ix_gavel_online_judged_captured_at", "captured_at"),
 )

@@ -78,7 +78,7 @@ def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> OnlineContext:
                     criterion_version=version[i.criterion], kind="binary", judge="binary",
                     judge_version="1", judge_model="judge-model", judge_args={},
                     model="app-model", run_id=run_id, day=day,
-                    verdict="pass" if int(i.item_id[-1]) % 2 else "fail", created_at=NOW)
+                    verdict="pass" if i.item_id[-1] in "13579" else "fail", created_at=NOW)
             for i in items
         )  # fmt: skip
 
@@ -87,7 +87,7 @@ def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> OnlineContext:
     judging = JudgingConfig.model_validate({
         "online": [{"name": "live", "sample_rate": 0.5, "criteria": ["answers_question"],
                     "max_per_hour": 6}],
-        "online_loop": {"settle_s": 60, "start_lookback_h": 2, "window_h": 1},
+        "online_loop": {"settle_s": 60, "start_lookback_h": 2, "window_h": 1, "late_s": 0},
     })  # fmt: skip
     out = OnlineContext(stack=load_config(CONFIG), judging=judging,
                         criteria={"answers_question": crits["answers_question"]}, store=store,
@@ -131,6 +131,27 @@ def test_the_cap_holds_across_passes_of_one_hour(ctx: OnlineContext) -> None:
                  for k in range(8))  # fmt: skip
     hours = {r["hour"] for r in ctx.store.fetch(select(tables.online_judged))}
     assert picked == 4 * len(hours)
+
+
+def test_a_late_capture_is_picked_by_the_next_pass_and_nothing_twice(
+    ctx: OnlineContext,
+) -> None:
+    loop = ctx.judging.online_loop.model_copy(update={"late_s": 1800})
+    rule = ctx.judging.online[0].model_copy(update={"sample_rate": 1.0, "max_per_hour": 100})
+    judging = ctx.judging.model_copy(update={"online": [rule], "online_loop": loop})
+    late = OnlineContext(**{**{k: v for k, v in ctx.__dict__.items() if k != "asked"},
+                            "judging": judging})  # fmt: skip
+    first = online_pass(late, now=NOW)[0]
+    # A stream that started at 11:10 and ended (was captured) after the first pass.
+    ctx.store.insert_traffic([TrafficRecord(
+        request_id="chatcmpl-late", ts=NOW - timedelta(minutes=80), key_name="app",
+        model="app-model", endpoint="chat", stream=True, response_text="a", status=200,
+        request={"messages": [{"role": "user", "content": "q"}]})])  # fmt: skip
+    second = online_pass(late, now=NOW + timedelta(minutes=5))[0]
+    asked: list[str] = ctx.__dict__["asked"]
+    assert "chatcmpl-late" in asked and len(asked) == len(set(asked))
+    assert second.picked == second.read  # the late one, and what is new since
+    assert first.picked + second.picked == len(asked)
 
 
 def test_the_figures_give_the_hour_s_rate_interval_and_lag(ctx: OnlineContext) -> None:

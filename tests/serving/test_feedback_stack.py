@@ -21,8 +21,8 @@ from tests.serving.test_lifecycle_acceptance import _metric_at_least
 pytestmark = pytest.mark.stack
 
 
-def _key(*args: str) -> str:
-    proc = run_gavel("keys", "create", f"fb-{uuid.uuid4().hex[:8]}", *args)
+def _key(*args: str, name: str | None = None) -> str:
+    proc = run_gavel("keys", "create", name or f"fb-{uuid.uuid4().hex[:8]}", *args)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip().splitlines()[-1]
 
@@ -41,7 +41,8 @@ def _openai_4xx(r: httpx.Response, status: int) -> None:
 
 
 def test_feedback_by_the_id_the_client_saw(stack: str) -> None:
-    mine, other, backend = _key(), _key(), _key("--scopes", "feedback")
+    name = f"fb-{uuid.uuid4().hex[:8]}"
+    mine, other, backend = _key(name=name), _key(), _key("--scopes", "feedback")
     chat = {"model": "app-model", "messages": [{"role": "user", "content": "Hi"}],
             "max_tokens": 4}  # fmt: skip
     r = httpx.post(f"{stack}/chat/completions", json=chat, timeout=60,
@@ -54,6 +55,9 @@ def test_feedback_by_the_id_the_client_saw(stack: str) -> None:
     _openai_4xx(_send(stack, other, {"id": rid, "name": "thumbs", "value": True}), 403)
     _openai_4xx(_send(stack, None, {"id": rid, "name": "thumbs", "value": True}), 401)
     _openai_4xx(_send(stack, mine, {"id": rid, "name": "nope", "value": True}), 400)
+    _openai_4xx(_send(stack, mine, {"id": rid, "name": "thumbs", "value": 3}), 400)
+    huge = {"id": rid, "name": "thumbs", "value": True, "comment": "x" * 1_000_000}
+    _openai_4xx(_send(stack, mine, huge), 413)
     _openai_4xx(_send(stack, mine, {"id": "chatcmpl-unknown", "name": "thumbs",
                                     "value": True}), 404)  # fmt: skip
     by_backend = _send(stack, backend, {"id": rid, "name": "thumbs", "value": True,
@@ -65,6 +69,10 @@ def test_feedback_by_the_id_the_client_saw(stack: str) -> None:
     kept = store.fetch(select(tables.feedback).where(tables.feedback.c.request_id == rid))
     assert sorted((k["user_id"], k["value"]) for k in kept) == [("", 1.0), ("end-user-7", 1.0)]
     assert [h["value"] for h in history(store, rid)] == [0.0, 1.0, 1.0]
+    # Erasure by key takes the users' words about the key's requests (the votes stay).
+    erased = run_gavel("store", "erase", "--key", name, "--by", "tests")
+    assert erased.returncode == 0, erased.stderr
+    assert [h["comment"] for h in history(store, rid)] == [None, None, None]
     refused = _metric_at_least(stack, "gavel_feedback_requests_total", 1, status="403")
     assert refused >= 1 and _metric_at_least(stack, "gavel_feedback_requests_total", 3,
                                              status="200") >= 3  # fmt: skip

@@ -59,7 +59,10 @@ def _route(store: Store, *, redact: bool = False) -> FeedbackRoute:
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        (b"not json", "JSON object"),
+        (b"not json", "not valid JSON"),
+        (b'{"id": "r", "name": "thumbs", "value": true, "\\ud800": 1}', "lone UTF-16"),
+        (b'{"id": "r\\u0000", "name": "thumbs", "value": true}', "NUL"),
+        (b"[" * 100 + b"]" * 100, "JSON object"),
         (b"[1]", "body"),
         (_body("r", name="Thumbs Up"), "name"),
         (_body("r", name="stars_x"), "name: not a feedback name"),
@@ -69,7 +72,8 @@ def _route(store: Store, *, redact: bool = False) -> FeedbackRoute:
         (_body("r", name="stars", value=6), "value: stars takes a number"),
         (_body("r", comment="x" * 101), "comment: at most 100"),
         (_body("r", user="a b"), "user"),
-        (_body("r", extra=1), "extra"),
+        (_body("r", extra=1), "a field feedback does not take"),
+        (_body("r", **{"Thumbs Up": 1}), "a field feedback does not take"),
         (_body(""), "id"),
     ],
 )

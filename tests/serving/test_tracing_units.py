@@ -4,9 +4,6 @@ a local receiver. Off by default: no hook, no trace id."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +11,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from sqlalchemy import text
 
 from serving._keys import new_key
+from tests.otlp_receiver import OtlpReceiver
 from tests.serving.gateway_harness import FakeEngine, gateway, http_request, read
 
 TRACING = {"tracing": {"enabled": True, "endpoint": "http://127.0.0.1:1/v1/traces"}}
@@ -78,40 +76,15 @@ async def test_off_by_default_no_hook_and_no_trace_id(tmp_path: Path) -> None:
     assert engine.headers[0]["traceparent"] == PARENT  # passed on untouched
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    bodies: list[bytes] = []
-
-    def do_POST(self) -> None:
-        n = int(self.headers["Content-Length"])
-        _Receiver.bodies.append(self.rfile.read(n))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.end_headers()
-
-    def log_message(self, *_: Any) -> None:
-        return
-
-
 async def test_spans_are_exported_over_otlp_http(tmp_path: Path) -> None:
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-        ExportTraceServiceRequest,
-    )
-
-    server = HTTPServer(("127.0.0.1", 0), _Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    receiver = OtlpReceiver()
     try:
-        url = f"http://127.0.0.1:{server.server_port}/v1/traces"
-        gw, store, _ = gateway(tmp_path, config={"tracing": {"enabled": True, "endpoint": url}})
+        config = {"tracing": {"enabled": True, "endpoint": receiver.url}}
+        gw, store, _ = gateway(tmp_path, config=config)
         await _serve(gw, _token(store), FakeEngine(words=2), stream=False)
         await gw.close()  # the provider's shutdown exports what is batched
-        await asyncio.sleep(0)
     finally:
-        server.shutdown()
-    names = set()
-    for body in _Receiver.bodies:
-        req = ExportTraceServiceRequest.FromString(body)
-        for rs in req.resource_spans:
-            service = {a.key: a.value.string_value for a in rs.resource.attributes}
-            assert service["service.name"] == "gavel-gateway"
-            names |= {s.name for ss in rs.scope_spans for s in ss.spans}
-    assert {"POST /v1/chat/completions", "chat app-model", "gavel.auth"} <= names
+        receiver.stop()
+    got = receiver.spans()
+    assert {r["service.name"] for r, _ in got} == {"gavel-gateway"}
+    assert {"POST /v1/chat/completions", "chat app-model", "gavel.auth"} <= {s.name for _, s in got}

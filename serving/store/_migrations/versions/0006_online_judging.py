@@ -37,10 +37,12 @@ def upgrade() -> None:
         sa.Column("judged_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_gavel_online_judged_hour", "gavel_online_judged", ["rule", "hour"])
+    op.create_index("ix_gavel_online_judged_captured_at", "gavel_online_judged", ["captured_at"])
 
 
 def downgrade() -> None:
     """Undo it."""
+    op.drop_index("ix_gavel_online_judged_captured_at", table_name="gavel_online_judged")
     op.drop_index("ix_gavel_online_judged_hour", table_name="gavel_online_judged")
     op.drop_table("gavel_online_judged")
     op.drop_table("gavel_online_cursors")
