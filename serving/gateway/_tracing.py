@@ -5,7 +5,8 @@ W3C ``traceparent`` or starts a trace, and puts the request's span context into 
 headers Ray passes to the engine (vLLM, with ``otlp_traces_endpoint`` set through
 ``engine.extra``, then parents its own spans on it). The hook chain times every other
 hook while a trace is open; when the request ends, this hook writes the spans with
-those times: one per hook (``gavel.auth``, ``gavel.admission``, ...), the engine call
+those times: the key (``gavel.auth``), a background request's wait (``gavel.priority``),
+admission (``gavel.admission``) and the hook that refused a request, the engine call
 (``chat MODEL``, a GenAI client span with the first token as an event), the tap (first
 token to the end of the stream) and the capture hand-off. Attributes follow the GenAI
 semantic conventions and never hold prompt or response text. With tracing off nothing
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
     from serving._gateway_config import TracingConfig
 
 TRACEPARENT = "traceparent"
+SPANNED = frozenset({"auth", "priority", "admission", "end:capture"})
+"""The hooks with a span of their own (the others take microseconds): the key lookup, a
+background request's wait, admission (the limiter or the lease), the capture hand-off."""
 
 
 @dataclass
@@ -96,10 +100,11 @@ class TraceHook:
             f"POST /v1/{'chat/completions' if ctx.endpoint == 'chat' else 'completions'}",
             context=parent, kind=SpanKind.SERVER, start_time=epoch_ns,
         )  # fmt: skip
-        ctx.trace = TraceState(root=root, epoch_ns=epoch_ns, t0=ctx.t0)
         sc = root.get_span_context()
         if sc.is_valid:
             ctx.trace_id = format(sc.trace_id, "032x")
+        if root.is_recording():  # an unsampled trace is passed on, and costs no more
+            ctx.trace = TraceState(root=root, epoch_ns=epoch_ns, t0=ctx.t0)
         if ctx.request is not None and "scope" in dir(ctx.request):
             carrier: dict[str, str] = {}
             self._propagator.inject(carrier, context=set_span_in_context(root))
@@ -114,12 +119,17 @@ class TraceHook:
         from opentelemetry.trace import Status, StatusCode, set_span_in_context
 
         parent = set_span_in_context(state.root)
+        befores = [w for w, _, _ in state.timings if not w.startswith("end:")]
+        refused_by = befores[-1] if befores else None  # the chain stopped there
         for what, start, stop in state.timings:
+            refusing = ctx.refusal is not None and what == refused_by
+            if what not in SPANNED and not refusing:
+                continue
             name = f"gavel.{what.removeprefix('end:')}"
             span = self._tracer.start_span(name, context=parent, start_time=state.ns(start))
             if what.startswith("end:"):
                 span.set_attribute("gavel.phase", "end")
-            elif ctx.refusal is not None and what == state.timings[-1][0]:
+            if refusing:
                 span.set_status(Status(StatusCode.ERROR, ctx.refusal.reason))
             span.end(end_time=state.ns(stop))
         end_t = max([ctx.t0 + ctx.e2e_s, *(stop for _, _, stop in state.timings)])

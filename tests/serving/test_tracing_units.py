@@ -88,3 +88,27 @@ async def test_spans_are_exported_over_otlp_http(tmp_path: Path) -> None:
     got = receiver.spans()
     assert {r["service.name"] for r, _ in got} == {"gavel-gateway"}
     assert {"POST /v1/chat/completions", "chat app-model", "gavel.auth"} <= {s.name for _, s in got}
+
+
+async def test_a_refused_request_has_its_refusing_hook_s_span_and_unsampled_costs_nothing(
+    tmp_path: Path,
+) -> None:
+    spans = InMemorySpanExporter()
+    gw, store, _ = gateway(tmp_path, config=TRACING, span_exporter=spans)
+    body = {"model": "app-model", "messages": [{"role": "user", "content": "hi"}]}
+    resp = await gw.serve(http_request(body, token="gvl_" + "x" * 40), "chat", FakeEngine())
+    assert resp.status_code == 401
+    await gw.close()
+    got = {s.name: s for s in spans.get_finished_spans()}
+    assert set(got) == {"POST /v1/chat/completions", "gavel.auth"}
+    assert got["gavel.auth"].status.status_code.name == "ERROR"
+    # Ratio 0: a new trace is not sampled; the request passes an unsampled traceparent on.
+    quiet = InMemorySpanExporter()
+    unsampled = {"tracing": {**TRACING["tracing"], "sample_ratio": 0.0}}
+    gw, store, _ = gateway(tmp_path / "q", config=unsampled, span_exporter=quiet)
+    engine = FakeEngine(words=2)
+    await _serve(gw, _token(store), engine, stream=False)
+    await gw.close()
+    assert quiet.get_finished_spans() == ()
+    flags = int(engine.headers[0]["traceparent"].rsplit("-", 1)[1], 16)
+    assert flags & 1 == 0  # passed on, with the sampled flag off
