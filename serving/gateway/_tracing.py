@@ -129,7 +129,7 @@ class TraceHook:
             span = self._tracer.start_span(name, context=parent, start_time=state.ns(start))
             if what.startswith("end:"):
                 span.set_attribute("gavel.phase", "end")
-            if refusing:
+            if refusing and ctx.refusal is not None:
                 span.set_status(Status(StatusCode.ERROR, ctx.refusal.reason))
             span.end(end_time=state.ns(stop))
         end_t = max([ctx.t0 + ctx.e2e_s, *(stop for _, _, stop in state.timings)])
