@@ -145,14 +145,21 @@ async def test_a_metadata_only_key_s_request_keeps_no_comment_and_comments_are_r
 
 async def test_erasure_and_retention_take_feedback_with_the_text(store_url: str) -> None:
     store = Store(store_url)
-    leaver, old = _record("leaver"), _record("app", day=TODAY - timedelta(days=40))
-    store.insert_traffic([leaver, old])
-    for rec, key in ((leaver, "leaver"), (old, "app")):
-        await _route(store).handle(_body(rec.request_id, comment="MARKER-7"), _key(key))
+    leaver, other = _record("leaver"), _record("stayer")
+    old = _record("app", day=TODAY - timedelta(days=40))
+    store.insert_traffic([leaver, other, old])
+    backend = _key("backend", "feedback")
+    # Users' words about the leaver's request (sent by the application's backend), the
+    # leaver's own words about another key's request, and an old record's.
+    await _route(store).handle(_body(leaver.request_id, comment="MARKER-7"), backend)
+    await _route(store).handle(_body(other.request_id, comment="MARKER-8"),
+                               _key("leaver", "feedback"))  # fmt: skip
+    await _route(store).handle(_body(old.request_id, comment="MARKER-9"), _key("app"))
     erase(store, "leaver", since=None, by="dpo", dry_run=False)
-    for table in (t.feedback, t.feedback_history):
-        rows = store.fetch(select(table).where(table.c.request_id == leaver.request_id))
-        assert rows and all(r["comment"] is None for r in rows)  # the value stays
+    for rid in (leaver.request_id, other.request_id):
+        for table in (t.feedback, t.feedback_history):
+            rows = store.fetch(select(table).where(table.c.request_id == rid))
+            assert rows and all(r["comment"] is None for r in rows)  # the value stays
     retention = RetentionConfig.model_validate({"production": {"text_days": 7, "row_days": 30}})
     purge(store, retention, today=TODAY, dry_run=False)
     for table in (t.feedback, t.feedback_history):  # the rows went with the record's
