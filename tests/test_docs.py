@@ -92,7 +92,6 @@ HAND_WRITTEN = {
     "storage-at-scale.md",
     "the-daily-judge.md",
     "the-judge-at-scale.md",
-    "wrong-tokens.md",
 }
 """Benchmark pages whose figures were measured before the benchmarks recorded their
 provenance (each says its date in prose): they get a figures block when their benchmark

@@ -132,7 +132,7 @@ def table(data: dict[str, Any]) -> str:
         rows.append(f"| {rate} req/s | {cell(s['p99_ttft_delta_ms'])} "
                     f"| {cell(s['p50_ttft_delta_ms'])} | {s['looked_up_per_block']:.0f} of "
                     f"{s['wrong_tokens_per_block']:.0f} per block |")  # fmt: skip
-    pairs = len(data["pairs"]) // max(1, len(data["summary"]))
+    pairs = data["pair_count"]
     rows.append(f"\n{pairs} pairs (quiet, flooded) per rate, rates alternated; legitimate load: "
                 f"{data['concurrency']} users, {data['requests']} streamed requests of 32 "
                 "tokens per block; medians [min, max].")  # fmt: skip
@@ -173,8 +173,8 @@ def main(argv: list[str] | None = None) -> None:
     summary = summarize(pairs)
     print(json.dumps(summary, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    report = {"pairs": pairs, "summary": summary, **{k: v for k, v in vars(args).items()
-                                                     if k != "out"}}  # fmt: skip
+    options = {k: v for k, v in vars(args).items() if k != "out"}
+    report = {**options, "pair_count": args.pairs, "pairs": pairs, "summary": summary}
     write_report(args.out, report, config=args.config)
     print(f"wrote {args.out}")
 
