@@ -228,6 +228,31 @@ def _cost() -> DashboardSpec:
                          rows=rows)  # fmt: skip
 
 
+def _within_the_hour(crit: str) -> Row:
+    """Online judging's last hour and users' feedback (the quality dashboard's row)."""
+    return Row(title="Within the hour: online judging and users' feedback", panels=[
+        Panel(title="Online pass rate, last hour, with 95% interval", unit="percentunit",
+              description="`gavel judge online`: each criterion's pass rate over the last "
+                          "hour's picked records (GavelOnlinePassRateDrop compares its "
+                          "upper bound with the trailing days').",
+              queries=[_q(f"gavel_judge_online_pass_rate{{{crit},{M}}}",
+                          "{{criterion}} {{model}}"),
+                       _q(f"gavel_judge_online_pass_rate_low{{{crit},{M}}}",
+                          "{{criterion}} {{model}} low"),
+                       _q(f"gavel_judge_online_pass_rate_high{{{crit},{M}}}",
+                          "{{criterion}} {{model}} high")]),
+        Panel(title="Online judging lag (capture to verdict)", unit="s",
+              description="Median and max over the last hour's picked records.",
+              queries=[_q("max by (stat) (gavel_judge_online_lag_seconds)", "{{stat}}")]),
+        Panel(title="Users' feedback: positive share (latest judged day)",
+              unit="percentunit",
+              description="POST /v1/feedback: the positive share per model and name, and "
+                          "the share of requests with feedback.",
+              queries=[_q(f"gavel_feedback_positive_share{{{M}}}", "{{model}} {{feedback}}"),
+                       _q(f"gavel_feedback_rate{{{M}}}", "{{model}} {{feedback}} rate")]),
+    ])  # fmt: skip
+
+
 def _quality() -> DashboardSpec:
     crit = 'criterion=~"$criterion"'
     rows = [
@@ -259,27 +284,7 @@ def _quality() -> DashboardSpec:
                            _q(f"max by (criterion) (gavel_judge_calibration_labels{{{crit}}})",
                               "{{criterion}} labels")]),
         ]),
-        Row(title="Within the hour: online judging and users' feedback", panels=[
-            Panel(title="Online pass rate, last hour, with 95% interval", unit="percentunit",
-                  description="`gavel judge online`: each criterion's pass rate over the last "
-                              "hour's picked records (GavelOnlinePassRateDrop compares its "
-                              "upper bound with the trailing days').",
-                  queries=[_q(f"gavel_judge_online_pass_rate{{{crit},{M}}}",
-                              "{{criterion}} {{model}}"),
-                           _q(f"gavel_judge_online_pass_rate_low{{{crit},{M}}}",
-                              "{{criterion}} {{model}} low"),
-                           _q(f"gavel_judge_online_pass_rate_high{{{crit},{M}}}",
-                              "{{criterion}} {{model}} high")]),
-            Panel(title="Online judging lag (capture to verdict)", unit="s",
-                  description="Median and max over the last hour's picked records.",
-                  queries=[_q("max by (stat) (gavel_judge_online_lag_seconds)", "{{stat}}")]),
-            Panel(title="Users' feedback: positive share (latest judged day)",
-                  unit="percentunit",
-                  description="POST /v1/feedback: the positive share per model and name, and "
-                              "the share of requests with feedback.",
-                  queries=[_q(f"gavel_feedback_positive_share{{{M}}}", "{{model}} {{feedback}}"),
-                           _q(f"gavel_feedback_rate{{{M}}}", "{{model}} {{feedback}} rate")]),
-        ]),
+        _within_the_hour(crit),
         Row(title="The judging job", panels=[
             Panel(title="Judged items and errors", unit="short",
                   description="Items judged (pass + fail) and judge errors on the latest day.",
