@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 from judges._calibrate_cli import cmd_calibrate
-from judges._cli_open import open_configs
+from judges._cli_open import add_api_key, open_configs
 from serving import EXIT_USAGE, CliError, CommandSet, day_arg, open_store, yesterday
 
 
@@ -28,11 +27,7 @@ def commands(cli: CommandSet) -> None:
         help="UTC day: YYYY-MM-DD, today or yesterday (default: yesterday, for a nightly job)",
     )
     daily.add_argument("--judging")
-    daily.add_argument(
-        "--api-key",
-        default=os.environ.get("GAVEL_API_KEY"),
-        help="a key with the 'judge' scope (default: $GAVEL_API_KEY)",
-    )
+    add_api_key(daily, scope="judge")
     daily.add_argument("--no-ray", action="store_true", help="judge in this process")
     daily.add_argument("--retry-errors", action="store_true", help="judge error verdicts again")
     daily.add_argument(
@@ -59,11 +54,7 @@ def _add_replay(traffic_sub: argparse._SubParsersAction[argparse.ArgumentParser]
     rp.add_argument("--end-date", type=day_arg, default=None, help="default: yesterday (UTC)")
     rp.add_argument("--per-day", type=int, default=40, help="prompts per day")
     rp.add_argument("--concurrency", type=int, default=8)
-    rp.add_argument(
-        "--api-key",
-        default=os.environ.get("GAVEL_API_KEY"),
-        help="a key with the 'admin' scope (replays are back-dated)",
-    )
+    add_api_key(rp, scope="admin", why=": replays are back-dated")
     rp.set_defaults(func=cmd_replay)
 
 

@@ -16,6 +16,17 @@ if TYPE_CHECKING:
     from serving.store import Store
 
 
+def add_api_key(parser: argparse.ArgumentParser, *, scope: str, why: str = "") -> None:
+    """The ``--api-key`` option of a command that calls the stack (default: $GAVEL_API_KEY)."""
+    import os
+
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("GAVEL_API_KEY"),
+        help=f"a key with the '{scope}' scope{why} (default: $GAVEL_API_KEY)",
+    )
+
+
 @dataclass(frozen=True)
 class Opened:
     """The store, the judging config, its criteria and the kinds."""

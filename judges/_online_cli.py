@@ -11,12 +11,12 @@ would add nothing the store's cursor does not already give).
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from judges._cli_open import add_api_key
 from serving import EXIT_USAGE, CliError, open_store
 
 if TYPE_CHECKING:
@@ -31,11 +31,7 @@ def add_online(judge_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "online", help="judge live traffic by the judging config's online rules, in a loop"
     )
     on.add_argument("--judging")
-    on.add_argument(
-        "--api-key",
-        default=os.environ.get("GAVEL_API_KEY"),
-        help="a key with the 'judge' scope (default: $GAVEL_API_KEY)",
-    )
+    add_api_key(on, scope="judge")
     on.add_argument("--once", action="store_true", help="one pass of every rule, then exit")
     on.set_defaults(func=cmd_online)
 

@@ -105,7 +105,7 @@ class TraceHook:
             ctx.trace_id = format(sc.trace_id, "032x")
         if root.is_recording():  # an unsampled trace is passed on, and costs no more
             ctx.trace = TraceState(root=root, epoch_ns=epoch_ns, t0=ctx.t0)
-        if ctx.request is not None and "scope" in dir(ctx.request):
+        if getattr(ctx.request, "scope", None) is not None:  # a Starlette request
             carrier: dict[str, str] = {}
             self._propagator.inject(carrier, context=set_span_in_context(root))
             if TRACEPARENT in carrier:
