@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from ray.serve.handle import DeploymentHandle
 
@@ -33,6 +34,16 @@ log = logging.getLogger("gavel.gateway")
 RETURN_EVERY_S = 1.0
 NO_LEASE_BACKOFF_S = 1.0
 """After the limiter granted a key no lease, its requests ask at once for this long."""
+
+
+def detached(call: Callable[..., object], *args: object) -> None:
+    """Make a fire-and-forget limiter call outside the request's Serve context.
+
+    Ray Serve cancels every call a request made (its child requests) when the request's
+    client goes away. A settlement, a release or a lease's return is sent exactly then,
+    and must outlive the request: sent from an empty context, it is no request's child.
+    """
+    contextvars.Context().run(call, *args)
 
 
 class Admitter:
@@ -130,7 +141,7 @@ class Admitter:
             # was asked for, the reservation and any lease granted with it, so that a late
             # admission does not stay charged.
             with contextlib.suppress(Exception):
-                self._limiter.release.remote(reservation, key.name)
+                detached(self._limiter.release.remote, reservation, key.name)
             if not isinstance(exc, Exception):
                 raise
             log.warning("the rate limiter did not answer; %s", self._limits.on_limiter_unavailable)
@@ -150,7 +161,7 @@ class Admitter:
             return
         if self.leases.settle(reservation, used):
             return
-        self._limiter.settle.remote(reservation, key.name, used, cost)
+        detached(self._limiter.settle.remote, reservation, key.name, used, cost)
 
     def return_due(self, now: float) -> None:
         """Send back the leases whose term is over or that are spent (no waiting)."""
@@ -158,7 +169,13 @@ class Admitter:
             return
         for r in self.leases.due(now):
             with contextlib.suppress(Exception):  # not returned: charged in full later
-                self._limiter.give_back.remote(r.key, r.lease_id, r.used_requests, r.used_tokens)
+                detached(
+                    self._limiter.give_back.remote,
+                    r.key,
+                    r.lease_id,
+                    r.used_requests,
+                    r.used_tokens,
+                )
 
     def start(self) -> None:
         """Start returning leases in the background (once, on the running loop)."""

@@ -11,6 +11,7 @@ Ray's handlers; nothing here depends on it.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -125,7 +126,12 @@ class Gateway:
 
     def start(self) -> None:
         """Start the background loops (idempotent): capture's flush, the metrics report,
-        lease returns, and the swap state's watcher."""
+        lease returns, and the swap state's watcher. They start outside any request's
+        Serve context: a loop started by a request must not be its child, which Ray
+        cancels when that request's client goes away."""
+        contextvars.Context().run(self._start_loops)
+
+    def _start_loops(self) -> None:
         p = self.parts
         if p.writer is not None:
             p.writer.start()

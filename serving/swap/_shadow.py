@@ -6,6 +6,7 @@ as ``twin_id``. Dropped (and counted) when the replica's shadow slots are all ta
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Callable
 
@@ -50,7 +51,10 @@ class ShadowRunner:
         if not self._router.take_shadow_slot():
             self._metrics.shadow_dropped.labels(swap.candidate).inc()
             return
-        task = asyncio.get_running_loop().create_task(self._run(twin))
+        # Not a child of the twin's request (Ray cancels those when its client goes away):
+        # a shadow outlives its twin.
+        loop = asyncio.get_running_loop()
+        task = contextvars.Context().run(loop.create_task, self._run(twin))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

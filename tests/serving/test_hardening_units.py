@@ -24,6 +24,7 @@ from serving.gateway._body import Refusal, check_request, parse_body, token_rese
 from serving.gateway._context import RequestContext
 from serving.gateway._headers import parse_extras
 from serving.gateway._record import GatewaySettings, prepare_for_storage, to_record
+from serving.gateway._windows import Lease
 from serving.store import Store
 
 ROLES = {"app-model": "app", "judge-model": "judge"}
@@ -465,3 +466,36 @@ def test_a_traffic_export_is_the_users_alone(tmp_path: Path) -> None:
     assert main(["traffic", "export", "--date", day, "--out", str(out), "--config", str(cfg)]) == 0
     assert "secret text" in out.read_text()
     assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
+
+
+async def test_settlements_are_not_children_of_the_request_ray_cancels() -> None:
+    """Ray Serve cancels a request's child calls when its client goes away, which is
+    exactly when an aborted stream is settled: the limiter's bookkeeping calls must be
+    sent outside the request's context, or the reservation stays charged for good."""
+    from ray.serve import context as serve_context
+
+    from serving.gateway._admission import Admitter
+
+    seen: dict[str, str] = {}
+
+    def recorder(name: str) -> Any:
+        def remote(*_a: Any) -> None:
+            seen[name] = serve_context._get_serve_request_context()._internal_request_id
+
+        return type(name, (), {"remote": staticmethod(remote)})
+
+    limiter = type("Limiter", (), {n: recorder(n) for n in ("settle", "release", "give_back")})
+    cfg = GatewayConfig(limits=LimitsConfig(limiter_timeout_s=0.2))  # type: ignore[arg-type]
+    admitter = Admitter(limiter(), cfg.limits, GatewayMetrics())  # type: ignore[arg-type]
+    _, key = new_key("k", ["infer"], tpm=1000)
+    serve_context._set_request_context(_internal_request_id="the-clients-request")
+    try:
+        admitter.settle(key, "r", 10, None)
+        admitter.leases.add(
+            "k", Lease(id="l", requests=None, tokens=100, term_s=0.0), 0.0, (None, 1000)
+        )
+        admitter.return_due(time.monotonic() + 1)
+    finally:
+        serve_context._unset_request_context()
+    assert set(seen) == {"settle", "give_back"}
+    assert "the-clients-request" not in seen.values(), seen
