@@ -67,7 +67,10 @@ def _target(p: argparse.ArgumentParser) -> None:
 
 
 def commands(cli: CommandSet) -> None:
-    """Register ``gavel eval ...``."""
+    """Register ``gavel eval ...`` and ``gavel console``."""
+    from evals.console import commands as console_commands
+
+    console_commands(cli)
     ev = cli.group("eval", help="offline eval suites, CI gates and A/B comparisons of two arms")
     run = ev.add_parser("run", help="run a suite on a model")
     run.add_argument("suite", type=Path)

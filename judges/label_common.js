@@ -48,14 +48,14 @@ async function whoAmI(start) {
   $("signin-form").onsubmit = async (ev) => {
     ev.preventDefault();
     try {
-      await api("/api/session", { method: "POST", headers: { "content-type": "application/json" },
+      await api("api/session", { method: "POST", headers: { "content-type": "application/json" },
                                   body: JSON.stringify({ key: $("key").value }) });
     } catch (e) { status(e.message, true); return; }
     $("signin").hidden = true;
     start();
   };
   try {
-    return await api("/api/me");
+    return await api("api/me");
   } catch (e) {
     if (e.status === 401 || e.status === 403) {
       $("signin").hidden = false;

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from serving._config import GavelModel
 
-Scope = Literal["infer", "judge", "eval", "label", "feedback", "admin"]
+Scope = Literal["infer", "judge", "eval", "label", "feedback", "view", "admin"]
 """``infer`` calls the app model, ``judge`` the judge model, ``eval`` may mark its calls
 as an eval's (``X-Gavel-Source: eval``; with ``infer`` to call the app model), ``label``
 opens the labelling page (``gavel label``), ``feedback`` sends end users' feedback on any

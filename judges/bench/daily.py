@@ -163,6 +163,25 @@ def judge_round(stack: StackConfig, judging: JudgingConfig, source: Store, day: 
     }  # fmt: skip
 
 
+def table(data: dict[str, Any]) -> str:
+    """The page's table from this benchmark's JSON (pure)."""
+    e = data["engine"]
+    rows = ["| format | items/s, median [min-max] | tokens per item | prefix cache | bound "
+            "| achieved |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for name, f in data["formats"].items():
+        s = f["items_s"]
+        label = f"`{name}` (default)" if name == "reasoning_first" else f"`{name}`"
+        rows.append(f"| {label} | {s['median']:.2f} [{s['min']:.2f}, {s['max']:.2f}] "
+                    f"| {f['prompt_tok_per_item']:.0f} + {f['completion_tok_per_item']:.1f} "
+                    f"| {f['prefix_cache_hit_rate']:.0%} | {f['bound_items_s']:.2f} "
+                    f"| {f['achieved_over_bound']:.0%} |")  # fmt: skip
+    rows.append(f"\n{data['rounds']} alternating rounds of {len(data['criteria'])} criteria; "
+                f"{data['in_flight']} judge calls in flight; the judge engine's bound at that "
+                f"concurrency: prefill {e['prefill_tok_s']:.0f} tokens/s (unique prompts), "
+                f"decode {e['decode_tok_s']:.0f} tokens/s.")  # fmt: skip
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Measure the bound, judge in alternating rounds per format, print, write JSON."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)

@@ -133,6 +133,28 @@ def run_fault(stack: Stack, key: str, role: str, *, kill_at_s: float = 5.0) -> d
     }
 
 
+LABELS = {
+    "gateway_replica": "a gateway replica (`ray.kill`)",
+    "engine_replica": "an app engine replica",
+    "limiter": "the rate limiter",
+    "worker_node": "the worker node (its raylet, `SIGKILL`)",
+}
+
+
+def table(data: dict[str, Any]) -> str:
+    """The page's table from this benchmark's JSON (pure)."""
+    rows = ["| fault | failed of requests | 2xx lost | 2xx twice | recovery | what failed |",
+            "|---|---|---|---|---|---|"]  # fmt: skip
+    for f in data["faults"]:
+        kinds = "; ".join(k.replace("|", "/") for k in f["failure_kinds"]) or "nothing"
+        rows.append(f"| {LABELS.get(f['fault'], f['fault'])} | {f['failed']} of "
+                    f"{f['requests']} | {f['lost_2xx']} | {f['captured_twice']} "
+                    f"| {f['recovery_s']:.1f} s | {kinds} |")  # fmt: skip
+    rows.append(f"\nLocust at {data['concurrency']} streams of {data['output_len']} tokens; one "
+                "fault 5 s into each cell; faults in turn, 15 s apart.")  # fmt: skip
+    return "\n".join(rows)
+
+
 def main() -> None:
     """Run every fault in turn; print and write the report."""
     parser = argparse.ArgumentParser(description=__doc__)

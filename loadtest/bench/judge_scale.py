@@ -142,6 +142,34 @@ def _verdict_figures(store_url: str, day: date) -> dict[str, Any]:
     }
 
 
+PATHS = {
+    "tasks": "Ray tasks (online endpoint)",
+    "ray_data": "Ray Data (HTTP processor through the gateway)",
+}
+
+
+def table(data: dict[str, Any]) -> str:
+    """The page's table from this benchmark's JSON (pure)."""
+
+    def ms(x: float | None) -> str:
+        return f"{x:,.0f}" if x is not None else "?"
+
+    rows = ["| path | items | items/s | bound | app TTFT p50 without / with the job "
+            "| p99 without / with | app SLO (p99) |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in data["runs"]:
+        p50, p99 = r["app_ttft_p50_ms"], r["app_ttft_p99_ms"]
+        rows.append(f"| {PATHS.get(r['path'], r['path'])} | {r['verdicts']:,} "
+                    f"| {r['items_per_s']:.1f} | {r.get('judge_bound_items_per_s', '?')} "
+                    f"| {ms(p50['without_job'])} / {ms(p50['with_job'])} ms "
+                    f"| {ms(p99['without_job'])} / {ms(p99['with_job'])} ms "
+                    f"| {r['app_ttft_slo_ms']:.0f} ms |")  # fmt: skip
+    cap = data["background_cap_per_gateway_replica"]
+    rows.append(f"\nThe judge simulated as `{data['judge_profile']}` x {data['judge_replicas']} "
+                f"replicas; judge requests per gateway replica capped at {cap} "
+                "(`gateway.priority.max_in_flight`); one run per path.")  # fmt: skip
+    return "\n".join(rows)
+
+
 def main() -> None:
     """Deploy, fill, judge on each path with app traffic, print and write the report."""
     parser = argparse.ArgumentParser(description=__doc__)

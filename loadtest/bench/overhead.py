@@ -151,6 +151,35 @@ def meets(summary: dict[str, dict[str, float]]) -> dict[str, bool]:
     }
 
 
+def table(data: dict[str, Any]) -> str:
+    """The page's table from this benchmark's JSON (pure)."""
+
+    def cell(s: dict[str, float], fmt: str) -> str:
+        return f"{fmt.format(s['median'])} [{fmt.format(s['min'])}, {fmt.format(s['max'])}]"
+
+    rows = ["| streams | throughput Gavel / bare | TTFT added | TPOT Gavel / bare "
+            "| serving CPU-s per 1k tokens | targets met |",
+            "|---|---|---|---|---|---|"]  # fmt: skip
+    for c, level in data["concurrency"].items():
+        s = level["summary"]
+        met = data["meets"][c]
+        rows.append(f"| {c} | {cell(s['throughput_ratio'], '{:.3f}')} "
+                    f"| {cell(s['median_ttft_diff_ms'], '{:+.0f}')} ms "
+                    f"| {cell(s['median_tpot_ratio'], '{:.3f}')}x "
+                    f"| {level['serving_cpu_s_per_1k_output_tokens']:.1f} "
+                    f"| {sum(met.values())} of {len(met)} |")  # fmt: skip
+    p, load = data["capacity_projection"], data["load"]
+    rows.append(f"\n{load['blocks_per_side']} pairs of blocks per level ({load['order']}), "
+                f"{load['input_len']} tokens in, {load['output_len']} out; targets: ratio >= "
+                f"{data['targets']['throughput_ratio_min']}, TTFT <= "
+                f"+{data['targets']['median_ttft_diff_ms_max']:.0f} ms, TPOT <= "
+                f"{data['targets']['tpot_ratio_max']}x. Projected for `{p['gpu_config']}` at "
+                f"{p['assumed_output_tok_s']:.0f} output tokens/s per replica: "
+                f"{p['serving_cores_per_replica']:.2f} serving cores per replica (config: "
+                f"{p['replica_cpus_in_config']}).")  # fmt: skip
+    return "\n".join(rows)
+
+
 def serving_cpu(cpu: dict[str, float]) -> dict[str, float]:
     """The serving layer's CPU: its fixed cost (cores used while Gavel idles) and its
     marginal cost per 1k output tokens (CPU under load minus that fixed cost)."""

@@ -33,12 +33,14 @@ from sqlalchemy import create_engine, text
 
 from serving._gateway_config import RetentionConfig
 from serving.bench.provenance import write_report
-from serving.store import Store, purge, tables
+from serving.store import Store, TrafficQuery, purge, tables
 from serving.store._lifecycle import hot_queries
 
 ROOT = Path(__file__).resolve().parents[2]
 REPLAY = ROOT / "judges/data/replay.jsonl"
 DAYS = 30
+SEARCH = "capital Chile"
+"""The explorer's full-text search: two words of one of the replay set's prompts."""
 LAST_DAY = date(2026, 11, 29)
 COLUMNS = [c.name for c in tables.traffic.columns]
 
@@ -81,7 +83,7 @@ def rows(n: int, seed: int = 0, *, on: date | None = None) -> Iterator[dict[str,
             "ttft_ms": rng.uniform(20, 400), "e2e_ms": rng.uniform(200, 4000),
             "cost_usd": len(answer) / 4 * 7e-7, "metadata_only": False, "metadata_json": None,
             "source": source, "client_request_id": None, "text_removed": None, "kept": None,
-            "arm": None, "twin_id": None,
+            "arm": None, "twin_id": None, "trace_id": None,
         }  # fmt: skip
 
 
@@ -186,6 +188,7 @@ def measure(store: Store, n: int, work: Path) -> dict[str, Any]:
         "daily_sample_query": _timed(lambda: store.traffic_for_day(day, production_only=True)),
         "export_one_day": _timed(export),
         "label_queue_50_records": _timed(lambda: store.traffic_by_ids(ids)),
+        "search_text_page": _timed(lambda: store.search_traffic(TrafficQuery(text=SEARCH))),
         "purge_one_day": _timed(purge_one_day),
         "purged": purged,
     }
@@ -199,6 +202,33 @@ def measure(store: Store, n: int, work: Path) -> dict[str, Any]:
                 plans[name] = [ln.strip() for ln in plan if "Scan" in ln or "Index" in ln][:2]
         figures["plans"] = plans
     return figures
+
+
+def table(data: dict[str, Any]) -> str:
+    """The page's table from this benchmark's JSON (pure)."""
+
+    def t(x: dict[str, float] | None) -> str:
+        if x is None:
+            return "–"
+        if x["median_s"] < 0.1:
+            return f"{x['median_s'] * 1000:.0f} ms"
+        return f"{x['median_s']:.2f} s [{x['min_s']:.2f}–{x['max_s']:.2f}]"
+
+    rows = ["| store | records (per day) | bytes/record | fill | daily sample query "
+            "| export one day | label queue (50 records) | text search (one page) "
+            "| purge one day (text, then rows) |",
+            "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for f in data["results"]:
+        name = "SQLite" if f["store"] == "sqlite" else "PostgreSQL"
+        rows.append(f"| {name} | {f['records'] / 1e6:g}M ({f['records_per_day'] / 1000:.0f}k) "
+                    f"| {f['bytes_per_record']:.0f} | {f['fill_s']:.0f} s "
+                    f"| {t(f['daily_sample_query'])} | {t(f['export_one_day'])} "
+                    f"| {t(f['label_queue_50_records'])} | {t(f.get('search_text_page'))} "
+                    f"| {t(f['purge_one_day'])} |")  # fmt: skip
+    rows.append(f"\nRecords over {data['days']} days; each operation timed 3 times, median "
+                "[min–max]; bytes per record include the indexes (full-text search "
+                "included).")  # fmt: skip
+    return "\n".join(rows)
 
 
 def _pg_database(server: str, name: str, *, drop: bool) -> str:

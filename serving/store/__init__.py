@@ -21,6 +21,7 @@ from serving.store._lifecycle import (
     purge,
 )
 from serving.store._revisions import SchemaState
+from serving.store._search import TrafficPage, TrafficQuery, VerdictFilter
 from serving.store._store import Store
 
 __all__ = [
@@ -32,6 +33,9 @@ __all__ = [
     "SchemaOutOfDate",
     "SchemaState",
     "Store",
+    "TrafficPage",
+    "TrafficQuery",
+    "VerdictFilter",
     "as_utc",
     "backup",
     "describe",

@@ -130,5 +130,11 @@ def pending_changes(engine: Engine) -> list[object]:
 
     from serving.store._schema import metadata
 
+    def modelled(name: str | None, _type: str, _parents: object) -> bool:
+        # The full-text index (revision 0007) is raw DDL: an FTS5 table and its shadow
+        # tables on SQLite, an expression index on PostgreSQL; not in the code's tables.
+        return not (name or "").replace("ix_", "", 1).startswith("gavel_traffic_fts")
+
+    opts = {"include_name": modelled}
     with engine.connect() as conn:
-        return list(compare_metadata(MigrationContext.configure(conn), metadata))
+        return list(compare_metadata(MigrationContext.configure(conn, opts=opts), metadata))

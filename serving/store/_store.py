@@ -16,6 +16,8 @@ from sqlalchemy import Select, delete, func, or_, select, update
 from serving._wire import ApiKey, Figure, FigureJob, TrafficRecord
 from serving.store._db import Database, Row, as_utc
 from serving.store._schema import api_keys, figures, traffic
+from serving.store._search import TrafficPage, TrafficQuery, cursor_of
+from serving.store._search import statement as search_statement
 
 
 class Store(Database):
@@ -166,6 +168,13 @@ class Store(Database):
             return []
         rows = self.fetch(select(traffic).where(traffic.c.request_id.in_(wanted)))
         return [_traffic_from_row(r) for r in rows]
+
+    def search_traffic(self, query: TrafficQuery) -> TrafficPage:
+        """One page of the records matching ``query``, newest first (keyset-paged)."""
+        rows = self.fetch(search_statement(query, self.dialect))
+        records = [_traffic_from_row(r) for r in rows[: query.limit]]
+        more = len(rows) > query.limit
+        return TrafficPage(records=records, next=cursor_of(records[-1]) if more else None)
 
     def count_traffic(self, ids: Iterable[str] | None = None) -> int:
         """Number of captured records (of these request ids, if given)."""

@@ -42,3 +42,20 @@ def test_no_hot_query_scans_the_traffic_table(scratch_store_url: str) -> None:
     assert not scans, f"hot queries without an index: {scans}"
     assert "ix_gavel_traffic_text_day" in plans["purge_text"]
     assert "ix_gavel_traffic_key_day" in plans["erase"]
+
+
+@pytest.mark.parametrize("scratch_store_url", ["postgresql"], indirect=True)
+def test_full_text_search_is_served_by_its_index(scratch_store_url: str) -> None:
+    """The explorer's text search matches the GIN index's expression verbatim (a copy
+    that differed by one character would scan the table)."""
+    from serving.store import TrafficQuery
+    from serving.store._search import statement
+
+    store = Store(scratch_store_url)
+    store.ensure_schema()
+    stmt = statement(TrafficQuery(text="zebra crossing"), "postgresql")
+    with store.transaction() as conn:
+        conn.execute(text("SET LOCAL enable_seqscan = off"))
+        sql = stmt.compile(conn, compile_kwargs={"literal_binds": True})
+        plan = "\n".join(r[0] for r in conn.execute(text(f"EXPLAIN {sql}")))
+    assert "ix_gavel_traffic_fts" in plan, plan

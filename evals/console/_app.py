@@ -1,0 +1,215 @@
+"""The console's web app: FastAPI routes over the store, HTML from Jinja2 templates that
+escape by default, plots as server-side SVG, and the labelling pages mounted at
+``/label/`` (their own sign-in, with the ``label`` scope).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader, select_autoescape
+from pydantic import ValidationError
+
+from evals.console import _data, _more
+from evals.console._access import (
+    CSRF,
+    SESSION,
+    SESSION_TTL_S,
+    Sessions,
+    check_csrf,
+    csrf_token,
+    key_for_secret,
+    require,
+    signed_in,
+)
+from evals.console._svg import Series, bar_chart, line_chart
+from judges import JudgingConfig, build_label_app, default_kinds
+from serving import StackConfig
+from serving.store import Store, TrafficQuery, VerdictFilter
+
+CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+FILTERS = ("first_day", "last_day", "model", "key", "status", "source", "arm",
+           "finish_reason", "labelled", "text", "after", "limit")  # fmt: skip
+
+
+class Pages:
+    """Renders the templates (escaping by default) with who is signed in and the CSRF
+    token every form repeats."""
+
+    def __init__(self) -> None:
+        self.env = Environment(
+            loader=PackageLoader("evals.console", "templates"),
+            autoescape=select_autoescape(default=True, default_for_string=True),
+        )
+
+    def __call__(self, request: Request, name: str, code: int = 200, **ctx: Any) -> HTMLResponse:
+        html = self.env.get_template(name).render(
+            me=signed_in(request), csrf=csrf_token(request), path=request.url.path, **ctx
+        )
+        return HTMLResponse(html, status_code=code)
+
+
+def build_console_app(store: Store, stack: StackConfig, judging: JudgingConfig) -> FastAPI:
+    """The console over ``store``, for the stack ``stack`` and its judging config."""
+    store.ensure_schema()
+    app = FastAPI(title="Gavel console", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.store, app.state.sessions = store, Sessions()
+    page = Pages()
+    css = resources.files("evals.console").joinpath("static/console.css").read_text("utf-8")
+
+    @app.middleware("http")
+    async def _headers(request: Request, call_next: Any) -> Response:
+        resp: Response = await call_next(request)
+        if not request.url.path.startswith("/label"):
+            resp.headers["Content-Security-Policy"] = CSP
+        resp.headers["X-Content-Type-Options"] = "nosniff"
+        resp.headers["Referrer-Policy"] = "no-referrer"
+        resp.headers["X-Frame-Options"] = "DENY"
+        resp.headers["Cache-Control"] = "no-store"
+        token = getattr(request.state, "new_csrf", None)
+        if token:
+            resp.set_cookie(CSRF, token, httponly=True, samesite="strict")
+        return resp
+
+    @app.exception_handler(HTTPException)
+    async def _error(request: Request, exc: HTTPException) -> Response:
+        return page(request, "error.html", exc.status_code, status=exc.status_code,
+                    message=str(exc.detail))  # fmt: skip
+
+    @app.get("/static/console.css")
+    def _css() -> Response:
+        return Response(css, media_type="text/css")
+
+    _session_routes(app, page, store)
+    _view_routes(app, page, stack, judging)
+    _more.add_routes(app, page, stack)
+    app.mount("/label", build_label_app(store, _criteria(judging)))
+    return app
+
+
+def _session_routes(app: FastAPI, page: Pages, store: Store) -> None:
+    """Sign in (a key, once, for a session cookie) and sign out; both POSTs check CSRF."""
+
+    @app.get("/signin", response_class=HTMLResponse)
+    def signin_form(request: Request) -> HTMLResponse:
+        return page(request, "signin.html")
+
+    @app.post("/signin")
+    async def signin(request: Request) -> Response:
+        await check_csrf(request)
+        secret = (await request.form()).get("key")
+        key = key_for_secret(store, secret if isinstance(secret, str) else "")
+        resp = RedirectResponse("/", status_code=303)
+        resp.set_cookie(SESSION, app.state.sessions.open(key.key_hash), httponly=True,
+                        samesite="strict", max_age=int(SESSION_TTL_S),
+                        secure=request.url.scheme == "https")  # fmt: skip
+        return resp
+
+    @app.post("/signout")
+    async def signout(request: Request) -> Response:
+        await check_csrf(request)
+        app.state.sessions.close(request.cookies.get(SESSION))
+        resp = RedirectResponse("/signin", status_code=303)
+        resp.delete_cookie(SESSION)
+        return resp
+
+
+def _view_routes(app: FastAPI, page: Pages, stack: StackConfig, judging: JudgingConfig) -> None:
+    """The views: overview, traffic, a record, judging, keys."""
+    store: Store = app.state.store
+
+    @app.get("/", response_class=HTMLResponse)
+    def overview(request: Request, window: str = "7d") -> HTMLResponse:
+        require(request, "view")
+        win = window if window in _data.WINDOWS else "7d"
+        ov = _data.overview(store, stack, judging, win)
+        return page(request, "overview.html", ov=ov, window=win, windows=list(_data.WINDOWS),
+                    plots=_overview_plots(ov))  # fmt: skip
+
+    @app.get("/traffic", response_class=HTMLResponse)
+    def traffic(request: Request) -> HTMLResponse:
+        require(request, "view")
+        try:
+            result = store.search_traffic(_query(request))
+        except (ValidationError, ValueError) as exc:
+            raise HTTPException(400, _explain(exc)) from None
+        nxt = None
+        if result.next:
+            nxt = "/traffic?" + urlencode({**request.query_params, "after": result.next})
+        rows = [(r, _data.shown_text(r)) for r in result.records]
+        return page(request, "traffic.html", rows=rows, q=request.query_params, next=nxt)
+
+    @app.get("/records/{request_id:path}", response_class=HTMLResponse)
+    def record(request: Request, request_id: str) -> HTMLResponse:
+        key = signed_in(request)
+        if key is None or not key.allows("view"):
+            who = require(request, "label")
+            if not _data.labelled_by(store, request_id, who.name):
+                raise HTTPException(403, f"The key {who.name!r} did not label this record.")
+        view = _data.record_view(store, request_id)
+        if view is None:
+            raise HTTPException(404, "No captured record has this id.")
+        twin_hidden = _data.shown_text(view.twin) if view.twin else None
+        return page(request, "record.html", v=view, twin_hidden=twin_hidden)
+
+    @app.get("/judging", response_class=HTMLResponse)
+    def judging_view(request: Request, window: str = "30d") -> HTMLResponse:
+        require(request, "view")
+        ov = _data.overview(store, stack, judging, window if window in _data.WINDOWS else "30d")
+        return page(request, "judging.html", ov=ov)
+
+    @app.get("/keys", response_class=HTMLResponse)
+    def keys(request: Request) -> HTMLResponse:
+        require(request, "admin")
+        return page(request, "keys.html", keys=store.list_keys())
+
+
+def _query(request: Request) -> TrafficQuery:
+    """The explorer's query from the page's parameters (blank ones left out)."""
+    args: dict[str, Any] = {
+        k: v for k, v in request.query_params.items() if k in FILTERS and v != ""
+    }
+    crit, outcome = request.query_params.get("criterion"), request.query_params.get("verdict")
+    if crit and outcome:
+        args["verdict"] = VerdictFilter(criterion=crit, outcome=outcome)
+    return TrafficQuery.model_validate(args)
+
+
+def _criteria(judging: JudgingConfig) -> list[Any]:
+    from pathlib import Path
+
+    from judges import load_criteria
+
+    return load_criteria(Path(judging.criteria_dir), default_kinds())
+
+
+def _explain(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        e = exc.errors()[0]
+        return f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}"
+    return str(exc)
+
+
+def _overview_plots(ov: _data.Overview) -> dict[str, str]:
+    """The overview's SVG plots (pure: the overview in, markup out)."""
+    plots: dict[str, str] = {}
+    for model, m in ov.models.items():
+        for name, p50s, p99s, slo in (
+            ("ttft", m.ttft_p50_ms, m.ttft_p99_ms, ov.slo_ttft_ms),
+            ("tpot", m.tpot_p50_ms, m.tpot_p99_ms, ov.slo_tpot_ms),
+        ):
+            p50 = Series("p50", [(d, p50s[d], None) for d in sorted(p50s)])
+            p99 = Series("p99", [(d, p99s[d], None) for d in sorted(p99s)])
+            plots[f"{name}:{model}"] = line_chart([p50, p99], target=slo.get(model), unit=" ms")
+    rates = [Series(c, [(d, r.value, r.interval) for d, r in days.items()])
+             for c, days in sorted(ov.pass_rates.items())]  # fmt: skip
+    plots["pass_rates"] = line_chart(rates, y_range=(0.0, 1.0))
+    plots["top_keys"] = bar_chart(ov.top_keys, unit=" USD")
+    return plots

@@ -1,0 +1,257 @@
+"""What the console's views show, read from the store (I/O here; the statistics are the
+judges' and the store's own pure functions).
+
+Every view model leaves captured text out when the record's key is metadata-only or the
+text was erased or purged: :func:`shown_text` is the one place that decides.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+
+from judges import (
+    CalibrationRow,
+    JudgingConfig,
+    Label,
+    LabelStore,
+    Verdict,
+    VerdictStore,
+    calibrate,
+    default_kinds,
+    load_criteria,
+    wilson,
+)
+from serving import StackConfig
+from serving._wire import TrafficRecord
+from serving.feedback import Feedback, feedback_between, feedback_for
+from serving.store import Store, tables
+
+WINDOWS = {"today": 1, "7d": 7, "30d": 30}
+
+
+@dataclass
+class ModelDay:
+    """One model's traffic in the window."""
+
+    requests: int = 0
+    errors: dict[int, int] = field(default_factory=dict)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    ttft_p50_ms: dict[str, float] = field(default_factory=dict)
+    ttft_p99_ms: dict[str, float] = field(default_factory=dict)
+    tpot_p50_ms: dict[str, float] = field(default_factory=dict)
+    tpot_p99_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Rate:
+    """A pass rate (or positive share) with its 95% Wilson interval."""
+
+    passes: int
+    n: int
+
+    @property
+    def value(self) -> float | None:
+        """The rate (``None`` with no items)."""
+        return self.passes / self.n if self.n else None
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """The 95% Wilson interval."""
+        return wilson(self.passes, self.n)
+
+
+@dataclass
+class Overview:
+    """The overview of a window."""
+
+    first: date
+    last: date
+    models: dict[str, ModelDay]
+    top_keys: list[tuple[str, float]]
+    pass_rates: dict[str, dict[str, Rate]]
+    """Criterion -> day -> rate (production traffic's daily verdicts)."""
+    trust: dict[str, CalibrationRow]
+    feedback: dict[str, Rate]
+    """Model -> share of positive feedback."""
+    slo_ttft_ms: dict[str, float]
+    slo_tpot_ms: dict[str, float]
+    swap: Any = None
+
+
+def window(name: str, today: date) -> tuple[date, date]:
+    """The days of a named window (``today``, ``7d``, ``30d``), ending today."""
+    return today - timedelta(days=WINDOWS.get(name, 7) - 1), today
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The nearest-rank ``q`` percentile (0 < q <= 1) of non-empty ``values``."""
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, round(q * len(ordered)) - 1))]
+
+
+def overview(store: Store, stack: StackConfig, judging: JudgingConfig, win: str) -> Overview:
+    """Traffic, latency, cost, quality, feedback and the swap over window ``win``."""
+    first, last = window(win, datetime.now(UTC).date())
+    t = tables.traffic
+    in_window = (t.c.day >= first.isoformat(), t.c.day <= last.isoformat())
+    cols = (t.c.model, t.c.status, t.c.day, t.c.ttft_ms, t.c.e2e_ms, t.c.prompt_tokens,
+            t.c.completion_tokens, t.c.cost_usd, t.c.source)  # fmt: skip
+    models: dict[str, ModelDay] = defaultdict(ModelDay)
+    ttfts: dict[tuple[str, str], list[float]] = defaultdict(list)
+    tpots: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for r in store.fetch(select(*cols).where(*in_window)):
+        m = models[r["model"]]
+        m.requests += 1
+        if r["status"] >= 400:
+            m.errors[r["status"]] = m.errors.get(r["status"], 0) + 1
+        m.prompt_tokens += r["prompt_tokens"] or 0
+        m.completion_tokens += r["completion_tokens"] or 0
+        m.cost_usd += r["cost_usd"] or 0.0
+        if r["ttft_ms"] is None or (r["source"] or "production") != "production":
+            continue
+        ttfts[(r["model"], r["day"])].append(r["ttft_ms"])
+        out = r["completion_tokens"] or 0
+        if r["e2e_ms"] is not None and out > 1:
+            tpots[(r["model"], r["day"])].append((r["e2e_ms"] - r["ttft_ms"]) / (out - 1))
+    for (model, day), values in ttfts.items():
+        models[model].ttft_p50_ms[day] = percentile(values, 0.5)
+        models[model].ttft_p99_ms[day] = percentile(values, 0.99)
+    for (model, day), values in tpots.items():
+        models[model].tpot_p50_ms[day] = percentile(values, 0.5)
+        models[model].tpot_p99_ms[day] = percentile(values, 0.99)
+    spend = func.sum(t.c.cost_usd).label("usd")
+    keys = store.fetch(
+        select(t.c.key_name, spend).where(*in_window, t.c.key_name.is_not(None))
+        .group_by(t.c.key_name).order_by(spend.desc()).limit(10)
+    )  # fmt: skip
+    verdicts = VerdictStore(store).for_days(first, last)
+    return Overview(
+        first=first,
+        last=last,
+        models=dict(models),
+        top_keys=[(k["key_name"], float(k["usd"] or 0.0)) for k in keys],
+        pass_rates=pass_rates(verdicts),
+        trust={r.criterion: r for r in trust_rows(store, judging)},
+        feedback=positive_shares(feedback_between(store, first, last)),
+        slo_ttft_ms={m.model_id: m.slo.ttft_s * 1000 for m in stack.models},
+        slo_tpot_ms={m.model_id: m.slo.tpot_s * 1000 for m in stack.models},
+        swap=_swap_state(store, stack),
+    )
+
+
+def pass_rates(verdicts: list[Verdict]) -> dict[str, dict[str, Rate]]:
+    """Each criterion's pass rate per day over binary verdicts (errors left out; pure)."""
+    out: dict[str, dict[str, Rate]] = defaultdict(dict)
+    for v in verdicts:
+        if v.verdict not in ("pass", "fail") or v.day is None:
+            continue
+        rate = out[v.criterion].setdefault(v.day, Rate(0, 0))
+        rate.n += 1
+        rate.passes += v.verdict == "pass"
+    return {c: dict(sorted(days.items())) for c, days in out.items()}
+
+
+def positive_shares(feedback: list[Feedback]) -> dict[str, Rate]:
+    """Each model's share of positive feedback (pure)."""
+    out: dict[str, Rate] = defaultdict(lambda: Rate(0, 0))
+    for fb in feedback:
+        out[fb.model].n += 1
+        out[fb.model].passes += fb.positive
+    return dict(out)
+
+
+def trust_rows(store: Store, judging: JudgingConfig) -> list[CalibrationRow]:
+    """Each pass/fail criterion's calibration against people (its trust and why)."""
+    from pathlib import Path
+
+    kinds = default_kinds()
+    criteria = load_criteria(Path(judging.criteria_dir), kinds)
+    labels: list[Label] = LabelStore(store).query()
+    verdicts = VerdictStore(store).for_items({lb.item_id for lb in labels})
+    return calibrate(criteria, labels, verdicts, judging.calibration, kinds=kinds)
+
+
+def _swap_state(store: Store, stack: StackConfig) -> Any:
+    if stack.swap is None:
+        return None
+    from serving.swap import latest_swap
+
+    return latest_swap(store, stack.swap.production, stack.swap.candidate)
+
+
+@dataclass
+class RecordView:
+    """A record's page: the record, its text as shown, and what was said about it."""
+
+    record: TrafficRecord
+    messages: list[tuple[str, str]]
+    response: str | None
+    hidden_because: str | None
+    verdicts: list[Verdict]
+    labels: list[Label]
+    feedback: list[Feedback]
+    twin: TrafficRecord | None
+
+
+def shown_text(rec: TrafficRecord) -> str | None:
+    """Why the record's text is not shown (``None``: it is shown)."""
+    if rec.metadata_only:
+        return "its key is metadata-only: no text was kept"
+    if rec.text_removed == "erased":
+        return "its text was erased"
+    if rec.text_removed == "retention":
+        return "its text was purged by retention"
+    return None
+
+
+def messages_of(request: dict[str, Any]) -> list[tuple[str, str]]:
+    """The request as (role, text) turns: chat messages, or a completion's prompt."""
+    out: list[tuple[str, str]] = []
+    for m in request.get("messages") or []:
+        if not isinstance(m, dict):
+            continue
+        content = m.get("content")
+        if not isinstance(content, str):
+            content = json.dumps(content, ensure_ascii=False)
+        out.append((str(m.get("role", "?")), content))
+    if "prompt" in request:
+        prompt = request["prompt"]
+        out.append(("prompt", prompt if isinstance(prompt, str) else json.dumps(prompt)))
+    return out
+
+
+def record_view(store: Store, request_id: str) -> RecordView | None:
+    """The record ``request_id`` with its verdicts, labels, feedback and shadow twin."""
+    found = store.traffic_by_ids([request_id])
+    if not found:
+        return None
+    rec = found[0]
+    hidden = shown_text(rec)
+    twin_rows = store.fetch(
+        select(tables.traffic.c.request_id).where(tables.traffic.c.twin_id == request_id)
+    )
+    twin_id = rec.twin_id or (twin_rows[0]["request_id"] if twin_rows else None)
+    twin = store.traffic_by_ids([twin_id]) if twin_id else []
+    return RecordView(
+        record=rec,
+        messages=[] if hidden else messages_of(rec.request),
+        response=None if hidden else rec.response_text,
+        hidden_because=hidden,
+        verdicts=VerdictStore(store).for_items([request_id]),
+        labels=LabelStore(store).history(request_id),
+        feedback=feedback_for(store, [request_id]),
+        twin=twin[0] if twin else None,
+    )
+
+
+def labelled_by(store: Store, request_id: str, labeller: str) -> bool:
+    """True if ``labeller`` labelled the record (a ``label`` key may open it)."""
+    return bool(LabelStore(store).for_items([request_id], labeller=labeller))

@@ -1,0 +1,90 @@
+"""The console's evals and swap views: stored eval runs, one run, two runs compared
+(paired statistics and the items that flipped, side by side), and the swap's timeline
+with its arms and shadow pairs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse
+from sqlalchemy import func, select
+
+from evals._compare import compare
+from evals._result import RunResult
+from evals._run import list_runs
+from evals.console._access import require
+from serving import StackConfig
+from serving.store import Store, tables
+
+if TYPE_CHECKING:
+    from evals.console._app import Pages
+
+
+def stored_run(store: Store, run_id: str) -> RunResult:
+    """A run from the store by id only (never a path: the id comes from a browser)."""
+    runs = tables.eval_runs
+    rows = store.fetch(select(runs.c.result_json).where(runs.c.run_id == run_id))
+    if not rows:
+        raise HTTPException(404, f"No eval run {run_id!r} is stored.")
+    return RunResult.model_validate_json(rows[0]["result_json"])
+
+
+def flipped_pairs(base: RunResult, cand: RunResult, ids: list[str]) -> list[dict[str, Any]]:
+    """The items that flipped, with each run's first answer (pure)."""
+    b, c = {i.id: i for i in base.items}, {i.id: i for i in cand.items}
+    out = []
+    for item_id in ids:
+        first_b = b[item_id].epochs[0].response if b[item_id].epochs else None
+        first_c = c[item_id].epochs[0].response if c[item_id].epochs else None
+        out.append({"id": item_id, "baseline": first_b, "candidate": first_c})
+    return out
+
+
+def arm_counts(store: Store, stack: StackConfig) -> dict[str, int]:
+    """Requests per arm (and shadows) while the swap is configured."""
+    t = tables.traffic
+    rows = store.fetch(
+        select(t.c.arm, t.c.source, func.count().label("n"))
+        .where(t.c.arm.is_not(None))
+        .group_by(t.c.arm, t.c.source)
+    )
+    return {f"{r['arm']} ({r['source'] or 'production'})": int(r["n"]) for r in rows}
+
+
+def add_routes(app: FastAPI, page: Pages, stack: StackConfig) -> None:
+    """``/evals``, ``/evals/{run}``, ``/compare``, ``/swap``."""
+    store: Store = app.state.store
+
+    @app.get("/evals", response_class=HTMLResponse)
+    def runs(request: Request) -> HTMLResponse:
+        require(request, "view")
+        return page(request, "evals.html", runs=list_runs(store))
+
+    @app.get("/evals/{run_id}", response_class=HTMLResponse)
+    def run(request: Request, run_id: str) -> HTMLResponse:
+        require(request, "view")
+        return page(request, "run.html", r=stored_run(store, run_id))
+
+    @app.get("/compare", response_class=HTMLResponse)
+    def compare_runs(request: Request, baseline: str, candidate: str) -> HTMLResponse:
+        require(request, "view")
+        base, cand = stored_run(store, baseline), stored_run(store, candidate)
+        if (base.suite_hash, base.dataset_hash) != (cand.suite_hash, cand.dataset_hash):
+            raise HTTPException(400, "The two runs are not of the same suite and dataset.")
+        comp = compare(base, cand)
+        flips = {
+            d.check: flipped_pairs(base, cand, d.pass_to_fail + d.fail_to_pass) for d in comp.checks
+        }
+        return page(request, "compare.html", base=base, cand=cand, comp=comp, flips=flips)
+
+    @app.get("/swap", response_class=HTMLResponse)
+    def swap(request: Request) -> HTMLResponse:
+        require(request, "view")
+        events: list[Any] = []
+        if stack.swap is not None:
+            from serving.swap import swap_history
+
+            events = swap_history(store, stack.swap.production, stack.swap.candidate)
+        return page(request, "swap.html", swap=stack.swap, events=events,
+                    arms=arm_counts(store, stack))  # fmt: skip
