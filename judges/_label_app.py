@@ -217,7 +217,7 @@ def build_label_app(
         resp = JSONResponse({"labeller": key.name})
         resp.set_cookie(
             COOKIE,
-            request.app.state.sessions.open(key.key_hash),
+            request.app.state.sessions.open(hash_key(body.key or "")),
             max_age=int(SESSION_TTL_S),
             httponly=True,
             samesite="strict",
@@ -381,9 +381,14 @@ def _check_key(store: Store, token: str | None) -> ApiKey:
 
 
 def _check_hash(store: Store, key_hash: str) -> ApiKey:
+    """The key that ``key_hash`` (the hash presented, or a session's) signs in as: not
+    revoked, not expired, and not a rotated-out secret past its grace."""
     key = store.key_by_hash(key_hash)
-    if key is None or key.revoked_at is not None:
-        raise HTTPException(401, f"The key is {'revoked' if key else 'invalid'}.")
+    if key is None:
+        raise HTTPException(401, "The key is invalid.")
+    refusal = key.refusal(key_hash, datetime.now(UTC))
+    if refusal is not None:
+        raise HTTPException(401, f"The key is {refusal}.")
     if not key.allows("label"):
         raise HTTPException(403, f"The key {key.name!r} lacks the 'label' scope.")
     return key

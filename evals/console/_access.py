@@ -51,10 +51,11 @@ class Sessions:
         self._open.pop(sid or "", None)
 
 
-def key_for_secret(store: Store, secret: str) -> ApiKey:
-    """The valid key with this secret (401 otherwise)."""
+def key_for_secret(store: Store, secret: str) -> tuple[ApiKey, str]:
+    """The valid key with this secret (401 otherwise), and the hash presented (a session
+    keeps it: an old secret's session ends with its rotation's grace)."""
     presented = hash_key(secret)
-    return _valid(store.key_by_hash(presented), presented)
+    return _valid(store.key_by_hash(presented), presented), presented
 
 
 def _valid(key: ApiKey | None, presented: str) -> ApiKey:
@@ -104,5 +105,9 @@ async def check_csrf(request: Request) -> None:
     """Refuse a POST whose form does not repeat the CSRF cookie (403)."""
     form = await request.form()
     sent, kept = form.get("csrf"), request.cookies.get(CSRF)
-    if not isinstance(sent, str) or not kept or not secrets.compare_digest(sent, kept):
+    if (
+        not isinstance(sent, str)
+        or not kept
+        or not secrets.compare_digest(sent.encode(), kept.encode())
+    ):
         raise HTTPException(403, "The form's CSRF token is missing or wrong; reload the page.")

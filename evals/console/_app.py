@@ -5,6 +5,9 @@ escape by default, plots as server-side SVG, and the labelling pages mounted at
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from importlib import resources
 from typing import Any
 from urllib.parse import urlencode
@@ -56,26 +59,34 @@ class Pages:
         return HTMLResponse(html, status_code=code)
 
 
-def build_console_app(store: Store, stack: StackConfig, judging: JudgingConfig) -> FastAPI:
-    """The console over ``store``, for the stack ``stack`` and its judging config."""
+def build_console_app(
+    store: Store, stack: StackConfig, judging: JudgingConfig, *, secure_cookies: bool = False
+) -> FastAPI:
+    """The console over ``store``, for the stack ``stack`` and its judging config
+    (``secure_cookies``: send cookies over HTTPS only, as behind a TLS proxy)."""
     store.ensure_schema()
     app = FastAPI(title="Gavel console", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.store, app.state.sessions = store, Sessions()
+    app.state.store, app.state.sessions, app.state.secure = store, Sessions(), secure_cookies
+    label_csp = _label_csp()
     page = Pages()
     css = resources.files("evals.console").joinpath("static/console.css").read_text("utf-8")
 
     @app.middleware("http")
     async def _headers(request: Request, call_next: Any) -> Response:
-        resp: Response = await call_next(request)
-        if not request.url.path.startswith("/label"):
-            resp.headers["Content-Security-Policy"] = CSP
+        if "\x00" in request.url.path or "%00" in request.url.query:
+            resp = page(request, "error.html", 400, status=400,
+                        message="A NUL character is not allowed in a URL.")  # fmt: skip
+        else:
+            resp = await call_next(request)
+        label = request.url.path.startswith("/label")
+        resp.headers["Content-Security-Policy"] = label_csp if label else CSP
         resp.headers["X-Content-Type-Options"] = "nosniff"
         resp.headers["Referrer-Policy"] = "no-referrer"
         resp.headers["X-Frame-Options"] = "DENY"
         resp.headers["Cache-Control"] = "no-store"
         token = getattr(request.state, "new_csrf", None)
         if token:
-            resp.set_cookie(CSRF, token, httponly=True, samesite="strict")
+            resp.set_cookie(CSRF, token, httponly=True, samesite="strict", secure=app.state.secure)
         return resp
 
     @app.exception_handler(HTTPException)
@@ -105,11 +116,11 @@ def _session_routes(app: FastAPI, page: Pages, store: Store) -> None:
     async def signin(request: Request) -> Response:
         await check_csrf(request)
         secret = (await request.form()).get("key")
-        key = key_for_secret(store, secret if isinstance(secret, str) else "")
+        _, presented = key_for_secret(store, secret if isinstance(secret, str) else "")
         resp = RedirectResponse("/", status_code=303)
-        resp.set_cookie(SESSION, app.state.sessions.open(key.key_hash), httponly=True,
+        resp.set_cookie(SESSION, app.state.sessions.open(presented), httponly=True,
                         samesite="strict", max_age=int(SESSION_TTL_S),
-                        secure=request.url.scheme == "https")  # fmt: skip
+                        secure=app.state.secure or request.url.scheme == "https")  # fmt: skip
         return resp
 
     @app.post("/signout")
@@ -149,13 +160,16 @@ def _view_routes(app: FastAPI, page: Pages, stack: StackConfig, judging: Judging
     @app.get("/records/{request_id:path}", response_class=HTMLResponse)
     def record(request: Request, request_id: str) -> HTMLResponse:
         key = signed_in(request)
+        labeller = None
         if key is None or not key.allows("view"):
-            who = require(request, "label")
-            if not _data.labelled_by(store, request_id, who.name):
-                raise HTTPException(403, f"The key {who.name!r} did not label this record.")
+            labeller = require(request, "label").name
+            if not _data.labelled_by(store, request_id, labeller):
+                raise HTTPException(403, f"The key {labeller!r} did not label this record.")
         view = _data.record_view(store, request_id)
         if view is None:
             raise HTTPException(404, "No captured record has this id.")
+        if labeller is not None:
+            view = view.for_labeller(labeller)
         twin_hidden = _data.shown_text(view.twin) if view.twin else None
         return page(request, "record.html", v=view, twin_hidden=twin_hidden)
 
@@ -180,6 +194,22 @@ def _query(request: Request) -> TrafficQuery:
     if crit and outcome:
         args["verdict"] = VerdictFilter(criterion=crit, outcome=outcome)
     return TrafficQuery.model_validate(args)
+
+
+def _label_csp() -> str:
+    """The labelling pages' CSP on the console's origin: their own inline scripts (by
+    hash), nothing from elsewhere, no fetch to another origin."""
+    hashes = []
+    for name in ("label_page.html", "pair_page.html"):
+        html = resources.files("judges").joinpath(name).read_text(encoding="utf-8")
+        for body in re.findall(r"<script>(.*?)</script>", html, re.S):
+            digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
+            hashes.append(f"'sha256-{digest}'")
+    return (
+        f"default-src 'none'; script-src 'self' {' '.join(hashes)}; style-src 'self' "
+        "'unsafe-inline'; connect-src 'self'; img-src 'self' data:; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    )
 
 
 def _criteria(judging: JudgingConfig) -> list[Any]:

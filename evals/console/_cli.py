@@ -17,6 +17,11 @@ def commands(cli: CommandSet) -> None:
     p.add_argument("--judging")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8200)
+    p.add_argument(
+        "--secure-cookies",
+        action="store_true",
+        help="send the session cookie over HTTPS only (behind a TLS proxy)",
+    )
     p.set_defaults(func=cmd_console)
 
 
@@ -28,7 +33,12 @@ def cmd_console(args: argparse.Namespace) -> int:
     from judges import load_judging
 
     stack = load_config(args.config)
-    app = build_console_app(open_store(args.config), stack, load_judging(args.judging))
+    app = build_console_app(
+        open_store(args.config),
+        stack,
+        load_judging(args.judging),
+        secure_cookies=args.secure_cookies,
+    )
     print(
         f"console: http://{args.host}:{args.port}/ ; sign in with a key that has the 'view' "
         "scope (`gavel keys create NAME --scopes view`; 'admin' also sees keys)",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -200,6 +200,13 @@ class RecordView:
     feedback: list[Feedback]
     twin: TrafficRecord | None
 
+    def for_labeller(self, name: str) -> RecordView:
+        """What a ``label`` key may see of a record it labelled: the record and its own
+        labels; not the judge's verdicts, others' labels, feedback or the shadow twin
+        (labelling stays blind, as on the labelling pages)."""
+        own = [lb for lb in self.labels if lb.labeller == name]
+        return replace(self, verdicts=[], labels=own, feedback=[], twin=None)
+
 
 def shown_text(rec: TrafficRecord) -> str | None:
     """Why the record's text is not shown (``None``: it is shown)."""
@@ -240,14 +247,22 @@ def record_view(store: Store, request_id: str) -> RecordView | None:
     )
     twin_id = rec.twin_id or (twin_rows[0]["request_id"] if twin_rows else None)
     twin = store.traffic_by_ids([twin_id]) if twin_id else []
+    verdicts = VerdictStore(store).for_items([request_id])
+    labels = LabelStore(store).history(request_id)
+    feedback = feedback_for(store, [request_id])
+    if hidden:  # what may quote the text goes too: reasoning, notes, comments, the error
+        rec = rec.model_copy(update={"error": None if rec.error is None else "(not shown)"})
+        verdicts = [v.model_copy(update={"reasoning": None, "error": None}) for v in verdicts]
+        labels = [lb.model_copy(update={"note": None, "criterion_note": None}) for lb in labels]
+        feedback = [f.model_copy(update={"comment": None}) for f in feedback]
     return RecordView(
         record=rec,
         messages=[] if hidden else messages_of(rec.request),
         response=None if hidden else rec.response_text,
         hidden_because=hidden,
-        verdicts=VerdictStore(store).for_items([request_id]),
-        labels=LabelStore(store).history(request_id),
-        feedback=feedback_for(store, [request_id]),
+        verdicts=verdicts,
+        labels=labels,
+        feedback=feedback,
         twin=twin[0] if twin else None,
     )
 

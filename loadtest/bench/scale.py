@@ -210,6 +210,51 @@ def summarize(runs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[st
     return cells, summary
 
 
+def _cell_text(c: dict[str, Any] | None, *, cores: bool) -> str:
+    if c is None or c["output_tok_s"] is None:
+        return "–"
+    spread = c.get("output_tok_s_spread")
+    tok = f"{c['output_tok_s']:,.0f}"
+    if spread and spread[0] != spread[1]:
+        tok += f" [{spread[0]:,.0f}–{spread[1]:,.0f}]"
+    ttft = f", {c['ttft_p50_ms']:,.0f} ms" if c["ttft_p50_ms"] is not None else ""
+    core = c.get("serving_cores_per_1k_tok_s")
+    return tok + ttft + (f", {core:.2f}" if cores and core is not None else "")
+
+
+def table(data: dict[str, Any]) -> str:
+    """The page's tables from this benchmark's JSON (pure): one ingress replica's cells,
+    then the summary against the targets."""
+    cells = data["cells"]
+    at = {(c["system"], c["concurrency"], c["stream_batching_ms"], c["ingress_replicas"]): c
+          for c in cells}  # fmt: skip
+    batchings = sorted({c["stream_batching_ms"] for c in cells if c["system"] != "direct"})
+    head = ["concurrency", "direct"] + [f"{s}, batching {b} ms" for b in batchings
+                                        for s in ("stock", "gavel")]  # fmt: skip
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for conc in sorted({c["concurrency"] for c in cells}):
+        direct = next((c for c in cells if c["system"] == "direct"
+                       and c["concurrency"] == conc), None)  # fmt: skip
+        parts = [str(conc), _cell_text(direct, cores=False)]
+        parts += [_cell_text(at.get((s, conc, b, 1)), cores=True)
+                  for b in batchings for s in ("stock", "gavel")]  # fmt: skip
+        rows.append("| " + " | ".join(parts) + " |")
+    s, t = data["summary"], data["summary"]["targets"]
+    rows.append(
+        "\nEach cell: output tokens/s, median [min–max] over rounds; p50 TTFT; serving "
+        "cores per 1,000 output tokens/s. One ingress replica; the JSON has both."
+    )
+    rows.append("\n| | target | measured (all cells) |\n|---|---|---|")
+    rows.append(f"| Gavel / stock output tokens/s, worst cell | >= {t['throughput_ratio_min']} "
+                f"| {s['gavel_vs_stock_throughput_ratio_min']} |")  # fmt: skip
+    rows.append(f"| p50 TTFT added over stock, worst cell | <= +{t['ttft_added_p50_ms_max']:g} ms "
+                f"| +{s['gavel_vs_stock_ttft_added_p50_ms_max']} ms |")  # fmt: skip
+    rows.append(f"| serving cores per 1k output tok/s at the GPU default batching "
+                f"| <= {t['serving_cores_per_1k_tok_s_max']} "
+                f"| {s['gavel_serving_cores_per_1k_tok_s_max']} |")  # fmt: skip
+    return "\n".join(rows)
+
+
 def plot(cells: list[dict[str, Any]], path: Path) -> None:
     """Output tokens/s against concurrency, one line per system and setting."""
     import matplotlib

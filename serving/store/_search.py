@@ -21,10 +21,7 @@ from serving._wire import TrafficRecord
 from serving.store._db import as_utc
 from serving.store._schema import labels, traffic, verdicts
 
-PG_VECTOR = (
-    "to_tsvector('simple'::regconfig, coalesce(request_json, '') || ' ' || "
-    "coalesce(response_text, ''))"
-)
+PG_VECTOR = "to_tsvector('simple'::regconfig, gavel_search_text(request_json, response_text))"
 """Revision 0007's indexed expression, verbatim (the planner matches it textually)."""
 
 Text64 = Annotated[str, Field(min_length=1, max_length=128)]

@@ -53,7 +53,15 @@ def console(store_url: str) -> tuple[TestClient, Store, dict[str, str]]:
         Verdict(item_id=f"h-{tag}", criterion="concise", criterion_version="1", kind="pass_fail",
                 judge="pass_fail", judge_version="1", judge_model="judge-model", judge_args={},
                 model="app-model", day=NOW.date().isoformat(), verdict="fail", reasoning=HOSTILE,
-                created_at=NOW)
+                created_at=NOW),
+        Verdict(item_id=f"m-{tag}", criterion="concise", criterion_version="1", kind="pass_fail",
+                judge="pass_fail", judge_version="1", judge_model="judge-model", judge_args={},
+                model="app-model", day=NOW.date().isoformat(), verdict="fail",
+                reasoning=f"it says quokka{tag}", created_at=NOW),
+        Verdict(item_id=f"p0-{tag}", criterion="concise", criterion_version="1", kind="pass_fail",
+                judge="pass_fail", judge_version="1", judge_model="judge-model", judge_args={},
+                model="app-model", day=NOW.date().isoformat(), verdict="pass",
+                reasoning="the judge's secret opinion", created_at=NOW)
     ])  # fmt: skip
     lname = f"labeller-{tag}"
     LabelStore(store).upsert([
@@ -111,7 +119,9 @@ def test_scopes_view_admin_and_label(console) -> None:  # type: ignore[no-untype
     assert not any(secret in keys.text for secret in s.values() if len(secret) > 20)
     _sign_in(client, s["labeller"])
     assert client.get("/").status_code == 403
-    assert client.get(f"/records/p0-{tag}").status_code == 200  # it labelled this one
+    own = client.get(f"/records/p0-{tag}")
+    assert own.status_code == 200  # it labelled this one, and sees its own label ...
+    assert "secret opinion" not in own.text and "Not judged" in own.text  # ... blind
     assert client.get(f"/records/p1-{tag}").status_code == 403
     assert client.get("/label/").status_code == 200  # the labelling views, mounted
     assert client.get("/label/pairs").status_code == 200
@@ -137,7 +147,8 @@ def test_text_of_metadata_only_and_erased_records_is_shown_nowhere(console) -> N
     tag = s["tag"]
     _sign_in(client, s["viewer"])
     meta = client.get(f"/records/m-{tag}").text
-    assert "quokka" not in meta and "metadata-only" in meta
+    assert "quokka" not in meta and "metadata-only" in meta  # nor in the verdict's reasoning
+    assert "concise" in meta  # the verdict itself is shown
     erased = client.get(f"/records/e-{tag}").text
     assert "wombat" not in erased and "erased" in erased
     listing = client.get(f"/traffic?key=quiet-{tag}").text + client.get("/traffic").text
@@ -247,3 +258,17 @@ def test_gavel_console_serves_on_its_port(tmp_path) -> None:  # type: ignore[no-
         out = proc.communicate(timeout=30)[0]
     assert "console: http://127.0.0.1" in out, out
     assert (tmp_path / "gavel.db").exists()
+
+
+def test_hostile_requests_get_4xx_never_500(console) -> None:  # type: ignore[no-untyped-def]
+    client, _, s = console
+    client.get("/signin")
+    client.cookies.set("gavel_console_csrf", "abc")
+    assert client.post("/signin", data={"csrf": "é" * 10, "key": "x"}).status_code in (401, 403)
+    _sign_in(client, s["viewer"])
+    for path in ("/traffic?model=%00", "/traffic?text=a%00b", "/records/%00", "/evals/%00",
+                 "/traffic?text=%22%22%22", "/traffic?text=NEAR(a%20b)", "/traffic?limit=0",
+                 "/traffic?first_day=never", "/?window=../../etc"):  # fmt: skip
+        assert client.get(path).status_code < 500, path
+    label = client.get("/label/")
+    assert "'sha256-" in label.headers["content-security-policy"]

@@ -119,3 +119,36 @@ def test_a_cursor_not_given_out_is_a_clear_error(store: Store) -> None:
 
 def test_fts5_query_quotes_every_word() -> None:
     assert fts5_query('a "b" OR c*') == '"a" """b""" "OR" "c*"'
+
+
+def test_the_index_holds_the_decoded_text_a_person_reads(scratch_store_url: str) -> None:
+    """Words after a newline and non-ASCII words are found; the request's JSON keys are
+    not (they would match every record); hostile shapes are captured, not refused."""
+    store = Store(scratch_store_url)
+    store.ensure_schema()
+    rows = [
+        _rec(1, "first line\nWhat about crème brûlée?\tnext"),
+        _rec(2, "plain", request={"messages": "not a list"}),
+        _rec(
+            3,
+            "x",
+            request={
+                "messages": [
+                    {"role": "user", "content": [{"type": "text", "text": "parts"}]},
+                    "a string message",
+                    7,
+                ]
+            },
+        ),
+        _rec(4, "x", request={"prompt": "a completion prompt about otters", "model": "m"}),
+        _rec(5, "x", request={"prompt": ["list", "prompt"]}),
+    ]
+    # One body of more distinct words than a tsvector holds: captured all the same.
+    flood = " ".join(f"w{i:x}" for i in range(300_000))
+    rows.append(_rec(6, flood))
+    assert store.insert_traffic(rows) == 6
+    ids = lambda q: [r.request_id for r in store.search_traffic(TrafficQuery(text=q)).records]  # noqa: E731
+    assert ids("What") == ["r001"] and ids("brûlée") == ["r001"] and ids("next") == ["r001"]
+    assert ids("otters") == ["r004"]
+    assert ids("content") == [] and ids("role") == []  # keys of the JSON are not text
+    assert ids("w10") == ["r006"]  # the start of a long body is indexed
