@@ -17,7 +17,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 from pydantic import ValidationError
 
-from evals.console import _data, _more
+import evals.console._data as _data
+import evals.console._more as _more
 from evals.console._access import (
     CSRF,
     SESSION,
