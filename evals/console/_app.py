@@ -14,7 +14,6 @@ from urllib.parse import urlencode
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, PackageLoader, select_autoescape
 from pydantic import ValidationError
 
 import evals.console._data as _data
@@ -25,11 +24,11 @@ from evals.console._access import (
     SESSION_TTL_S,
     Sessions,
     check_csrf,
-    csrf_token,
     key_for_secret,
     require,
     signed_in,
 )
+from evals.console._pages import Pages
 from evals.console._svg import Series, bar_chart, line_chart
 from judges import JudgingConfig, build_label_app, default_kinds
 from serving import StackConfig
@@ -41,23 +40,6 @@ CSP = (
 )
 FILTERS = ("first_day", "last_day", "model", "key", "status", "source", "arm",
            "finish_reason", "labelled", "text", "after", "limit")  # fmt: skip
-
-
-class Pages:
-    """Renders the templates (escaping by default) with who is signed in and the CSRF
-    token every form repeats."""
-
-    def __init__(self) -> None:
-        self.env = Environment(
-            loader=PackageLoader("evals.console", "templates"),
-            autoescape=select_autoescape(default=True, default_for_string=True),
-        )
-
-    def __call__(self, request: Request, name: str, code: int = 200, **ctx: Any) -> HTMLResponse:
-        html = self.env.get_template(name).render(
-            me=signed_in(request), csrf=csrf_token(request), path=request.url.path, **ctx
-        )
-        return HTMLResponse(html, status_code=code)
 
 
 def build_console_app(

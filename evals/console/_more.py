@@ -4,7 +4,7 @@ with its arms and shadow pairs."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
@@ -14,11 +14,9 @@ from evals._compare import compare
 from evals._result import RunResult
 from evals._run import list_runs
 from evals.console._access import require
+from evals.console._pages import Pages
 from serving import StackConfig
 from serving.store import Store, tables
-
-if TYPE_CHECKING:
-    from evals.console._app import Pages
 
 
 def stored_run(store: Store, run_id: str) -> RunResult:
