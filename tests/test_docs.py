@@ -87,11 +87,6 @@ def test_a_tier_over_its_budget_warns() -> None:
 
 HAND_WRITTEN = {
     "capacity-at-gpu-token-rates.md",
-    "chaos-under-load.md",
-    "overhead.md",
-    "storage-at-scale.md",
-    "the-daily-judge.md",
-    "the-judge-at-scale.md",
 }
 """Benchmark pages whose figures were measured before the benchmarks recorded their
 provenance (each says its date in prose): they get a figures block when their benchmark
