@@ -85,9 +85,7 @@ def test_a_tier_over_its_budget_warns() -> None:
 
 # --- Benchmark figures: regenerated from the benchmarks' JSON ----------------------------
 
-HAND_WRITTEN = {
-    "capacity-at-gpu-token-rates.md",
-}
+HAND_WRITTEN: set[str] = set()
 """Benchmark pages whose figures were measured before the benchmarks recorded their
 provenance (each says its date in prose): they get a figures block when their benchmark
 next runs. This list may only shrink."""
