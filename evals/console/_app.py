@@ -82,9 +82,10 @@ def build_console_app(
         return Response(css, media_type="text/css")
 
     _session_routes(app, page, store)
-    _view_routes(app, page, stack, judging)
+    criteria = _criteria(judging)  # read once, at start
+    _view_routes(app, page, stack, judging, criteria)
     _more.add_routes(app, page, stack)
-    app.mount("/label", build_label_app(store, _criteria(judging)))
+    app.mount("/label", build_label_app(store, criteria))
     return app
 
 
@@ -115,7 +116,9 @@ def _session_routes(app: FastAPI, page: Pages, store: Store) -> None:
         return resp
 
 
-def _view_routes(app: FastAPI, page: Pages, stack: StackConfig, judging: JudgingConfig) -> None:
+def _view_routes(
+    app: FastAPI, page: Pages, stack: StackConfig, judging: JudgingConfig, criteria: list[Any]
+) -> None:
     """The views: overview, traffic, a record, judging, keys."""
     store: Store = app.state.store
 
@@ -123,7 +126,7 @@ def _view_routes(app: FastAPI, page: Pages, stack: StackConfig, judging: Judging
     def overview(request: Request, window: str = "7d") -> HTMLResponse:
         require(request, "view")
         win = window if window in _data.WINDOWS else "7d"
-        ov = _data.overview(store, stack, judging, win)
+        ov = _data.overview(store, stack, judging, criteria, win)
         return page(request, "overview.html", ov=ov, window=win, windows=list(_data.WINDOWS),
                     plots=_overview_plots(ov))  # fmt: skip
 
@@ -159,8 +162,8 @@ def _view_routes(app: FastAPI, page: Pages, stack: StackConfig, judging: Judging
     @app.get("/judging", response_class=HTMLResponse)
     def judging_view(request: Request, window: str = "30d") -> HTMLResponse:
         require(request, "view")
-        ov = _data.overview(store, stack, judging, window if window in _data.WINDOWS else "30d")
-        return page(request, "judging.html", ov=ov)
+        win = window if window in _data.WINDOWS else "30d"
+        return page(request, "judging.html", ov=_data.quality(store, judging, criteria, win))
 
     @app.get("/keys", response_class=HTMLResponse)
     def keys(request: Request) -> HTMLResponse:

@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 
 from judges import (
     CalibrationRow,
+    Criterion,
     JudgingConfig,
     Label,
     LabelStore,
@@ -24,7 +25,6 @@ from judges import (
     VerdictStore,
     calibrate,
     default_kinds,
-    load_criteria,
     wilson,
 )
 from serving import StackConfig
@@ -97,9 +97,30 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[max(0, min(len(ordered) - 1, round(q * len(ordered)) - 1))]
 
 
-def overview(store: Store, stack: StackConfig, judging: JudgingConfig, win: str) -> Overview:
-    """Traffic, latency, cost, quality, feedback and the swap over window ``win``."""
+@dataclass
+class Quality:
+    """Each criterion's daily pass rates over a window, and its trust."""
+
+    first: date
+    last: date
+    pass_rates: dict[str, dict[str, Rate]]
+    trust: dict[str, CalibrationRow]
+
+
+def quality(store: Store, judging: JudgingConfig, criteria: list[Criterion], win: str) -> Quality:
+    """The judging view's figures over window ``win`` (no traffic scan)."""
     first, last = window(win, datetime.now(UTC).date())
+    rows = trust_rows(store, judging, criteria)
+    return Quality(first, last, pass_rates(VerdictStore(store).for_days(first, last)),
+                   {r.criterion: r for r in rows})  # fmt: skip
+
+
+def overview(
+    store: Store, stack: StackConfig, judging: JudgingConfig, criteria: list[Criterion], win: str
+) -> Overview:
+    """Traffic, latency, cost, quality, feedback and the swap over window ``win``."""
+    judged = quality(store, judging, criteria, win)
+    first, last = judged.first, judged.last
     t = tables.traffic
     in_window = (t.c.day >= first.isoformat(), t.c.day <= last.isoformat())
     cols = (t.c.model, t.c.status, t.c.day, t.c.ttft_ms, t.c.e2e_ms, t.c.prompt_tokens,
@@ -132,14 +153,13 @@ def overview(store: Store, stack: StackConfig, judging: JudgingConfig, win: str)
         select(t.c.key_name, spend).where(*in_window, t.c.key_name.is_not(None))
         .group_by(t.c.key_name).order_by(spend.desc()).limit(10)
     )  # fmt: skip
-    verdicts = VerdictStore(store).for_days(first, last)
     return Overview(
         first=first,
         last=last,
         models=dict(models),
         top_keys=[(k["key_name"], float(k["usd"] or 0.0)) for k in keys],
-        pass_rates=pass_rates(verdicts),
-        trust={r.criterion: r for r in trust_rows(store, judging)},
+        pass_rates=judged.pass_rates,
+        trust=judged.trust,
         feedback=positive_shares(feedback_between(store, first, last)),
         slo_ttft_ms={m.model_id: m.slo.ttft_s * 1000 for m in stack.models},
         slo_tpot_ms={m.model_id: m.slo.tpot_s * 1000 for m in stack.models},
@@ -168,12 +188,11 @@ def positive_shares(feedback: list[Feedback]) -> dict[str, Rate]:
     return dict(out)
 
 
-def trust_rows(store: Store, judging: JudgingConfig) -> list[CalibrationRow]:
+def trust_rows(
+    store: Store, judging: JudgingConfig, criteria: list[Criterion]
+) -> list[CalibrationRow]:
     """Each pass/fail criterion's calibration against people (its trust and why)."""
-    from pathlib import Path
-
     kinds = default_kinds()
-    criteria = load_criteria(Path(judging.criteria_dir), kinds)
     labels: list[Label] = LabelStore(store).query()
     verdicts = VerdictStore(store).for_items({lb.item_id for lb in labels})
     return calibrate(criteria, labels, verdicts, judging.calibration, kinds=kinds)
