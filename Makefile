@@ -17,7 +17,7 @@ KEYS_DIR := .gavel/keys
 SETUP_HASH := $(shell cat pyproject.toml Makefile | sha1sum | cut -c1-12)
 STAMP := $(CPU_VENV)/.gavel-setup-$(SETUP_HASH)
 
-.PHONY: docs-figures bench-scale setup setup-gpu browser prometheus model serve test test-fast lint bench loadtest demo down clean reset dashboards cli-reference
+.PHONY: docs-figures bench-scale bench-scale-tracing setup setup-gpu browser prometheus model serve test test-fast lint bench loadtest demo down clean reset dashboards cli-reference
 
 setup: $(if $(filter gpu,$(PROFILE)),setup-gpu,$(STAMP))
 
@@ -113,6 +113,11 @@ docs-figures: setup
 # Needs PostgreSQL and nothing on ports 8000 and 8100.
 bench-scale: setup
 	$(PY) -m loadtest.bench.scale --out reports/bench/scale.json
+
+# The same engine and load with gateway.tracing off, on at 1.0 and on at 0.01, exporting
+# to a local collector stand-in on port 4318; writes reports/bench/scale_tracing.json (~25 min).
+bench-scale-tracing: setup
+	$(PY) -m loadtest.bench.scale_tracing --out reports/bench/scale_tracing.json
 
 # Benchmarks print figures and write JSON under reports/bench/. The overhead benchmark
 # runs its own bare vLLM and Gavel stack (nothing may listen on 8000 or 8100); the judge

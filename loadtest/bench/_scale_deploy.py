@@ -5,6 +5,10 @@ generator monkey-patches with gevent, which a Ray driver must not share).
 Ray (started if none runs), stock Ray Serve LLM and Gavel on the same simulated engine,
 each with stream batching 0 and 50 ms, as four apps at ``/stock-b0``, ``/stock-b50``,
 ``/gavel-b0`` and ``/gavel-b50``, each with ``N`` ingress replicas.
+
+With ``--tracing URL`` (``loadtest.bench.scale_tracing``): three Gavel apps at the GPU
+default batching instead, at ``/gavel-t-off``, ``/gavel-t-1`` and ``/gavel-t-001``, with
+``gateway.tracing`` off, on at a sample ratio of 1.0 and on at 0.01, exporting to ``URL``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from serving import StackConfig, parse_config
 PROFILE = "llama-3.1-8b-h100"
 BATCHING = (0, 50)
 ENGINE_CLS = "serving.sim.engine.SimEngine"
+TRACING = {"t-off": None, "t-1": 1.0, "t-001": 0.01}
+"""The tracing settings' app suffixes and sample ratios (``None``: tracing off)."""
 
 
 def sim_model(model_id: str, batching_ms: int) -> dict[str, object]:
@@ -32,19 +38,44 @@ def sim_model(model_id: str, batching_ms: int) -> dict[str, object]:
     }
 
 
-def gavel_config(batching_ms: int, *, replicas: int, store: str, spool: str) -> StackConfig:
+def gavel_config(
+    batching_ms: int,
+    *,
+    replicas: int,
+    store: str,
+    spool: str,
+    name: str | None = None,
+    tracing: dict[str, object] | None = None,
+) -> StackConfig:
     """Gavel over one simulated engine: its gateway with ``replicas`` ingress replicas."""
+    gateway: dict[str, object] = {
+        "deployment": {"num_replicas": replicas, "max_ongoing_requests": 1024},
+        "store": {"url": store},
+        "capture": {"spool_dir": spool},
+    }
+    if tracing is not None:
+        gateway["tracing"] = tracing
     return parse_config(
         {
-            "app_name": f"gavel-b{batching_ms}",
-            "gateway": {
-                "deployment": {"num_replicas": replicas, "max_ongoing_requests": 1024},
-                "store": {"url": store},
-                "capture": {"spool_dir": spool},
-            },
+            "app_name": name or f"gavel-b{batching_ms}",
+            "gateway": gateway,
             "models": [sim_model("app-model", batching_ms)],
         }
     )
+
+
+def tracing_configs(endpoint: str, *, store: str, spool: str) -> list[StackConfig]:
+    """The tracing comparison's Gavel apps: one per :data:`TRACING` setting, 50 ms batching."""
+    out = []
+    for suffix, ratio in TRACING.items():
+        tracing: dict[str, object] = {"enabled": False}
+        if ratio is not None:
+            tracing = {"enabled": True, "endpoint": endpoint, "sample_ratio": ratio}
+        name = f"gavel-{suffix}"
+        out.append(
+            gavel_config(50, replicas=1, store=store, spool=spool, name=name, tracing=tracing)
+        )
+    return out
 
 
 def main() -> None:
@@ -53,6 +84,7 @@ def main() -> None:
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--store", required=True)
     parser.add_argument("--spool", required=True)
+    parser.add_argument("--tracing", metavar="URL", help="deploy the tracing comparison instead")
     args = parser.parse_args()
 
     from ray import serve
@@ -65,6 +97,11 @@ def main() -> None:
         start_local_ray(32, metrics_port=8080)
         assert connect_ray(None), "cannot reach the Ray just started"
     serve.start(http_options={"host": "127.0.0.1", "port": 8000})
+    if args.tracing:
+        for config in tracing_configs(args.tracing, store=args.store, spool=args.spool):
+            serve.run(build_app(config), name=config.app_name, route_prefix=f"/{config.app_name}")
+        print("deployed", flush=True)
+        return
     for b in BATCHING:
         model = parse_config({"models": [sim_model("app-model", b)]}).models[0]
         llm = to_llm_config(model, base_dir=Path.cwd())

@@ -103,7 +103,7 @@ def _cell(system: str, base_url: str, c: int, *, key: str | None, quick: bool) -
     }
 
 
-def _deploy(replicas: int, store: str, spool: str) -> None:
+def _deploy(replicas: int, store: str, spool: str, *extra: str) -> None:
     proc = subprocess.run(
         [
             sys.executable,
@@ -115,6 +115,7 @@ def _deploy(replicas: int, store: str, spool: str) -> None:
             store,
             "--spool",
             spool,
+            *extra,
         ],
         cwd=ROOT,
         capture_output=True,
