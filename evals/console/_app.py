@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 from urllib.parse import urlencode
@@ -166,9 +167,13 @@ def _view_routes(
         return page(request, "judging.html", ov=_data.quality(store, judging, criteria, win))
 
     @app.get("/keys", response_class=HTMLResponse)
-    def keys(request: Request) -> HTMLResponse:
+    def keys(request: Request, window: str = "30d") -> HTMLResponse:
         require(request, "admin")
-        return page(request, "keys.html", keys=store.list_keys())
+        win = window if window in _data.WINDOWS else "30d"
+        first, last = _data.window(win, datetime.now(UTC).date())
+        spend = _data.key_spend(store, first, last)
+        return page(request, "keys.html", keys=store.list_keys(), spend=spend, window=win,
+                    windows=list(_data.WINDOWS), plot=spend_plot(spend))  # fmt: skip
 
 
 def _query(request: Request) -> TrafficQuery:
@@ -211,6 +216,14 @@ def _explain(exc: Exception) -> str:
         e = exc.errors()[0]
         return f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}"
     return str(exc)
+
+
+def spend_plot(spend: dict[str, dict[str, float]], top: int = 8) -> str:
+    """The ``top`` keys' spend per day, one line each (pure)."""
+    ranked = sorted(spend, key=lambda k: -sum(spend[k].values()))[:top]
+    days = sorted({d for k in ranked for d in spend[k]})
+    series = [Series(k, [(d, spend[k].get(d, 0.0), None) for d in days]) for k in ranked]
+    return line_chart(series, unit=" USD") if series else ""
 
 
 def _overview_plots(ov: _data.Overview) -> dict[str, str]:

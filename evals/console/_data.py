@@ -167,6 +167,21 @@ def overview(
     )
 
 
+def key_spend(store: Store, first: date, last: date) -> dict[str, dict[str, float]]:
+    """Each key's spend (USD) per day from ``first`` to ``last`` (one grouped query)."""
+    t = tables.traffic
+    rows = store.fetch(
+        select(t.c.key_name, t.c.day, func.sum(t.c.cost_usd).label("usd"))
+        .where(t.c.day >= first.isoformat(), t.c.day <= last.isoformat(),
+               t.c.key_name.is_not(None))
+        .group_by(t.c.key_name, t.c.day)
+    )  # fmt: skip
+    out: dict[str, dict[str, float]] = defaultdict(dict)
+    for r in rows:
+        out[r["key_name"]][r["day"]] = float(r["usd"] or 0.0)
+    return dict(out)
+
+
 def pass_rates(verdicts: list[Verdict]) -> dict[str, dict[str, Rate]]:
     """Each criterion's pass rate per day over binary verdicts (errors left out; pure)."""
     out: dict[str, dict[str, Rate]] = defaultdict(dict)

@@ -1,6 +1,7 @@
 """The console's evals and swap views: stored eval runs, one run, two runs compared
-(paired statistics and the items that flipped, side by side), and the swap's timeline
-with its arms and shadow pairs."""
+(paired statistics and the items that flipped, side by side), and the swap's timeline,
+its last report's decision (and what was withheld) with the win rate's confidence
+sequence day by day, its arms and shadow pairs."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from evals._result import RunResult
 from evals._run import list_runs
 from evals.console._access import require
 from evals.console._pages import Pages
+from evals.console._svg import Series, line_chart
+from evals.swap._report import SwapReport
 from serving import StackConfig
 from serving.store import Store, tables
 
@@ -48,6 +51,24 @@ def arm_counts(store: Store, stack: StackConfig) -> dict[str, int]:
         .group_by(t.c.arm, t.c.source)
     )
     return {f"{r['arm']} ({r['source'] or 'production'})": int(r["n"]) for r in rows}
+
+
+def last_report(store: Store, stack: StackConfig) -> SwapReport | None:
+    """The swap's last ``gavel swap report``, as decided (``None`` before the first)."""
+    if stack.swap is None:
+        return None
+    from serving.swap import latest_swap_report
+
+    doc = latest_swap_report(store, stack.swap.production, stack.swap.candidate)
+    return SwapReport.model_validate_json(doc) if doc else None
+
+
+def sequence_plot(report: SwapReport | None) -> str:
+    """The win rate's confidence sequence day by day, against 0.5 (pure)."""
+    if report is None or not report.sequence:
+        return ""
+    points = [(p.day, p.win_rate, (p.low, p.high)) for p in report.sequence]
+    return line_chart([Series("candidate's win rate", points)], y_range=(0.0, 1.0), target=0.5)
 
 
 def add_routes(app: FastAPI, page: Pages, stack: StackConfig) -> None:
@@ -84,5 +105,6 @@ def add_routes(app: FastAPI, page: Pages, stack: StackConfig) -> None:
             from serving.swap import swap_history
 
             events = swap_history(store, stack.swap.production, stack.swap.candidate)
-        return page(request, "swap.html", swap=stack.swap, events=events,
-                    arms=arm_counts(store, stack))  # fmt: skip
+        report = last_report(store, stack)
+        return page(request, "swap.html", swap=stack.swap, events=events, report=report,
+                    arms=arm_counts(store, stack), plot=sequence_plot(report))  # fmt: skip

@@ -10,11 +10,14 @@ from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
+from pydantic import Field
+
 from evals._checks import ASSERTIONS, AssertArgs
-from evals._compare import PairwiseReport, pairwise_report
+from evals._compare import PairOutcome, PairwiseReport, pairwise_report
 from evals._pairwise import PairJudging, find_pairwise, judge_exchange_pairs
 from evals._trust import judge_trust, pairwise_trust
 from evals.swap._judged import judged_checks, to_judge, worse_but_untrusted
+from evals.swap._sequence import SequencePoint, sequence_by_day
 from evals.swap._trial import (
     ArmCheck,
     SwapTraffic,
@@ -37,6 +40,7 @@ from judges import (
 from serving import EXIT_USAGE, CliError, Figure, GavelModel, SwapConfig, TrafficRecord
 from serving.feedback import Feedback
 from serving.store import Store
+from serving.swap import record_swap_report
 
 NOT_JUDGED = "not judged (--no-judge)"
 
@@ -52,6 +56,8 @@ class SwapReport(GavelModel):
     shadow_pairs: int
     checks: list[ArmCheck]
     pairwise: PairwiseReport | None
+    sequence: list[SequencePoint] = Field(default_factory=list)
+    """The win rate's confidence sequence at the end of each day of the report."""
     judge_trusted: bool | None
     trust_reason: str
     verdict: SwapVerdict
@@ -85,12 +91,13 @@ def build_report(
     records: Sequence[TrafficRecord],
     days: Sequence[date],
     *,
-    judge: Callable[[SwapTraffic], PairwiseReport | None],
+    judge: Callable[[SwapTraffic], Sequence[PairOutcome] | None],
     trust: tuple[bool | None, str] = (None, NOT_JUDGED),
     judge_arms: Callable[[SwapTraffic], list[ArmCheck]] = lambda _: [],
     feedback: Sequence[Feedback] = (),
 ) -> SwapReport:
-    """Split, check, judge (``judge`` may return ``None``: not judged; ``judge_arms``
+    """Split, check, judge (``judge`` gives the shadow pairs' outcomes, or ``None``: not
+    judged; ``judge_arms``
     scores both arms on the pass/fail criteria) and decide, with ``trust``: whether the
     pairwise judge is trusted, and why. Users' ``feedback`` is compared between the
     canary's arms."""
@@ -98,8 +105,12 @@ def build_report(
     traffic = split(records, swap)
     checks = arm_checks(swap, traffic) + feedback_checks(swap, traffic, feedback)
     checks += judge_arms(traffic)
-    pairwise = judge(traffic)
+    outcomes = judge(traffic)
     trusted, why = trust
+    pairwise = (
+        None if outcomes is None
+        else pairwise_report(swap.pairwise, outcomes, judge_trusted=trusted, trust_reason=why)
+    )  # fmt: skip
     verdict = decide(swap, traffic, checks, pairwise, judge_trusted=trusted,
                      trust_reason=why)  # fmt: skip
     ignored = worse_but_untrusted(checks)
@@ -111,6 +122,7 @@ def build_report(
         days=[d.isoformat() for d in days], production_arm=len(traffic.production_arm),
         candidate_arm=len(traffic.candidate_arm), shadow_pairs=len(traffic.pairs),
         checks=checks, pairwise=pairwise, judge_trusted=trusted,
+        sequence=sequence_by_day(outcomes or [], traffic.pairs, days),
         trust_reason=why, verdict=verdict,
         seconds=round(time.perf_counter() - t0, 2),
     )  # fmt: skip
@@ -167,7 +179,7 @@ def judged_report(
     trust = pairwise_trust(ctx.store, ctx.judging, ctx.crit)
     return build_report(
         swap, records, days,
-        judge=lambda traffic: judge_shadow_pairs(traffic, ctx, run_id=run_id, trust=trust),
+        judge=lambda traffic: judge_shadow_pairs(traffic, ctx, run_id=run_id),
         trust=trust,
         judge_arms=lambda traffic: judge_both_arms(traffic, swap, ctx, criteria, run_id=run_id),
         feedback=feedback,
@@ -179,17 +191,14 @@ def judge_shadow_pairs(
     ctx: PairJudging,
     *,
     run_id: str,
-    trust: tuple[bool, str],
-    max_flip_rate: float = 0.15,
-) -> PairwiseReport | None:
-    """Production's answer (A) against the candidate's (B) on every shadow pair."""
+) -> list[PairOutcome] | None:
+    """Production's answer (A) against the candidate's (B) on every shadow pair: each
+    pair's outcome (by the shadow's request id), or ``None`` with no pair."""
     if not traffic.pairs:
         return None
     pairs = [(shadow.request_id, to_exchange(twin), to_exchange(shadow))
              for twin, shadow in traffic.pairs]  # fmt: skip
-    outcomes = judge_exchange_pairs(pairs, ctx, run_id=run_id)
-    return pairwise_report(ctx.crit.name, outcomes, max_flip_rate=max_flip_rate,
-                           judge_trusted=trust[0], trust_reason=trust[1])  # fmt: skip
+    return judge_exchange_pairs(pairs, ctx, run_id=run_id)
 
 
 def figures(report: SwapReport) -> list[Figure]:
@@ -267,9 +276,24 @@ def to_html(report: SwapReport) -> str:
         f"candidate arm {report.candidate_arm}, shadow pairs {report.shadow_pairs}.</p>"
         f"<h2>Decision: {v.decision}</h2><p>{e(v.reason)}</p>"
         + (f"<p>Withheld: {e(v.withheld)}</p>" if v.withheld else "")
+        + _sequence_html(report)
         + "<h2>Checks: assertions and judge criteria</h2><table border=1><tr><th>check</th>"
         "<th>on</th><th>n prod</th><th>prod</th><th>n cand</th><th>cand</th><th>diff</th>"
         f"<th>confidence sequence</th><th></th><th>judge</th></tr>{rows}</table>{pair}"
+    )
+
+
+def _sequence_html(report: SwapReport) -> str:
+    rows = "".join(
+        f"<tr><td>{p.day}</td><td>{p.pairs}</td><td>{p.win_rate:.2f}</td>"
+        f"<td>[{p.low:.2f}, {p.high:.2f}]</td></tr>"
+        for p in report.sequence
+    )
+    return (
+        "<h2>The win rate's confidence sequence, day by day</h2><table border=1><tr><th>day"
+        f"</th><th>pairs so far</th><th>win rate</th><th>sequence</th></tr>{rows}</table>"
+        if rows
+        else ""
     )
 
 
@@ -279,6 +303,10 @@ def write(report: SwapReport, out: Path, store: Store) -> None:
     (out / "report.json").write_text(report.model_dump_json(indent=2))
     (out / "report.html").write_text(to_html(report))
     store.replace_figures("swap", figures(report))
+    record_swap_report(
+        store, report.production, report.candidate, last_day=report.days[-1],
+        decision=report.verdict.decision, report=report.model_dump_json(),
+    )  # fmt: skip
 
 
 def load_days(store: Store, days: Sequence[date]) -> list[TrafficRecord]:

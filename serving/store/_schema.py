@@ -120,6 +120,20 @@ swap_events = Table(
     Index("ix_gavel_swap_events_pair", "production", "candidate", "id"),
 )
 
+# Every ``gavel swap report``'s document, as decided (no captured text in it).
+swap_reports = Table(
+    "gavel_swap_reports",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("production", String(128), nullable=False),
+    Column("candidate", String(128), nullable=False),
+    Column("last_day", String(10), nullable=False),
+    Column("decision", String(16), nullable=False),
+    Column("report_json", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_gavel_swap_reports_pair", "production", "candidate", "id"),
+)
+
 verdicts = Table(
     "gavel_verdicts",
     metadata,

@@ -7,7 +7,8 @@ canary, changed live and decided on evidence.
   (``swap``, ``shadow``), :class:`ShadowRunner`, :class:`SwapStateWatcher` (the live
   state, read from the store by every gateway replica);
 - the state's changes: :class:`SwapEvent`, :func:`record_swap`, :func:`latest_swap`,
-  :func:`swap_history`;
+  :func:`swap_history`; every report as decided: :func:`record_swap_report`,
+  :func:`latest_swap_report`;
 - the CLI: ``gavel swap set|promote|rollback|status`` (:func:`commands`); the report,
   ``gavel swap report``, is the evals' (:mod:`evals.swap`), added to the same group.
 
@@ -23,7 +24,15 @@ from serving.swap._config import SwapCheck, SwapConfig, VariantConfig
 
 if TYPE_CHECKING:
     from serving.swap._cli import commands
-    from serving.swap._events import SwapAction, SwapEvent, latest_swap, record_swap, swap_history
+    from serving.swap._events import (
+        SwapAction,
+        SwapEvent,
+        latest_swap,
+        latest_swap_report,
+        record_swap,
+        record_swap_report,
+        swap_history,
+    )
     from serving.swap._router import ARM_HEADER, Arm, SwapHook, SwapRouter
     from serving.swap._shadow import ShadowHook, ShadowRunner
     from serving.swap._state import SwapStateWatcher
@@ -33,6 +42,8 @@ _LAZY = {
     "SwapAction": "serving.swap._events",
     "SwapEvent": "serving.swap._events",
     "latest_swap": "serving.swap._events",
+    "latest_swap_report": "serving.swap._events",
+    "record_swap_report": "serving.swap._events",
     "record_swap": "serving.swap._events",
     "swap_history": "serving.swap._events",
     "ARM_HEADER": "serving.swap._router",
@@ -68,6 +79,8 @@ __all__ = [
     "VariantConfig",
     "commands",
     "latest_swap",
+    "latest_swap_report",
     "record_swap",
+    "record_swap_report",
     "swap_history",
 ]

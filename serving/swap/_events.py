@@ -10,7 +10,7 @@ from typing import Literal
 from sqlalchemy import select
 
 from serving._base import GavelModel
-from serving.store._schema import swap_events
+from serving.store._schema import swap_events, swap_reports
 from serving.store._store import Store
 
 SwapAction = Literal["set", "promote", "rollback"]
@@ -71,3 +71,27 @@ def latest_swap(store: Store, production: str, candidate: str) -> SwapEvent | No
         .limit(1)
     )
     return SwapEvent.model_validate(rows[0]) if rows else None
+
+
+def record_swap_report(
+    store: Store, production: str, candidate: str, *, last_day: str, decision: str, report: str
+) -> None:
+    """Keep a swap report's JSON document (``gavel swap report``), for the console."""
+    with store.transaction() as conn:
+        conn.execute(
+            swap_reports.insert().values(
+                production=production, candidate=candidate, last_day=last_day,
+                decision=decision, report_json=report, created_at=datetime.now(UTC),
+            )
+        )  # fmt: skip
+
+
+def latest_swap_report(store: Store, production: str, candidate: str) -> str | None:
+    """The JSON document of this swap's last report, if one was made."""
+    rows = store.fetch(
+        select(swap_reports.c.report_json)
+        .where(swap_reports.c.production == production, swap_reports.c.candidate == candidate)
+        .order_by(swap_reports.c.id.desc())
+        .limit(1)
+    )
+    return str(rows[0]["report_json"]) if rows else None

@@ -272,3 +272,46 @@ def test_hostile_requests_get_4xx_never_500(console) -> None:  # type: ignore[no
         assert client.get(path).status_code < 500, path
     label = client.get("/label/")
     assert "'sha256-" in label.headers["content-security-policy"]
+
+
+def test_the_swap_view_shows_the_last_decision_and_its_sequence_by_day(console) -> None:  # type: ignore[no-untyped-def]
+    from evals._compare import pairwise_report
+    from evals.swap._report import SwapReport
+    from evals.swap._sequence import SequencePoint
+    from evals.swap._trial import SwapVerdict
+    from serving import SwapConfig
+    from serving.swap import record_swap_report
+
+    _, store, s = console
+    cand = f"cand-{s['tag']}"
+    variant = {"model_id": cand, "base": "app-model", "max_tokens": 2}
+    swap = SwapConfig.model_validate(
+        {"production": "app-model", "candidate": cand, "variant": variant}
+    )
+    stack = load_config("config/sim.yaml").model_copy(update={"swap": swap})
+    client = TestClient(build_console_app(store, stack, load_judging("config/judging.yaml")))
+    _sign_in(client, s["viewer"])
+    assert "No report yet" in client.get("/swap").text
+    points = [SequencePoint(day=f"2026-12-0{d}", pairs=30 * d, win_rate=0.6, low=0.5 - 0.1 / d,
+                            high=0.7 + 0.1 / d) for d in (1, 2, 3)]  # fmt: skip
+    report = SwapReport(
+        production="app-model", candidate=swap.candidate, days=[p.day for p in points],
+        production_arm=0, candidate_arm=0, shadow_pairs=90, checks=[],
+        pairwise=pairwise_report("preferred_response", []), sequence=points,
+        judge_trusted=None, trust_reason=HOSTILE, seconds=1.0,
+        verdict=SwapVerdict(decision="continue", reason="no check shows the candidate worse",
+                            withheld=f"promote: the pairwise judge is not trusted ({HOSTILE})"),
+    )  # fmt: skip
+    record_swap_report(store, "app-model", swap.candidate, last_day="2026-12-03",
+                       decision="continue", report=report.model_dump_json())  # fmt: skip
+    page = client.get("/swap").text
+    assert "Decision: <b>continue</b>" in page and "Withheld: promote" in page
+    assert "<svg" in page and page.count("2026-12-0") >= 3  # the sequence, plotted and listed
+    assert "<script>" not in page and "&lt;script&gt;" in page
+
+
+def test_the_keys_view_plots_spend_per_day(console) -> None:  # type: ignore[no-untyped-def]
+    client, _, s = console
+    _sign_in(client, s["boss"])
+    page = client.get("/keys?window=7d").text
+    assert 'class="spend"' in page and "<svg" in page and "app" in page

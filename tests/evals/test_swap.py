@@ -133,6 +133,10 @@ def test_the_report_command_decides_from_the_store_and_publishes_the_decision(
         f.labels["decision"]: f.value for f in store.figures() if f.name == "gavel_swap_decision"
     }
     assert taken == {"promote": 0.0, "rollback": 1.0, "continue": 0.0}
+    from serving.swap import latest_swap_report
+
+    kept = json.loads(latest_swap_report(store, "app-model", "app-terse") or "{}")
+    assert kept["verdict"] == report["verdict"]  # the console's swap view reads it
     store.close()
     bad = _run_report(tmp_path, {**swap, "checks": [{"name": "x", "assertion": "min_wordz"}]})
     assert bad.returncode == 2 and "swap.checks[0] (x): unknown assertion 'min_wordz'" in bad.stderr
@@ -240,3 +244,28 @@ def test_users_feedback_on_the_canary_rolls_back_a_candidate_they_rate_worse() -
     (same,) = feedback_checks(SWAP, split(records, SWAP), feedback)
     assert not same.worse
     assert feedback_checks(SWAP, split(records, SWAP), []) == []  # no feedback, no check
+
+
+def _shadow_on(day: int, winner: str) -> tuple[TrafficRecord, TrafficRecord, PairOutcome]:
+    twin = _rec("app-model", LONG, arm="production")
+    shadow = _rec("app-terse", "x", source="shadow", arm="candidate", twin=twin.request_id)
+    shadow = shadow.model_copy(update={"ts": datetime(2026, 12, day, 12, tzinfo=UTC)})
+    return twin, shadow, PairOutcome(item_id=shadow.request_id, winner=winner,  # type: ignore[arg-type]
+                                     orders=[winner, winner], words_a=6, words_b=1)  # fmt: skip
+
+
+def test_the_win_rate_sequence_is_cumulative_day_by_day() -> None:
+    from datetime import date
+
+    from evals._sequential import confidence_sequence, win_scores
+    from evals.swap._sequence import sequence_by_day
+
+    made = [_shadow_on(1, w) for w in "BBA" * 10] + [_shadow_on(3, w) for w in "BBBB" * 30]
+    pairs = [(t, s) for t, s, _ in made]
+    outcomes = [o for _, _, o in made]
+    days = [date(2026, 12, d) for d in (1, 2, 3)]
+    points = sequence_by_day(outcomes, pairs, days)
+    assert [(p.day, p.pairs) for p in points] == [("2026-12-01", 30), ("2026-12-03", 150)]
+    mean, low, high = confidence_sequence(win_scores(140, 0, 10)) or (0, 0, 0)
+    assert (points[-1].win_rate, points[-1].low, points[-1].high) == (mean, low, high)
+    assert points[0].high - points[0].low > points[-1].high - points[-1].low  # it narrows
