@@ -168,6 +168,7 @@ demo: model
 	$(GAVEL) judge calibrate | head -20; \
 	echo "judging report: reports/judging/$$today/report.html"; \
 	echo "label five items: \`$(GAVEL) keys create $${USER:-you}-labels --scopes label\` then \`$(GAVEL) label\` (http://127.0.0.1:8100)"; \
+	echo "console: \`$(GAVEL) console\` then http://127.0.0.1:8200 (sign in with the key in $(KEYS_DIR)/demo.key)"; \
 	echo "dashboards: \`make dashboards\` (a Prometheus on the running stack; import k8s/monitoring/dashboards/*.json into Grafana)"; \
 	echo "the stack is still running: \`make down\` stops it"
 

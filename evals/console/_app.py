@@ -78,6 +78,10 @@ def build_console_app(
         return page(request, "error.html", exc.status_code, status=exc.status_code,
                     message=str(exc.detail))  # fmt: skip
 
+    @app.get("/favicon.ico")
+    def _favicon() -> Response:
+        return Response(status_code=204)
+
     @app.get("/static/console.css")
     def _css() -> Response:
         return Response(css, media_type="text/css")

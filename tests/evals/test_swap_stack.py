@@ -123,6 +123,23 @@ def test_a_degraded_candidate_on_shadow_and_canary_is_rolled_back(
     assert {c["on"] for c in judged} == {"shadow", "canary"}, judged  # concise on both arms
     assert all(c["check"] == "concise" and c["judge_trusted"] is False and c["n_candidate"] > 0
                for c in judged), judged  # fmt: skip
+    assert doc["sequence"] and doc["sequence"][-1]["pairs"] == doc["shadow_pairs"]
+    _console_shows_the_decision(tmp_path)
+
+
+def _console_shows_the_decision(tmp_path: Path) -> None:
+    """The console's swap view, in real Chromium: this trial's decision, what was withheld,
+    and the win rate's confidence sequence plotted."""
+    from tests.evals.console_browser import browser_page, console_server, sign_in
+
+    made = run_gavel("keys", "create", f"swapview-{uuid.uuid4().hex[:6]}", "--scopes", "view")
+    viewer = made.stdout.strip().splitlines()[-1]
+    with console_server(tmp_path / "console.log") as base, browser_page() as (page, errors):
+        sign_in(page, base, viewer)
+        page.goto(base + "/swap")
+        assert "rollback" in page.inner_text("p.decision")
+        assert page.locator("figure.sequence svg").count() == 1
+        assert "app-terse" in page.content() and not errors, errors
 
 
 def test_promote_under_the_load_test_s_traffic_drops_nothing(stack: str, api_key: str,
