@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from judges import (
     CalibrationRow,
@@ -30,7 +30,13 @@ from judges import (
 from serving import StackConfig
 from serving._wire import TrafficRecord
 from serving.feedback import Feedback, feedback_between, feedback_for
-from serving.store import Store, tables
+from serving.store import (
+    Store,
+    histogram_percentile,
+    merge_histograms,
+    tables,
+    traffic_days,
+)
 
 WINDOWS = {"today": 1, "7d": 7, "30d": 30}
 
@@ -121,43 +127,36 @@ def overview(
     """Traffic, latency, cost, quality, feedback and the swap over window ``win``."""
     judged = quality(store, judging, criteria, win)
     first, last = judged.first, judged.last
-    t = tables.traffic
-    in_window = (t.c.day >= first.isoformat(), t.c.day <= last.isoformat())
-    cols = (t.c.model, t.c.status, t.c.day, t.c.ttft_ms, t.c.e2e_ms, t.c.prompt_tokens,
-            t.c.completion_tokens, t.c.cost_usd, t.c.source)  # fmt: skip
     models: dict[str, ModelDay] = defaultdict(ModelDay)
-    ttfts: dict[tuple[str, str], list[float]] = defaultdict(list)
-    tpots: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for r in store.fetch(select(*cols).where(*in_window)):
-        m = models[r["model"]]
-        m.requests += 1
-        if r["status"] >= 400:
-            m.errors[r["status"]] = m.errors.get(r["status"], 0) + 1
-        m.prompt_tokens += r["prompt_tokens"] or 0
-        m.completion_tokens += r["completion_tokens"] or 0
-        m.cost_usd += r["cost_usd"] or 0.0
-        if r["ttft_ms"] is None or (r["source"] or "production") != "production":
+    ttfts: dict[tuple[str, str], list[dict[int, int]]] = defaultdict(list)
+    tpots: dict[tuple[str, str], list[dict[int, int]]] = defaultdict(list)
+    spend: dict[str, float] = defaultdict(float)
+    for g in traffic_days(store, first, last):
+        if not g.requests:
             continue
-        ttfts[(r["model"], r["day"])].append(r["ttft_ms"])
-        out = r["completion_tokens"] or 0
-        if r["e2e_ms"] is not None and out > 1:
-            tpots[(r["model"], r["day"])].append((r["e2e_ms"] - r["ttft_ms"]) / (out - 1))
-    for (model, day), values in ttfts.items():
-        models[model].ttft_p50_ms[day] = percentile(values, 0.5)
-        models[model].ttft_p99_ms[day] = percentile(values, 0.99)
-    for (model, day), values in tpots.items():
-        models[model].tpot_p50_ms[day] = percentile(values, 0.5)
-        models[model].tpot_p99_ms[day] = percentile(values, 0.99)
-    spend = func.sum(t.c.cost_usd).label("usd")
-    keys = store.fetch(
-        select(t.c.key_name, spend).where(*in_window, t.c.key_name.is_not(None))
-        .group_by(t.c.key_name).order_by(spend.desc()).limit(10)
-    )  # fmt: skip
+        m = models[g.model]
+        m.requests += g.requests
+        if g.status >= 400:
+            m.errors[g.status] = m.errors.get(g.status, 0) + g.requests
+        m.prompt_tokens += g.prompt_tokens
+        m.completion_tokens += g.completion_tokens
+        m.cost_usd += g.cost_usd
+        if g.key_name:
+            spend[g.key_name] += g.cost_usd
+        ttfts[(g.model, g.day)].append(g.ttft)
+        tpots[(g.model, g.day)].append(g.tpot)
+    for (model, day), hists in ttfts.items():
+        _percentiles(merge_histograms(hists), models[model].ttft_p50_ms,
+                     models[model].ttft_p99_ms, day)  # fmt: skip
+    for (model, day), hists in tpots.items():
+        _percentiles(merge_histograms(hists), models[model].tpot_p50_ms,
+                     models[model].tpot_p99_ms, day)  # fmt: skip
+    keys = sorted(spend.items(), key=lambda kv: -kv[1])[:10]
     return Overview(
         first=first,
         last=last,
         models=dict(models),
-        top_keys=[(k["key_name"], float(k["usd"] or 0.0)) for k in keys],
+        top_keys=keys,
         pass_rates=judged.pass_rates,
         trust=judged.trust,
         feedback=positive_shares(feedback_between(store, first, last)),
@@ -167,18 +166,20 @@ def overview(
     )
 
 
+def _percentiles(hist: dict[int, int], p50: dict[str, float], p99: dict[str, float],
+                 day: str) -> None:  # fmt: skip
+    for q, into in ((0.5, p50), (0.99, p99)):
+        value = histogram_percentile(hist, q)
+        if value is not None:
+            into[day] = value
+
+
 def key_spend(store: Store, first: date, last: date) -> dict[str, dict[str, float]]:
-    """Each key's spend (USD) per day from ``first`` to ``last`` (one grouped query)."""
-    t = tables.traffic
-    rows = store.fetch(
-        select(t.c.key_name, t.c.day, func.sum(t.c.cost_usd).label("usd"))
-        .where(t.c.day >= first.isoformat(), t.c.day <= last.isoformat(),
-               t.c.key_name.is_not(None))
-        .group_by(t.c.key_name, t.c.day)
-    )  # fmt: skip
+    """Each key's spend (USD) per day from ``first`` to ``last`` (pre-aggregated days)."""
     out: dict[str, dict[str, float]] = defaultdict(dict)
-    for r in rows:
-        out[r["key_name"]][r["day"]] = float(r["usd"] or 0.0)
+    for g in traffic_days(store, first, last):
+        if g.key_name:
+            out[g.key_name][g.day] = out[g.key_name].get(g.day, 0.0) + g.cost_usd
     return dict(out)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from evals._compare import compare
 from evals._result import RunResult
@@ -42,15 +42,13 @@ def flipped_pairs(base: RunResult, cand: RunResult, ids: list[str]) -> list[dict
     return out
 
 
-def arm_counts(store: Store, stack: StackConfig) -> dict[str, int]:
-    """Requests per arm (and shadows) while the swap is configured."""
-    t = tables.traffic
-    rows = store.fetch(
-        select(t.c.arm, t.c.source, func.count().label("n"))
-        .where(t.c.arm.is_not(None))
-        .group_by(t.c.arm, t.c.source)
-    )
-    return {f"{r['arm']} ({r['source'] or 'production'})": int(r["n"]) for r in rows}
+def arm_counts(report: SwapReport | None) -> dict[str, int]:
+    """Requests per arm (and shadow pairs) in the last report's days (pure: the report
+    counted them, so the view scans no traffic)."""
+    if report is None:
+        return {}
+    return {"production arm": report.production_arm, "candidate arm": report.candidate_arm,
+            "shadow pairs": report.shadow_pairs}  # fmt: skip
 
 
 def last_report(store: Store, stack: StackConfig) -> SwapReport | None:
@@ -107,4 +105,4 @@ def add_routes(app: FastAPI, page: Pages, stack: StackConfig) -> None:
             events = swap_history(store, stack.swap.production, stack.swap.candidate)
         report = last_report(store, stack)
         return page(request, "swap.html", swap=stack.swap, events=events, report=report,
-                    arms=arm_counts(store, stack), plot=sequence_plot(report))  # fmt: skip
+                    arms=arm_counts(report), plot=sequence_plot(report))  # fmt: skip

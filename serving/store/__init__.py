@@ -4,7 +4,8 @@ Every table (keys, traffic, verdicts, labels, eval runs) is in :mod:`tables`; th
 :class:`Store` runs statements over them with one insert-or-ignore and one upsert
 helper for both dialects, one UTC rule, and the schema's revision kept by Alembic
 (:meth:`Store.schema`, :meth:`Store.upgrade`). The data's lifecycle is here too:
-retention (:func:`purge`), erasure (:func:`erase`), and :func:`backup`/:func:`restore`.
+retention (:func:`purge`), erasure (:func:`erase`), and :func:`backup`/:func:`restore`;
+traffic per day pre-aggregated, with latency histograms (:func:`traffic_days`).
 Other packages build their queries on :mod:`tables` and run them through the store's
 methods; nothing outside this package touches the engine.
 """
@@ -21,6 +22,9 @@ from serving.store._lifecycle import (
     purge,
 )
 from serving.store._revisions import SchemaState
+from serving.store._rollup import TrafficDay, traffic_days
+from serving.store._rollup import merge as merge_histograms
+from serving.store._rollup import percentile as histogram_percentile
 from serving.store._search import TrafficPage, TrafficQuery, VerdictFilter
 from serving.store._store import Store
 
@@ -33,6 +37,7 @@ __all__ = [
     "SchemaOutOfDate",
     "SchemaState",
     "Store",
+    "TrafficDay",
     "TrafficPage",
     "TrafficQuery",
     "VerdictFilter",
@@ -42,10 +47,13 @@ __all__ = [
     "erase",
     "erase_files",
     "erasure_log",
+    "histogram_percentile",
     "keep_golden",
+    "merge_histograms",
     "purge",
     "reapply_erasures",
     "resolve_url",
     "restore",
     "tables",
+    "traffic_days",
 ]

@@ -120,6 +120,23 @@ swap_events = Table(
     Index("ix_gavel_swap_events_pair", "production", "candidate", "id"),
 )
 
+# Traffic per day, pre-aggregated (closed days only; ``serving.store._rollup``): no text.
+traffic_rollup = Table(
+    "gavel_traffic_days",
+    metadata,
+    Column("day", String(10), primary_key=True),
+    Column("model", String(128), primary_key=True),
+    Column("key_name", String(128), primary_key=True),
+    Column("source", String(16), primary_key=True),
+    Column("status", Integer, primary_key=True, autoincrement=False),
+    Column("requests", Integer, nullable=False),
+    Column("prompt_tokens", Integer, nullable=False),
+    Column("completion_tokens", Integer, nullable=False),
+    Column("cost_usd", Float, nullable=False),
+    Column("ttft", Text, nullable=False),
+    Column("tpot", Text, nullable=False),
+)
+
 # Every ``gavel swap report``'s document, as decided (no captured text in it).
 swap_reports = Table(
     "gavel_swap_reports",

@@ -263,7 +263,7 @@ def test_a_backup_of_a_newer_gavel_is_refused_before_anything_changes(
         conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
     backup(newer, tmp_path / "newer")
     with newer._engine.begin() as conn:
-        conn.execute(text("UPDATE alembic_version SET version_num = '0008'"))
+        conn.execute(text("UPDATE alembic_version SET version_num = '0009'"))
     with pytest.raises(BackupError, match="revision 9999, newer than this Gavel knows"):
         restore(store, tmp_path / "newer")
     restore(store, tmp_path / "b")  # its own revision: restored

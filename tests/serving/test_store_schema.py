@@ -57,7 +57,7 @@ def test_a_database_of_the_previous_commit_upgrades_and_every_row_survives(
     state = store.schema()
     assert state.current is None and not state.empty and not state.up_to_date
     before, after = store.upgrade()
-    assert before.current is None and after.current == head_revision() == "0008"
+    assert before.current is None and after.current == head_revision() == "0009"
     rows = _rows(store)
     assert [len(rows[t]) for t in rows] == [2, 4, 1, 1, 1, 1, 1, 1]
     first = rows["gavel_traffic"][0]
@@ -104,7 +104,7 @@ def test_an_out_of_date_store(scratch_store_url: str, tmp_path: Path) -> None:
     current = subprocess.run([GAVEL, "store", "current", "--config", str(cfg)],
                              capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
     assert current.returncode == 1
-    assert current.stdout.strip() == "revision none (made before migrations): this Gavel needs 0008"
+    assert current.stdout.strip() == "revision none (made before migrations): this Gavel needs 0009"
     if scratch_store_url.startswith("postgresql"):
         # Several nodes share it: nothing upgrades it behind the operator's back.
         with pytest.raises(SchemaOutOfDate, match="run `gavel store upgrade`"):
@@ -116,11 +116,11 @@ def test_an_out_of_date_store(scratch_store_url: str, tmp_path: Path) -> None:
         assert serve.returncode == 1 and serve.stderr.count("\n") == 1
         assert serve.stderr == (
             "gavel: error: the store's schema is at revision none (made before migrations): "
-            "this Gavel needs 0008; run `gavel store upgrade`\n"
+            "this Gavel needs 0009; run `gavel store upgrade`\n"
         )
     up = gavel("store", "upgrade")
-    assert up.returncode == 0 and "from revision none to 0008" in up.stdout, up.stderr
-    assert gavel("store", "upgrade").stdout.startswith("already at revision 0008")
+    assert up.returncode == 0 and "from revision none to 0009" in up.stdout, up.stderr
+    assert gavel("store", "upgrade").stdout.startswith("already at revision 0009")
     assert gavel("store", "current").returncode == 0
 
 
@@ -157,7 +157,7 @@ def test_upgrades_from_0002_and_0003_with_data_one_revision_per_transaction(
     with store._engine.begin() as conn:
         conn.execute(text("ALTER TABLE gavel_traffic DROP COLUMN arm"))
     before, after = store.upgrade()
-    assert (before.current, after.current) == ("0003", "0008")
+    assert (before.current, after.current) == ("0003", "0009")
     assert [r.request_id for r in store.traffic_by_ids(["kept"])] == ["kept"]
 
 
