@@ -16,7 +16,20 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from judges._aggregate import aggregate
-    from judges._calibration import CalibrationConfig, CalibrationRow, calibrate, consensus
+    from judges._assignment import (
+        LabellerProgress,
+        LabellingConfig,
+        assigned,
+        labelling_progress,
+    )
+    from judges._calibration import (
+        CalibrationConfig,
+        CalibrationRow,
+        LabellerAgreement,
+        calibrate,
+        consensus,
+        labeller_agreement,
+    )
     from judges._catalog import load_criteria
     from judges._client import JudgeCallError, JudgeClient, JudgeClientConfig
     from judges._config import JudgingConfig, load_judging
@@ -36,6 +49,12 @@ if TYPE_CHECKING:
     from judges.kinds import default_kinds
 
 _WHERE = {
+    "LabellerProgress": "_assignment",
+    "LabellingConfig": "_assignment",
+    "assigned": "_assignment",
+    "labelling_progress": "_assignment",
+    "LabellerAgreement": "_calibration",
+    "labeller_agreement": "_calibration",
     "Aggregate": "_rows",
     "DailyResult": "_result",
     "PairRow": "_rows",
@@ -93,6 +112,9 @@ __all__ = [
     "Label",
     "LabelRow",
     "LabelStore",
+    "LabellerAgreement",
+    "LabellerProgress",
+    "LabellingConfig",
     "PairRow",
     "PairwiseCalibration",
     "PassFailAnswer",
@@ -101,6 +123,7 @@ __all__ = [
     "VerdictFormat",
     "VerdictStore",
     "aggregate",
+    "assigned",
     "build_items",
     "build_label_app",
     "calibrate",
@@ -108,6 +131,8 @@ __all__ = [
     "consensus",
     "default_kinds",
     "judge_items",
+    "labeller_agreement",
+    "labelling_progress",
     "load_criteria",
     "load_judging",
     "run_daily",

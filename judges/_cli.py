@@ -215,7 +215,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from judges._label_app import build_label_app
 
     opened = open_configs(args)
-    app = build_label_app(opened.store, opened.criteria, kinds=opened.kinds)
+    app = build_label_app(opened.store, opened.criteria, kinds=opened.kinds,
+                          labelling=opened.judging.labelling)  # fmt: skip
     print(
         f"labelling page: http://{args.host}:{args.port}/ (records) and "
         f"http://{args.host}:{args.port}/pairs (shadow pairs, blind); sign in with a key "

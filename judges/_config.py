@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
+from judges._assignment import LabellingConfig
 from judges._calibration import CalibrationConfig
 from judges._online import OnlineLoop, OnlineRule
 from judges._sampling import SamplingConfig
@@ -48,6 +49,9 @@ class JudgingConfig(GavelModel):
     online: list[OnlineRule] = Field(default_factory=list)
     """Online judging rules (``gavel judge online``): live traffic judged within the hour."""
     online_loop: OnlineLoop = OnlineLoop()
+    labelling: LabellingConfig | None = None
+    """Labelling assignment: the labellers by name and how many label each item (else
+    every labeller sees every item)."""
 
     @model_validator(mode="after")
     def _unique_rules(self) -> JudgingConfig:

@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from starlette.exceptions import HTTPException
 
+from judges._assignment import LabellingConfig, is_assigned
 from judges._criteria import Criterion
 from judges._labels import Label, LabelStore, Note
 from judges._store import VerdictStore
@@ -78,8 +79,10 @@ class PairView(GavelModel):
 class PairLabels:
     """The queue, views and labels of pairs, for a set of pairwise criteria."""
 
-    def __init__(self, store: Store, criteria: Sequence[Criterion]) -> None:
-        self.store = store
+    def __init__(
+        self, store: Store, criteria: Sequence[Criterion], labelling: LabellingConfig | None = None
+    ) -> None:
+        self.store, self.labelling = store, labelling
         self.crits = {c.name: c for c in criteria}
         self.vstore, self.lstore = VerdictStore(store), LabelStore(store)
         self._secret = secrets.token_bytes(32)
@@ -110,9 +113,13 @@ class PairLabels:
                 if lab.criterion in self.crits
                 and lab.criterion_version == self.crits[lab.criterion].label_version}  # fmt: skip
 
-    def queue(self, labeller: str, day: str | None = None) -> list[PairEntry]:
-        """Every pair (judged on ``day`` if given), with whether this labeller labelled it."""
-        found = self.pairs(day)
+    def queue(
+        self, labeller: str, day: str | None = None, *, everything: bool = False
+    ) -> list[PairEntry]:
+        """Every pair assigned to this labeller (every pair with ``everything``: an admin;
+        judged on ``day`` if given), with whether they labelled it."""
+        found = [v for v in self.pairs(day)
+                 if everything or is_assigned(v.item_id, labeller, self.labelling)]  # fmt: skip
         mine = self._mine(labeller, [v.item_id for v in found])
         return [PairEntry(pair_id=self._pid(v), criterion=v.criterion,
                           labelled=(v.item_id, v.criterion) in mine) for v in found]  # fmt: skip
@@ -154,9 +161,14 @@ class PairLabels:
             judge_orders=[_side(to_side, w) for w in v.order_winners or []] if revealed else None,
         )  # fmt: skip
 
-    def put(self, pair_id: str, body: PairSubmit, labeller: str) -> PairView:
-        """Store the label by response and return the pair, now revealed."""
+    def put(
+        self, pair_id: str, body: PairSubmit, labeller: str, *, everything: bool = False
+    ) -> PairView:
+        """Store the label by response and return the pair, now revealed (403 for a pair
+        assigned to others, unless ``everything``: an admin)."""
         v = self.find(pair_id)
+        if not everything and not is_assigned(v.item_id, labeller, self.labelling):
+            raise HTTPException(403, f"This pair is assigned to other labellers than {labeller!r}.")
         by_side = {side: resp for resp, side in _to_side(self.swapped(labeller, v)).items()}
         crit = self.crits[v.criterion]
         self.lstore.upsert([Label(
@@ -195,7 +207,8 @@ def add_pair_routes(app: FastAPI, labels: PairLabels, who: Any, html: str) -> No
 
     @app.get("/api/pairs")
     def pair_queue(me: Annotated[ApiKey, who], day: date | None = None) -> list[PairEntry]:
-        return labels.queue(me.name, day.isoformat() if day else None)
+        return labels.queue(me.name, day.isoformat() if day else None,
+                            everything=me.allows("admin"))  # fmt: skip
 
     @app.get("/api/pairs/{pair_id}")
     def pair(pair_id: str, me: Annotated[ApiKey, who]) -> PairView:
@@ -203,4 +216,4 @@ def add_pair_routes(app: FastAPI, labels: PairLabels, who: Any, html: str) -> No
 
     @app.put("/api/pairs/{pair_id}")
     def put_pair(pair_id: str, body: PairSubmit, me: Annotated[ApiKey, who]) -> PairView:
-        return labels.put(pair_id, body, me.name)
+        return labels.put(pair_id, body, me.name, everything=me.allows("admin"))

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import UTC, date
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 
 from judges._wire import Verdict
 from serving.store import Row, Store, tables
@@ -39,6 +39,19 @@ class VerdictStore:
         """Verdicts of traffic days ``first``..``last`` inclusive (daily runs)."""
         stmt = select(_v).where(_v.c.day >= first.isoformat(), _v.c.day <= last.isoformat())
         return [_from_row(r) for r in self.store.fetch(stmt)]
+
+    def day_counts(self, first: date, last: date) -> list[tuple[str, str, str, int]]:
+        """(criterion, day, verdict, count) of traffic days ``first``..``last``, counted
+        by the store (the daily runs' verdicts, every criterion version)."""
+        n = func.count().label("n")
+        stmt = (
+            select(_v.c.criterion, _v.c.day, _v.c.verdict, n)
+            .where(_v.c.day >= first.isoformat(), _v.c.day <= last.isoformat())
+            .group_by(_v.c.criterion, _v.c.day, _v.c.verdict)
+        )
+        return [
+            (r["criterion"], r["day"], r["verdict"], int(r["n"])) for r in self.store.fetch(stmt)
+        ]
 
     def for_run(self, run_id: str) -> list[Verdict]:
         """Every verdict of one run."""

@@ -14,7 +14,7 @@ ALLOWED = {
     "serving": set(),
     "judges": {"serving"},
     "loadtest": {"serving"},
-    "evals": {"serving", "judges"},
+    "evals": {"serving", "judges", "loadtest"},  # the console plots load tests' results
 }
 
 

@@ -10,6 +10,7 @@ import hashlib
 import re
 from datetime import UTC, datetime
 from importlib import resources
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -18,6 +19,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 import evals.console._data as _data
+import evals.console._labels as _labels
+import evals.console._loadtests as _loadtests
 import evals.console._more as _more
 from evals.console._access import (
     CSRF,
@@ -33,7 +36,7 @@ from evals.console._pages import Pages
 from evals.console._svg import Series, bar_chart, line_chart
 from judges import JudgingConfig, build_label_app, default_kinds
 from serving import StackConfig
-from serving.store import Store, TrafficQuery, VerdictFilter
+from serving.store import DayCache, Store, TrafficQuery, VerdictFilter
 
 CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
@@ -44,13 +47,21 @@ FILTERS = ("first_day", "last_day", "model", "key", "status", "source", "arm",
 
 
 def build_console_app(
-    store: Store, stack: StackConfig, judging: JudgingConfig, *, secure_cookies: bool = False
+    store: Store,
+    stack: StackConfig,
+    judging: JudgingConfig,
+    *,
+    secure_cookies: bool = False,
+    reports: Path = Path("reports"),
+    bench_data: Path = Path("docs/benchmarks/data"),
 ) -> FastAPI:
     """The console over ``store``, for the stack ``stack`` and its judging config
-    (``secure_cookies``: send cookies over HTTPS only, as behind a TLS proxy)."""
+    (``secure_cookies``: send cookies over HTTPS only, as behind a TLS proxy); the load
+    tests are read from ``reports/loadtest`` and the benchmarks from ``bench_data``."""
     store.ensure_schema()
     app = FastAPI(title="Gavel console", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.store, app.state.sessions, app.state.secure = store, Sessions(), secure_cookies
+    app.state.days = DayCache()
     label_csp = _label_csp()
     page = Pages()
     css = resources.files("evals.console").joinpath("static/console.css").read_text("utf-8")
@@ -90,7 +101,9 @@ def build_console_app(
     criteria = _criteria(judging)  # read once, at start
     _view_routes(app, page, stack, judging, criteria)
     _more.add_routes(app, page, stack)
-    app.mount("/label", build_label_app(store, criteria))
+    _labels.add_routes(app, page, judging, criteria)
+    _loadtests.add_routes(app, page, reports, bench_data)
+    app.mount("/label", build_label_app(store, criteria, labelling=judging.labelling))
     return app
 
 
@@ -131,9 +144,9 @@ def _view_routes(
     def overview(request: Request, window: str = "7d") -> HTMLResponse:
         require(request, "view")
         win = window if window in _data.WINDOWS else "7d"
-        ov = _data.overview(store, stack, judging, criteria, win)
+        ov = _data.overview(store, stack, judging, criteria, win, app.state.days)
         return page(request, "overview.html", ov=ov, window=win, windows=list(_data.WINDOWS),
-                    plots=_overview_plots(ov))  # fmt: skip
+                    plots=_overview_plots(ov), report=_more.last_report(store, stack))  # fmt: skip
 
     @app.get("/traffic", response_class=HTMLResponse)
     def traffic(request: Request) -> HTMLResponse:
@@ -175,8 +188,10 @@ def _view_routes(
         require(request, "admin")
         win = window if window in _data.WINDOWS else "30d"
         first, last = _data.window(win, datetime.now(UTC).date())
-        spend = _data.key_spend(store, first, last)
-        return page(request, "keys.html", keys=store.list_keys(), spend=spend, window=win,
+        spend = _data.key_spend(store, first, last, app.state.days)
+        keys = store.list_keys()
+        used = {k.name: store.key_spend(k.name, last) for k in keys if k.budgeted}
+        return page(request, "keys.html", keys=keys, spend=spend, window=win, used=used,
                     windows=list(_data.WINDOWS), plot=spend_plot(spend))  # fmt: skip
 
 
@@ -208,8 +223,6 @@ def _label_csp() -> str:
 
 
 def _criteria(judging: JudgingConfig) -> list[Any]:
-    from pathlib import Path
-
     from judges import load_criteria
 
     return load_criteria(Path(judging.criteria_dir), default_kinds())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from serving import CommandSet, load_config, open_store
 
@@ -17,6 +18,10 @@ def commands(cli: CommandSet) -> None:
     p.add_argument("--judging")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8200)
+    p.add_argument("--reports", type=Path, default=Path("reports"),
+                   help="the reports folder: load tests under reports/loadtest/")  # fmt: skip
+    p.add_argument("--bench-data", type=Path, default=Path("docs/benchmarks/data"),
+                   help="the benchmarks' JSON (capacity.json)")  # fmt: skip
     p.add_argument(
         "--secure-cookies",
         action="store_true",
@@ -38,6 +43,8 @@ def cmd_console(args: argparse.Namespace) -> int:
         stack,
         load_judging(args.judging),
         secure_cookies=args.secure_cookies,
+        reports=args.reports,
+        bench_data=args.bench_data,
     )
     print(
         f"console: http://{args.host}:{args.port}/ ; sign in with a key that has the 'view' "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -31,6 +32,7 @@ from serving import StackConfig
 from serving._wire import TrafficRecord
 from serving.feedback import Feedback, feedback_between, feedback_for
 from serving.store import (
+    DayCache,
     Store,
     histogram_percentile,
     merge_histograms,
@@ -111,27 +113,52 @@ class Quality:
     last: date
     pass_rates: dict[str, dict[str, Rate]]
     trust: dict[str, CalibrationRow]
+    disagreements: list[tuple[str, str, str, str, str]] = field(default_factory=list)
+    """(item, criterion, the judge's verdict, the person's label, the labeller)."""
 
 
 def quality(store: Store, judging: JudgingConfig, criteria: list[Criterion], win: str) -> Quality:
     """The judging view's figures over window ``win`` (no traffic scan)."""
     first, last = window(win, datetime.now(UTC).date())
-    rows = trust_rows(store, judging, criteria)
-    return Quality(first, last, pass_rates(VerdictStore(store).for_days(first, last)),
-                   {r.criterion: r for r in rows})  # fmt: skip
+    labels: list[Label] = LabelStore(store).query()
+    verdicts = VerdictStore(store).for_items({lb.item_id for lb in labels})
+    rows = calibrate(criteria, labels, verdicts, judging.calibration, kinds=default_kinds())
+    return Quality(first, last, pass_rates(VerdictStore(store).day_counts(first, last)),
+                   {r.criterion: r for r in rows}, disagreements(labels, verdicts))  # fmt: skip
+
+
+def disagreements(
+    labels: list[Label], verdicts: list[Verdict], limit: int = 200
+) -> list[tuple[str, str, str, str, str]]:
+    """Where a person's pass/fail label differs from the judge's verdict on the same
+    criterion version, newest labels first (pure)."""
+    judged = {(v.item_id, v.criterion, v.criterion_version): v.verdict for v in verdicts
+              if v.verdict in ("pass", "fail")}  # fmt: skip
+    out: list[tuple[str, str, str, str, str]] = []
+    for lab in sorted(labels, key=lambda lb: lb.labelled_at, reverse=True):
+        said = judged.get((lab.item_id, lab.criterion, lab.criterion_version))
+        if said is not None and lab.label in ("pass", "fail") and said != lab.label:
+            out.append((lab.item_id, lab.criterion, said, lab.label, lab.labeller))
+    return out[:limit]
 
 
 def overview(
-    store: Store, stack: StackConfig, judging: JudgingConfig, criteria: list[Criterion], win: str
+    store: Store,
+    stack: StackConfig,
+    judging: JudgingConfig,
+    criteria: list[Criterion],
+    win: str,
+    cache: DayCache | None = None,
 ) -> Overview:
-    """Traffic, latency, cost, quality, feedback and the swap over window ``win``."""
+    """Traffic, latency, cost, quality, feedback and the swap over window ``win`` (the
+    days' figures reused for a minute through ``cache``)."""
     judged = quality(store, judging, criteria, win)
     first, last = judged.first, judged.last
     models: dict[str, ModelDay] = defaultdict(ModelDay)
     ttfts: dict[tuple[str, str], list[dict[int, int]]] = defaultdict(list)
     tpots: dict[tuple[str, str], list[dict[int, int]]] = defaultdict(list)
     spend: dict[str, float] = defaultdict(float)
-    for g in traffic_days(store, first, last):
+    for g in traffic_days(store, first, last, cache=cache):
         if not g.requests:
             continue
         m = models[g.model]
@@ -174,24 +201,27 @@ def _percentiles(hist: dict[int, int], p50: dict[str, float], p99: dict[str, flo
             into[day] = value
 
 
-def key_spend(store: Store, first: date, last: date) -> dict[str, dict[str, float]]:
+def key_spend(
+    store: Store, first: date, last: date, cache: DayCache | None = None
+) -> dict[str, dict[str, float]]:
     """Each key's spend (USD) per day from ``first`` to ``last`` (pre-aggregated days)."""
     out: dict[str, dict[str, float]] = defaultdict(dict)
-    for g in traffic_days(store, first, last):
+    for g in traffic_days(store, first, last, cache=cache):
         if g.key_name:
             out[g.key_name][g.day] = out[g.key_name].get(g.day, 0.0) + g.cost_usd
     return dict(out)
 
 
-def pass_rates(verdicts: list[Verdict]) -> dict[str, dict[str, Rate]]:
-    """Each criterion's pass rate per day over binary verdicts (errors left out; pure)."""
+def pass_rates(counts: Iterable[tuple[str, str, str, int]]) -> dict[str, dict[str, Rate]]:
+    """Each criterion's pass rate per day from (criterion, day, verdict, n) counts, over
+    binary verdicts (errors left out; pure)."""
     out: dict[str, dict[str, Rate]] = defaultdict(dict)
-    for v in verdicts:
-        if v.verdict not in ("pass", "fail") or v.day is None:
+    for criterion, day, verdict, n in counts:
+        if verdict not in ("pass", "fail"):
             continue
-        rate = out[v.criterion].setdefault(v.day, Rate(0, 0))
-        rate.n += 1
-        rate.passes += v.verdict == "pass"
+        rate = out[criterion].setdefault(day, Rate(0, 0))
+        rate.n += n
+        rate.passes += n if verdict == "pass" else 0
     return {c: dict(sorted(days.items())) for c, days in out.items()}
 
 
@@ -202,16 +232,6 @@ def positive_shares(feedback: list[Feedback]) -> dict[str, Rate]:
         out[fb.model].n += 1
         out[fb.model].passes += fb.positive
     return dict(out)
-
-
-def trust_rows(
-    store: Store, judging: JudgingConfig, criteria: list[Criterion]
-) -> list[CalibrationRow]:
-    """Each pass/fail criterion's calibration against people (its trust and why)."""
-    kinds = default_kinds()
-    labels: list[Label] = LabelStore(store).query()
-    verdicts = VerdictStore(store).for_items({lb.item_id for lb in labels})
-    return calibrate(criteria, labels, verdicts, judging.calibration, kinds=kinds)
 
 
 def _swap_state(store: Store, stack: StackConfig) -> Any:

@@ -58,7 +58,10 @@ def last_report(store: Store, stack: StackConfig) -> SwapReport | None:
     from serving.swap import latest_swap_report
 
     doc = latest_swap_report(store, stack.swap.production, stack.swap.candidate)
-    return SwapReport.model_validate_json(doc) if doc else None
+    try:
+        return SwapReport.model_validate_json(doc) if doc else None
+    except ValueError:  # written by another Gavel version: shown as no report
+        return None
 
 
 def sequence_plot(report: SwapReport | None) -> str:

@@ -34,10 +34,14 @@ def line_chart(
     y_range: tuple[float, float] | None = None,
     target: float | None = None,
     unit: str = "",
+    sort_x: bool = True,
 ) -> str:
     """Lines over shared x labels, each point's interval as a vertical bar, and an
-    optional dashed target line (an SLO). Empty series draw an empty frame."""
-    xs = sorted({p[0] for s in series for p in s.points})
+    optional dashed target line (an SLO). Empty series draw an empty frame. The x labels
+    are sorted as text (days), or kept in the order the series give them (``sort_x``
+    false: numbers)."""
+    seen = list(dict.fromkeys(p[0] for s in series for p in s.points))
+    xs = sorted(seen) if sort_x else seen
     values = [p[1] for s in series for p in s.points if p[1] is not None]
     lo, hi = y_range or ((min(values), max(values)) if values else (0.0, 1.0))
     if target is not None and y_range is None:

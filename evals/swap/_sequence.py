@@ -5,7 +5,7 @@ is valid at every day at once, so these points can be read as the trial goes."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import UTC, date
 
 from evals._compare import PairOutcome
 from evals._sequential import confidence_sequence, win_scores
@@ -29,7 +29,7 @@ def sequence_by_day(
 ) -> list[SequencePoint]:
     """One point per day of ``days`` on which some pair was judged (cumulative: each day
     adds its pairs to the ones before). A pair's day is its shadow's capture day."""
-    day_of = {shadow.request_id: shadow.ts.date() for _, shadow in pairs}
+    day_of = {shadow.request_id: shadow.ts.astimezone(UTC).date() for _, shadow in pairs}
     points: list[SequencePoint] = []
     for d in sorted(days):
         upto = [o for o in outcomes if (seen := day_of.get(o.item_id)) is not None and seen <= d]

@@ -55,12 +55,14 @@ def _shapes() -> list[tuple[str, int]]:
     return out
 
 
-def rows(n: int, seed: int = 0, *, on: date | None = None) -> Iterator[dict[str, Any]]:
-    """``n`` traffic rows (every column), days oldest first; all on day ``on`` (and all
-    production traffic) if it is given."""
+def rows(
+    n: int, seed: int = 0, *, on: date | None = None, last_day: date = LAST_DAY
+) -> Iterator[dict[str, Any]]:
+    """``n`` traffic rows (every column) over the :data:`DAYS` days to ``last_day``, oldest
+    first; all on day ``on`` (and all production traffic) if it is given."""
     rng = random.Random(seed)
     shapes = _shapes()
-    first = LAST_DAY - timedelta(days=DAYS - 1)
+    first = last_day - timedelta(days=DAYS - 1)
     for i in range(n):
         day = on or first + timedelta(days=i * DAYS // n)
         req, answer_chars = shapes[rng.randrange(len(shapes))]
@@ -87,7 +89,9 @@ def rows(n: int, seed: int = 0, *, on: date | None = None) -> Iterator[dict[str,
         }  # fmt: skip
 
 
-def fill(store: Store, n: int, *, seed: int = 0, on: date | None = None) -> float:
+def fill(
+    store: Store, n: int, *, seed: int = 0, on: date | None = None, last_day: date = LAST_DAY
+) -> float:
     """Insert ``n`` rows (see :func:`rows`) the fastest way each store has; returns
     seconds."""
     store.ensure_schema()
@@ -97,7 +101,7 @@ def fill(store: Store, n: int, *, seed: int = 0, on: date | None = None) -> floa
         cur = raw.cursor()
         if store.dialect == "postgresql":
             batch = io.StringIO()
-            for i, r in enumerate(rows(n, seed, on=on), 1):
+            for i, r in enumerate(rows(n, seed, on=on, last_day=last_day), 1):
                 batch.write("\t".join(_copy_value(r[c]) for c in COLUMNS) + "\n")
                 if i % 100_000 == 0 or i == n:
                     with cur.copy(f"COPY gavel_traffic ({', '.join(COLUMNS)}) FROM STDIN") as cp:
@@ -107,7 +111,7 @@ def fill(store: Store, n: int, *, seed: int = 0, on: date | None = None) -> floa
             marks = ", ".join("?" for _ in COLUMNS)
             sql = f"INSERT INTO gavel_traffic ({', '.join(COLUMNS)}) VALUES ({marks})"
             chunk: list[tuple[Any, ...]] = []
-            for i, r in enumerate(rows(n, seed, on=on), 1):
+            for i, r in enumerate(rows(n, seed, on=on, last_day=last_day), 1):
                 chunk.append(tuple(_sqlite_value(r[c]) for c in COLUMNS))
                 if i % 100_000 == 0 or i == n:
                     cur.executemany(sql, chunk)

@@ -22,7 +22,7 @@ from serving.store._lifecycle import (
     purge,
 )
 from serving.store._revisions import SchemaState
-from serving.store._rollup import TrafficDay, traffic_days
+from serving.store._rollup import DayCache, TrafficDay, traffic_days
 from serving.store._rollup import merge as merge_histograms
 from serving.store._rollup import percentile as histogram_percentile
 from serving.store._search import TrafficPage, TrafficQuery, VerdictFilter
@@ -31,6 +31,7 @@ from serving.store._store import Store
 __all__ = [
     "BackupError",
     "Database",
+    "DayCache",
     "PurgeLine",
     "PurgeReport",
     "Row",

@@ -136,6 +136,13 @@ class Database:
             rows = conn.execute(stmt).all()
         return [{k: as_utc(v) for k, v in r._mapping.items()} for r in rows]
 
+    def tuples(self, stmt: Executable) -> list[tuple[Any, ...]]:
+        """Run a SELECT; rows as plain tuples, as the driver gives them (no UTC rule:
+        for numbers and text, where a dict per row would cost more than the query)."""
+        self.ensure_schema()
+        with self._engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(stmt)]
+
     def scalar(self, stmt: Executable) -> Any:
         """Run a SELECT of one value."""
         self.ensure_schema()

@@ -29,6 +29,7 @@ from sqlalchemy import (
 
 from serving._gateway_config import KeepFor, RetentionConfig
 from serving._wire import Figure
+from serving.store._rollup import keep_days_before
 from serving.store._schema import feedback, feedback_history, labels, online_judged, traffic
 from serving.store._store import Store, day_query, spend_query
 
@@ -210,6 +211,8 @@ def purge(store: Store, retention: RetentionConfig, *, today: date, dry_run: boo
             if days is None:
                 continue
             line = PurgeLine(source=source, what=what, before=today - timedelta(days=days))
+            if what == "rows" and not dry_run:
+                keep_days_before(store, line.before)  # the days' figures outlive their rows
             _purge_one(store, line, batch_size=retention.batch_size, dry_run=dry_run)
             report.lines.append(line)
     if not dry_run:

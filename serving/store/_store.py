@@ -15,6 +15,7 @@ from sqlalchemy import Select, delete, func, or_, select, update
 
 from serving._wire import ApiKey, Figure, FigureJob, TrafficRecord
 from serving.store._db import Database, Row, as_utc
+from serving.store._rollup import forget_late_days
 from serving.store._schema import api_keys, figures, traffic
 from serving.store._search import TrafficPage, TrafficQuery, cursor_of
 from serving.store._search import statement as search_statement
@@ -151,8 +152,13 @@ class Store(Database):
     # --- traffic --------------------------------------------------------------
 
     def insert_traffic(self, records: Iterable[TrafficRecord]) -> int:
-        """Insert records, skipping request ids already stored; returns rows inserted."""
-        return self.insert_ignore(traffic, [_traffic_row(r) for r in records])
+        """Insert records, skipping request ids already stored; returns rows inserted. A
+        record of a day already closed drops that day's pre-aggregated figures."""
+        rows = [_traffic_row(r) for r in records]
+        n = self.insert_ignore(traffic, rows)
+        if n:
+            forget_late_days(self, {r["day"] for r in rows})
+        return n
 
     def traffic_for_day(self, day: date, *, production_only: bool = False) -> list[TrafficRecord]:
         """Every record captured on ``day`` (UTC), oldest first.

@@ -314,4 +314,46 @@ def test_the_keys_view_plots_spend_per_day(console) -> None:  # type: ignore[no-
     client, _, s = console
     _sign_in(client, s["boss"])
     page = client.get("/keys?window=7d").text
-    assert 'class="spend"' in page and "<svg" in page and "app" in page
+    assert 'class="spend"' in page and "<svg" in page
+    spend = page[page.index('class="spend"') : page.index("</figure>", page.index('class="spend"'))]
+    assert "<polyline" in spend or "<circle" in spend  # the keys' spend is drawn
+    assert "USD" in spend
+
+
+def test_the_labels_view_shows_assignment_progress_and_agreement(console) -> None:  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
+    from judges import LabellingConfig, load_criteria
+
+    _, store, s = console
+    tag = s["tag"]
+    judging = load_judging("config/judging.yaml")
+    (concise,) = [c for c in load_criteria(Path(judging.criteria_dir)) if c.name == "concise"]
+    LabelStore(store).upsert([
+        Label(item_id=f"p0-{tag}", criterion="concise", criterion_version=concise.label_version,
+              label=label, labeller=f"{who}-{tag}", labelled_at=NOW)
+        for who, label in (("bob", "fail"), ("labeller", "pass"))
+    ])  # fmt: skip
+    team = LabellingConfig(labellers=[f"labeller-{tag}", f"bob-{tag}"], per_item=2)
+    judging = judging.model_copy(update={"labelling": team})
+    client = TestClient(build_console_app(store, load_config("config/sim.yaml"), judging))
+    _sign_in(client, s["viewer"])
+    page = client.get("/labels").text
+    assert "Each item goes to 2 of 2 named labellers" in page
+    assert f"<td>bob-{tag}</td>" in page  # its progress row
+    assert f"labeller-{tag} · bob-{tag}" in page or f"bob-{tag} · labeller-{tag}" in page
+
+
+def test_the_judging_view_links_each_disagreement_to_its_record(console) -> None:  # type: ignore[no-untyped-def]
+    client, store, s = console
+    tag = s["tag"]
+    LabelStore(store).upsert([
+        Label(item_id=f"h-{tag}", criterion="concise", criterion_version="1", label="pass",
+              labeller=f"carol-{tag}", labelled_at=NOW)  # the judge said fail
+    ])  # fmt: skip
+    _sign_in(client, s["viewer"])
+    page = client.get("/judging").text
+    assert (
+        f'<a href="/records/h-{tag}">h-{tag}</a></td><td>concise</td><td>fail</td><td>pass' in page
+    )
+    assert f"/records/p0-{tag}" not in page  # the labeller and the judge agree there

@@ -66,6 +66,14 @@ def _seed(store: Store) -> dict[str, str]:
               labeller="alice", labelled_at=NOW)
         for i in range(0, 60, 3)
     ])  # fmt: skip
+    from evals.swap._report import build_report
+    from serving.swap import record_swap_report
+
+    swap = SwapConfig.model_validate({"production": "app-model", "candidate": "app-terse",
+        "variant": {"model_id": "app-terse", "base": "app-model", "max_tokens": 2}})  # fmt: skip
+    report = build_report(swap, [], [NOW.date()], judge=lambda _: None)
+    record_swap_report(store, "app-model", "app-terse", last_day=day, decision="continue",
+                       report=report.model_dump_json())  # fmt: skip
     secret, key = new_key("boss", ["admin"])
     store.add_key(key)
     return {"boss": secret}

@@ -3,11 +3,8 @@ and the pass rates and feedback shares behind them."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from evals.console._data import Rate, pass_rates, percentile
 from evals.console._svg import Series, bar_chart, line_chart
-from judges import Verdict
 
 
 def test_plots_escape_their_labels_and_draw_intervals() -> None:
@@ -21,13 +18,8 @@ def test_plots_escape_their_labels_and_draw_intervals() -> None:
 
 
 def test_pass_rates_per_day_leave_errors_out_with_wilson_intervals() -> None:
-    def v(day: str, verdict: str) -> Verdict:
-        return Verdict(item_id=f"{day}{verdict}", criterion="c", criterion_version="1",
-                       kind="pass_fail", judge="j", judge_version="1", judge_model="m",
-                       judge_args={}, model="app", day=day, verdict=verdict,
-                       created_at=datetime.now(UTC))  # fmt: skip
-
-    rates = pass_rates([v("d1", "pass"), v("d1", "fail"), v("d1", "error"), v("d2", "pass")])
+    rates = pass_rates([("c", "d1", "pass", 1), ("c", "d1", "fail", 1), ("c", "d1", "error", 3),
+                        ("c", "d2", "pass", 1)])  # fmt: skip
     assert (rates["c"]["d1"].passes, rates["c"]["d1"].n) == (1, 2)
     low, high = rates["c"]["d1"].interval
     assert low < 0.5 < high and Rate(0, 0).value is None

@@ -269,3 +269,24 @@ def test_the_win_rate_sequence_is_cumulative_day_by_day() -> None:
     mean, low, high = confidence_sequence(win_scores(140, 0, 10)) or (0, 0, 0)
     assert (points[-1].win_rate, points[-1].low, points[-1].high) == (mean, low, high)
     assert points[0].high - points[0].low > points[-1].high - points[-1].low  # it narrows
+
+
+def test_build_report_aggregates_the_judges_outcomes_and_their_sequence() -> None:
+    from evals.swap._report import build_report
+
+    records = _day(30, LONG)
+    traffic = split(records, SWAP)
+
+    def judge(t: SwapTraffic) -> list[PairOutcome]:
+        return [PairOutcome(item_id=s.request_id, winner="B", orders=["B", "B"], words_a=6,
+                            words_b=6) for _, s in t.pairs]  # fmt: skip
+
+    today = datetime.now(UTC).date()
+    report = build_report(SWAP, records, [today], judge=judge, trust=(True, "calibrated"))
+    assert report.pairwise is not None and report.pairwise.wins_b == len(traffic.pairs) == 30
+    assert report.pairwise.criterion == SWAP.pairwise and report.judge_trusted is True
+    (point,) = report.sequence
+    assert (point.day, point.pairs) == (today.isoformat(), 30) and point.low > 0.5
+    assert report.verdict.decision == "promote"
+    unjudged = build_report(SWAP, records, [today], judge=lambda _: None)
+    assert unjudged.pairwise is None and unjudged.sequence == []

@@ -10,7 +10,16 @@ from datetime import UTC, date, datetime, timedelta
 
 from serving._wire import TrafficRecord
 from serving.store import Store, tables, traffic_days
-from serving.store._rollup import RATIO, aggregate, bucket, merge, percentile
+from serving.store._rollup import (
+    COLUMNS,
+    RATIO,
+    SETTLE,
+    aggregate,
+    bucket,
+    closed,
+    merge,
+    percentile,
+)
 
 DAY = date(2026, 11, 20)
 
@@ -42,7 +51,8 @@ def test_histogram_percentiles_are_within_their_resolution() -> None:
 
 
 def test_groups_count_production_latency_only() -> None:
-    rows = [r.model_dump() | {"day": DAY.isoformat()} for r in (
+    cols = [c.name for c in COLUMNS]
+    rows = [tuple((r.model_dump() | {"day": DAY.isoformat()})[c] for c in cols) for r in (
         _rec(DAY, ttft=100), _rec(DAY, ttft=300), _rec(DAY, ttft=5000, source="judge"),
         _rec(DAY, ttft=100, status=429, key="k2"))]  # fmt: skip
     groups = {(g.key_name, g.source, g.status): g for g in aggregate(rows)}
@@ -52,23 +62,43 @@ def test_groups_count_production_latency_only() -> None:
     assert groups[("k1", "judge", 200)].ttft == {}  # background traffic is not the SLO's
 
 
-def test_a_closed_day_is_kept_once_and_the_open_day_follows(store_url: str) -> None:
-    store = Store(store_url)
+def test_a_closed_day_is_kept_once_and_a_late_capture_reopens_it(scratch_store_url: str) -> None:
+    store = Store(scratch_store_url)
     store.ensure_schema()
-    day = DAY - timedelta(days=random.Random().randrange(1, 3000))  # fresh in a shared store
-    model = f"m-{uuid.uuid4().hex[:6]}"
-    store.insert_traffic([_rec(day, ttft=t, model=model) for t in (50, 60, 70)])
-    now = datetime(day.year, day.month, day.day, 18, tzinfo=UTC)  # the day is open
-    open_groups = [g for g in traffic_days(store, day, day, now=now) if g.model == model]
-    store.insert_traffic([_rec(day, ttft=80, model=model)])
-    later = [g for g in traffic_days(store, day, day, now=now) if g.model == model]
-    assert sum(g.requests for g in open_groups) == 3 and sum(g.requests for g in later) == 4
-    closed_at = now + timedelta(days=1)
-    first = [g for g in traffic_days(store, day, day, now=closed_at) if g.model == model]
+    day = DAY
     t = tables.traffic_rollup
-    kept = store.fetch(t.select().where(t.c.day == day.isoformat(), t.c.model == model))
+    store.insert_traffic([_rec(day, ttft=t_ms) for t_ms in (50, 60, 70)])
+    now = datetime(day.year, day.month, day.day, 18, tzinfo=UTC)  # the day is open
+    assert sum(g.requests for g in traffic_days(store, day, day, now=now)) == 3
+    assert store.fetch(t.select()) == []  # an open day is not kept
+    ended = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
+    just_before = ended + SETTLE - timedelta(seconds=1)
+    assert not closed(day, just_before) and closed(day, ended + SETTLE)
+    at = ended + timedelta(days=2)
+    first = traffic_days(store, day, day, now=at)
+    kept = store.fetch(t.select().where(t.c.day == day.isoformat()))
     assert len(kept) == 1 and "secret" not in str(kept[0])  # kept, and no text in it
-    store.insert_traffic([_rec(day, ttft=90, model=model)])  # a capture later than SETTLE
-    again = [g for g in traffic_days(store, day, day, now=closed_at) if g.model == model]
-    assert first == again == later  # read back as it was kept, the same as when open
+    assert traffic_days(store, day, day, now=at) == first  # read back as it was kept
+    store.insert_traffic([_rec(day, ttft=90)])  # a spool replayed after the day closed
+    assert store.fetch(t.select()) == []  # the kept figures are dropped ...
+    assert sum(g.requests for g in traffic_days(store, day, day, now=at)) == 4  # ... and redone
+    empty = DAY + timedelta(days=5)
+    assert traffic_days(store, empty, empty, now=at + timedelta(days=9)) == []
+    assert len(store.fetch(t.select().where(t.c.day == empty.isoformat()))) == 1  # placeholder
+    store.close()
+
+
+def test_retention_keeps_a_days_figures_before_it_deletes_its_rows(scratch_store_url: str) -> None:
+    from serving._gateway_config import RetentionConfig
+    from serving.store import purge
+
+    store = Store(scratch_store_url)
+    store.ensure_schema()
+    old = date(2026, 1, 5)
+    store.insert_traffic([_rec(old, ttft=100) for _ in range(3)])
+    retention = RetentionConfig.model_validate({"production": {"row_days": 30}})
+    purge(store, retention, today=old + timedelta(days=60), dry_run=False)
+    assert store.count_traffic() == 0  # the rows are gone ...
+    groups = traffic_days(store, old, old)
+    assert sum(g.requests for g in groups) == 3  # ... their day's figures are not
     store.close()
