@@ -129,13 +129,15 @@ def test_the_parse_check_rejects_a_bad_flag() -> None:
 
 def quickstart_script(text: str) -> str:
     """The quickstart's shell blocks, in order, minus what the test stack already does
-    (``make serve``) and the labelling page (it serves until Ctrl-C)."""
+    (``make serve``) and the two web apps (they serve until Ctrl-C; the console's and the
+    labelling page's own tests start them)."""
     section = text.split("\n## Quickstart\n", 1)[1].split("\n## ", 1)[0]
     lines = []
     for block in _blocks(section):
         if "make serve" in block:
             continue
-        lines += [line for line in block.splitlines() if line.strip() != "gavel label"]
+        lines += [line for line in block.splitlines()
+                  if line.strip() not in ("gavel label", "gavel console")]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -155,6 +157,7 @@ def test_quickstart_runs_as_written_in_a_fresh_clone(stack: str, tmp_path: Path)
     (tmp_path / "stack.yaml").write_text(yaml.safe_dump(stack_cfg))
     script = quickstart_script(QUICKSTART)
     assert "gavel judge daily --date today" in script and "gavel eval run" in script
+    assert "gavel console" not in script and "gavel console" in QUICKSTART
     env = {**os.environ, "GAVEL_CONFIG": str(tmp_path / "stack.yaml")}
     env.pop("GAVEL_API_KEY", None)
     proc = subprocess.run(

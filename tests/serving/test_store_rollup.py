@@ -102,3 +102,40 @@ def test_retention_keeps_a_days_figures_before_it_deletes_its_rows(scratch_store
     groups = traffic_days(store, old, old)
     assert sum(g.requests for g in groups) == 3  # ... their day's figures are not
     store.close()
+
+
+def test_the_store_groups_a_day_as_the_pure_function_does(scratch_store_url: str) -> None:
+    """The store's ``GROUP BY`` (SQLite through the registered bucket function, PostgreSQL
+    through its SQL expression) gives the figures :func:`aggregate` gives in Python."""
+    from sqlalchemy import select
+
+    from serving.store._rollup import _of_records
+
+    rng = random.Random(3)
+    store = Store(scratch_store_url)
+    store.ensure_schema()
+    store.insert_traffic([
+        _rec(DAY, ttft=rng.lognormvariate(4, 1), out=rng.choice([1, 2, 9, 40]),
+             key=rng.choice(["k1", "k2"]), status=rng.choice([200, 200, 429]),
+             source=rng.choice(["production", "production", "judge"]))
+        for _ in range(400)
+    ])  # fmt: skip
+    t = tables.traffic
+    rows = store.tuples(select(*COLUMNS).where(t.c.day == DAY.isoformat()))
+
+    def keyed(groups: list) -> dict:  # type: ignore[type-arg]
+        return {(g.model, g.key_name, g.source, g.status): g for g in groups}
+
+    by_store, by_python = keyed(_of_records(store, DAY)), keyed(aggregate(rows))
+    assert by_store.keys() == by_python.keys() and len(by_store) >= 6
+    for k, g in by_store.items():
+        want = by_python[k]
+        assert (g.requests, g.prompt_tokens, g.completion_tokens, g.ttft, g.tpot) == (
+            want.requests,
+            want.prompt_tokens,
+            want.completion_tokens,
+            want.ttft,
+            want.tpot,
+        )
+        assert abs(g.cost_usd - want.cost_usd) < 1e-9
+    store.close()
