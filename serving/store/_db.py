@@ -25,7 +25,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from serving.store._buckets import SQLITE_FUNCTION, bucket
 from serving.store._revisions import SchemaOutOfDate, SchemaState, schema_state, upgrade
 
 Row = dict[str, Any]
@@ -46,7 +45,6 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=5000")
     cur.close()
-    dbapi_conn.create_function(SQLITE_FUNCTION, 1, bucket, deterministic=True)
 
 
 def _private_sqlite_file(path: Path) -> None:

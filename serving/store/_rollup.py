@@ -5,8 +5,8 @@ that a window's percentiles merge without reading its records.
 A closed day (over for :data:`SETTLE` already) is aggregated once, on first use, and
 kept (revision 0009); a capture that lands in a kept day later (a spool replayed after an
 outage) drops it, to be aggregated again; retention keeps a day before it deletes its
-rows. The open day is grouped by the store at each read (a console reuses every day's
-figures for a minute, :class:`DayCache`). Both go through the same functions, so the figures of a day do not
+rows. The open day is aggregated from its records (a console reuses every day's figures for
+a minute, :class:`DayCache`). Both go through the same functions, so the figures of a day do not
 change when it closes. A
 percentile from the buckets is within :data:`RATIO` - 1 (5%) of the exact one.
 
@@ -17,6 +17,7 @@ purges a day's records (the day's figures outlive its rows, as Prometheus' do).
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -24,16 +25,18 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pydantic import Field
-from sqlalchemy import and_, delete, func, select, true
+from sqlalchemy import delete, select
 
 from serving._base import GavelModel
-from serving.store._buckets import FLOOR_MS, RATIO, bucket, bucket_sql
 from serving.store._db import Database
 from serving.store._schema import traffic, traffic_rollup
 
 CACHE_TTL_S = 60.0
 """How long days' figures are reused by one process (:class:`DayCache`)."""
 
+RATIO = 1.05
+"""Each bucket's upper bound is this times the one before: 5% relative resolution."""
+FLOOR_MS = 0.1
 SETTLE = timedelta(hours=1)
 """How long after its end a day is aggregated for good (late captures land by then)."""
 
@@ -54,6 +57,11 @@ class TrafficDay(GavelModel):
     ttft: dict[int, int] = Field(default_factory=dict)
     """Bucket index -> requests (production answers with a first token)."""
     tpot: dict[int, int] = Field(default_factory=dict)
+
+
+def bucket(ms: float) -> int:
+    """The index of the bucket that holds ``ms`` (pure)."""
+    return max(0, math.ceil(math.log(max(ms, FLOOR_MS) / FLOOR_MS, RATIO)))
 
 
 def percentile(hist: Mapping[int, int], q: float) -> float | None:
@@ -79,8 +87,7 @@ def merge(hists: Iterable[Mapping[int, int]]) -> dict[int, int]:
 
 
 def aggregate(rows: Iterable[Sequence[Any]]) -> list[TrafficDay]:
-    """A day's records, as tuples of :data:`COLUMNS`, grouped (pure): the reference that
-    the store's own grouping (:func:`_of_records`) is tested against."""
+    """A day's records, as tuples of :data:`COLUMNS`, grouped (pure)."""
     sums: dict[tuple[str, str, str, str, int], list[Any]] = {}
     for day, model, key_name, source, status, prompt, completion, cost, ttft, e2e in rows:
         source = source or "production"
@@ -111,36 +118,7 @@ COLUMNS = (traffic.c.day, traffic.c.model, traffic.c.key_name, traffic.c.source,
 
 
 def _of_records(db: Database, day: date) -> list[TrafficDay]:
-    """A day's groups, grouped by the store (three ``GROUP BY`` queries over the day's
-    index); the same figures as :func:`aggregate` of its records."""
-    t, d = traffic, day.isoformat()
-    group = (t.c.model, func.coalesce(t.c.key_name, ""), func.coalesce(t.c.source, "production"),
-             t.c.status)  # fmt: skip
-    sums = db.tuples(
-        select(*group, func.count(), func.coalesce(func.sum(t.c.prompt_tokens), 0),
-               func.coalesce(func.sum(t.c.completion_tokens), 0),
-               func.coalesce(func.sum(t.c.cost_usd), 0.0))
-        .where(t.c.day == d).group_by(*group)
-    )  # fmt: skip
-    latency = and_(t.c.day == d, t.c.ttft_ms.is_not(None),
-                   func.coalesce(t.c.source, "production") == "production")  # fmt: skip
-    ttft = bucket_sql(db.dialect, t.c.ttft_ms)
-    tpot = bucket_sql(db.dialect, (t.c.e2e_ms - t.c.ttft_ms) / (t.c.completion_tokens - 1))
-    hists: dict[tuple[Any, ...], tuple[dict[int, int], dict[int, int]]] = {}
-    for which, b, extra in (
-        (0, ttft, true()),
-        (1, tpot, and_(t.c.e2e_ms.is_not(None), t.c.completion_tokens > 1)),
-    ):
-        for *k, at, n in db.tuples(select(*group, b, func.count()).where(latency, extra)
-                                   .group_by(*group, b)):  # fmt: skip
-            hists.setdefault(tuple(k), ({}, {}))[which][int(at)] = int(n)
-    return [
-        TrafficDay(day=d, model=m, key_name=k, source=src, status=int(st), requests=int(n),
-                   prompt_tokens=int(p), completion_tokens=int(c), cost_usd=float(usd),
-                   ttft=hists.get((m, k, src, st), ({}, {}))[0],
-                   tpot=hists.get((m, k, src, st), ({}, {}))[1])
-        for m, k, src, st, n, p, c, usd in sums
-    ]  # fmt: skip
+    return aggregate(db.tuples(select(*COLUMNS).where(traffic.c.day == day.isoformat())))
 
 
 def _kept(db: Database, first: date, last: date) -> dict[str, list[TrafficDay]]:
