@@ -23,6 +23,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +142,30 @@ def _key(store: str) -> str:
     finally:
         s.close()
     return plaintext
+
+
+@contextmanager
+def bench_stack(*side: list[str]) -> Iterator[tuple[str, str]]:
+    """A scratch PostgreSQL database and capture spool for the benchmark's stacks, with
+    ``side`` processes (argv lists) started beside them; yields (store URL, spool). On
+    exit: the side processes end, the local Ray stops, the database is dropped."""
+    from sqlalchemy import create_engine, text
+
+    db = f"gavel_bench_{uuid.uuid4().hex[:6]}"
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {db}"))
+    procs = [subprocess.Popen(argv, cwd=ROOT) for argv in side]
+    try:
+        yield PG_ADMIN.rsplit("/", 1)[0] + "/" + db, tempfile.mkdtemp(prefix="gavel-scale-spool-")
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=30)
+        subprocess.run([str(Path(sys.executable).parent / "ray"), "stop", "--force"],
+                       capture_output=True, check=False)  # fmt: skip
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
 
 
 def _median(cells: list[dict[str, Any]], field: str) -> float | None:
@@ -291,20 +317,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="concurrency up to 64, fewer requests")
     args = parser.parse_args()
-    from sqlalchemy import create_engine, text
-
     concurrency = CONCURRENCY[:3] if args.quick else CONCURRENCY
-    db = f"gavel_bench_{uuid.uuid4().hex[:6]}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {db}"))
-    store = PG_ADMIN.rsplit("/", 1)[0] + "/" + db
-    spool = tempfile.mkdtemp(prefix="gavel-scale-spool-")
-    direct = subprocess.Popen(
-        [sys.executable, "-m", "loadtest.bench.sim_direct", "--port", str(DIRECT_PORT)], cwd=ROOT
-    )
+    direct = [sys.executable, "-m", "loadtest.bench.sim_direct", "--port", str(DIRECT_PORT)]
     runs: list[dict[str, Any]] = []
-    try:
+    with bench_stack(direct) as (store, spool):
         _wait(f"http://127.0.0.1:{DIRECT_PORT}/health")
         for replicas in (1, 2):
             print(f"deploying with {replicas} ingress replica(s)", flush=True)
@@ -334,15 +350,6 @@ def main() -> None:
                         )
                         runs.append(cell)
                         print(json.dumps(cell), flush=True)
-    finally:
-        direct.terminate()
-        subprocess.run(
-            [str(Path(sys.executable).parent / "ray"), "stop", "--force"],
-            capture_output=True,
-            check=False,
-        )
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
     cells, summary = summarize(runs)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

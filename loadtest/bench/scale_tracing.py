@@ -17,16 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 from typing import Any
 
-from loadtest.bench._harness import ROOT
 from loadtest.bench._scale_deploy import TRACING
-from loadtest.bench.scale import CONCURRENCY, PG_ADMIN, _cell, _deploy, _key, summarize
+from loadtest.bench.scale import CONCURRENCY, _cell, _deploy, _key, bench_stack, summarize
 from serving.bench.provenance import write_report
 
 SINK_PORT = 4318
@@ -108,22 +105,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="concurrency up to 64, fewer requests")
     args = parser.parse_args()
-    from sqlalchemy import create_engine, text
-
     concurrency = CONCURRENCY[:3] if args.quick else CONCURRENCY
-    db = f"gavel_bench_{uuid.uuid4().hex[:6]}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {db}"))
-    store = PG_ADMIN.rsplit("/", 1)[0] + "/" + db
-    spool = tempfile.mkdtemp(prefix="gavel-scale-spool-")
     counts = Path(tempfile.mkdtemp(prefix="gavel-otlp-")) / "counts.json"
-    sink = subprocess.Popen(
-        [sys.executable, "-m", "loadtest.bench._otlp_sink", "--port", str(SINK_PORT),
-         "--counts", str(counts)], cwd=ROOT,
-    )  # fmt: skip
+    sink = [sys.executable, "-m", "loadtest.bench._otlp_sink", "--port", str(SINK_PORT),
+            "--counts", str(counts)]  # fmt: skip
     runs: list[dict[str, Any]] = []
-    try:
+    with bench_stack(sink) as (store, spool):
         _deploy(1, store, spool, "--tracing", f"http://127.0.0.1:{SINK_PORT}/v1/traces")
         key = _key(store)
         systems = [f"gavel-{s}" for s in TRACING]
@@ -137,16 +124,6 @@ def main() -> None:
                                 ingress_replicas=1, round=rnd)  # fmt: skip
                     runs.append(cell)
                     print(json.dumps(cell), flush=True)
-    finally:
-        subprocess.run(
-            [str(Path(sys.executable).parent / "ray"), "stop", "--force"],
-            capture_output=True,
-            check=False,
-        )
-        sink.terminate()
-        sink.wait(timeout=30)
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
     cells, _ = summarize(runs)
     report = {
         "cells": cells,
