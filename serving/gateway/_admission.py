@@ -1,8 +1,8 @@
 """A replica's side of the shared limits: admit a request (from a lease this replica
 holds, or by asking the :class:`~._limits.RateLimiter`), settle it, and return leases.
 
-A key far below its limits is admitted from a lease with no round trip; a key near them,
-or with a USD budget, asks the limiter for every request (with a timeout; when it does
+A key far below its limits (rpm, tpm and USD budgets alike) is admitted from a lease
+with no round trip; a key near them asks the limiter for every request (with a timeout; when it does
 not answer, the request is refused with a 503 or allowed, per
 ``gateway.limits.on_limiter_unavailable``).
 """
@@ -24,7 +24,7 @@ from serving._model_config import PriceConfig
 from serving._wire import ApiKey
 from serving.gateway._budget import budget_ask, over_budget, rate_limited
 from serving.gateway._context import RequestContext
-from serving.gateway._leases import LeaseBook
+from serving.gateway._leases import LeaseBook, Limits
 from serving.gateway._limits import Admission, BudgetAsk
 from serving.gateway._metrics import GatewayMetrics
 from serving.gateway._refusal import Refusal
@@ -44,6 +44,11 @@ def detached(call: Callable[..., object], *args: object) -> None:
     and must outlive the request: sent from an empty context, it is no request's child.
     """
     contextvars.Context().run(call, *args)
+
+
+def _limits(key: ApiKey) -> Limits:
+    """What a lease of ``key`` was granted under: a change to any of it ends the lease."""
+    return (key.rpm, key.tpm, key.budget_usd_day, key.budget_usd_month)
 
 
 class Admitter:
@@ -79,12 +84,12 @@ class Admitter:
             )
         now = time.monotonic()
         self.return_due(now)
-        held = reservation if key.tpm is not None else None
-        limits = (key.rpm, key.tpm)
-        if budget is None and self.leases.take(key.name, now, reserve, held, limits):
+        held = reservation if key.metered else None
+        usd = budget.reserve_usd if budget is not None else 0.0
+        if self.leases.take(key.name, now, reserve, held, _limits(key), usd):
             self._metrics.admissions.labels("lease").inc()
             return
-        if budget is None and await self._lease_after_pending(key, now, reserve, held):
+        if await self._lease_after_pending(key, now, (reserve, usd), held):
             self._metrics.admissions.labels("lease").inc()
             return
         self._metrics.admissions.labels("limiter").inc()
@@ -98,11 +103,11 @@ class Admitter:
             asking.set_result(None)
         if answer is None:
             return  # the limiter did not answer, and the config allows it
-        if answer.lease is None and budget is None:
+        if answer.lease is None:
             self._no_lease_until[key.name] = time.monotonic() + NO_LEASE_BACKOFF_S
-        if answer.lease is not None:
+        else:
             self._no_lease_until.pop(key.name, None)
-            self.leases.add(key.name, answer.lease, time.monotonic(), (key.rpm, key.tpm))
+            self.leases.add(key.name, answer.lease, time.monotonic(), _limits(key))
         for period, share in answer.used.items():
             self._metrics.budget_used.labels(key.name, period).set(share)
         if answer.over_budget is not None:
@@ -112,7 +117,7 @@ class Admitter:
         raise rate_limited(max(1, math.ceil(answer.wait_s)), key)
 
     async def _lease_after_pending(
-        self, key: ApiKey, now: float, reserve: int, held: str | None
+        self, key: ApiKey, now: float, reserve: tuple[int, float], held: str | None
     ) -> bool:
         """When a call for this key is already on its way (which may bring a lease), wait
         for it and take from its lease: a burst makes one round trip, not one each. Not
@@ -122,7 +127,8 @@ class Admitter:
             return False
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.shield(pending), self._limits.limiter_timeout_s)
-        return self.leases.take(key.name, time.monotonic(), reserve, held, (key.rpm, key.tpm))
+        tokens, usd = reserve
+        return self.leases.take(key.name, time.monotonic(), tokens, held, _limits(key), usd)
 
     async def _ask(
         self, key: ApiKey, reserve: int, reservation: str, budget: BudgetAsk | None
@@ -132,7 +138,7 @@ class Admitter:
         try:
             return await asyncio.wait_for(
                 self._limiter.admit.remote(
-                    key.name, key.rpm, key.tpm, reserve, reservation, budget, budget is None
+                    key.name, key.rpm, key.tpm, reserve, reservation, budget, True
                 ),
                 timeout=self._limits.limiter_timeout_s,
             )
@@ -159,7 +165,7 @@ class Admitter:
         A budgeted key is settled with the limiter even without a tpm (its USD)."""
         if self._limiter is None or not key.metered:
             return
-        if self.leases.settle(reservation, used):
+        if self.leases.settle(reservation, used, cost):
             return
         detached(self._limiter.settle.remote, reservation, key.name, used, cost)
 
@@ -175,6 +181,7 @@ class Admitter:
                     r.lease_id,
                     r.used_requests,
                     r.used_tokens,
+                    r.used_usd,
                 )
 
     def start(self) -> None:

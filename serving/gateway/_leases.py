@@ -3,7 +3,9 @@ requests from its lease with no round trip to the limiter, settles them locally,
 returns the lease when its term ends or it runs out.
 
 A request still running when its lease is returned is reported at its reservation (the
-most it may use), so the return never undercounts; its later settlement is then dropped.
+most it may use, in tokens and USD), so the return never undercounts; its later
+settlement is then dropped. A budgeted key's lease carries USD as well: its requests'
+worst costs are taken from it, and what they really cost is returned.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from serving.gateway._windows import Lease
+
+Limits = tuple[int | float | None, ...]
+"""A key's limits as a lease was granted under them (rpm, tpm, and its budgets)."""
 
 
 @dataclass
@@ -20,20 +25,25 @@ class HeldLease:
     key: str
     lease: Lease
     until: float
-    limits: tuple[int | None, int | None] = (None, None)
-    """The key's (rpm, tpm) when it was granted: a changed limit ends it."""
+    limits: Limits = (None, None)
+    """The key's limits when it was granted (rpm, tpm, budgets): a changed limit ends it."""
     used_requests: int = 0
     used_tokens: int = 0
-    running: dict[str, int] = field(default_factory=dict)
-    """Reservation -> tokens reserved, for requests admitted from it and still running."""
+    used_usd: float = 0.0
+    running: dict[str, tuple[int, float]] = field(default_factory=dict)
+    """Reservation -> (tokens, USD) reserved, for requests admitted from it and running."""
 
-    def fits(self, reserve: int) -> bool:
-        """True if one more request of ``reserve`` tokens fits what is left."""
+    def fits(self, reserve: int, reserve_usd: float = 0.0) -> bool:
+        """True if one more request of ``reserve`` tokens (and ``reserve_usd``, its worst
+        cost) fits what is left."""
         lease = self.lease
         if lease.requests is not None and self.used_requests >= lease.requests:
             return False
-        committed = self.used_tokens + sum(self.running.values())
-        return lease.tokens is None or committed + reserve <= lease.tokens
+        tokens = self.used_tokens + sum(t for t, _ in self.running.values())
+        if lease.tokens is not None and tokens + reserve > lease.tokens:
+            return False
+        usd = self.used_usd + sum(u for _, u in self.running.values())
+        return lease.usd is None or usd + reserve_usd <= lease.usd
 
     def exhausted(self) -> bool:
         """True once no request at all fits (its requests are used up)."""
@@ -48,6 +58,7 @@ class LeaseReturn:
     lease_id: str
     used_requests: int
     used_tokens: int
+    used_usd: float = 0.0
 
 
 @dataclass
@@ -63,7 +74,7 @@ class LeaseBook:
         key: str,
         lease: Lease,
         now: float,
-        limits: tuple[int | None, int | None] = (None, None),
+        limits: Limits = (None, None),
     ) -> None:
         """Hold a lease the limiter granted (a lease already held for the key is ended)."""
         old = self.held.pop(key, None)
@@ -77,7 +88,8 @@ class LeaseBook:
         now: float,
         reserve: int,
         reservation: str | None,
-        limits: tuple[int | None, int | None] = (None, None),
+        limits: Limits = (None, None),
+        reserve_usd: float = 0.0,
     ) -> bool:
         """Admit one request from the key's lease; False if none is held, it is spent, or
         the key's limits changed since its grant (the lease is then ended and returned,
@@ -86,21 +98,23 @@ class LeaseBook:
         if held is not None and held.limits != limits:
             self._ended.append(self.held.pop(key))
             return False
-        if held is None or now >= held.until or not held.fits(reserve):
+        if held is None or now >= held.until or not held.fits(reserve, reserve_usd):
             return False
         held.used_requests += 1
-        if reservation is not None and held.lease.tokens is not None:
-            held.running[reservation] = reserve
+        metered = held.lease.tokens is not None or held.lease.usd is not None
+        if reservation is not None and metered:
+            held.running[reservation] = (reserve, reserve_usd)
             self._by_reservation[reservation] = held
         return True
 
-    def settle(self, reservation: str | None, used: int) -> bool:
+    def settle(self, reservation: str | None, used: int, cost_usd: float | None = None) -> bool:
         """Settle a request admitted from a lease; False if it was not (ask the limiter)."""
         held = self._by_reservation.pop(reservation, None) if reservation else None
         if held is None:
             return False
         if held.running.pop(reservation or "", None) is not None:
             held.used_tokens += used
+            held.used_usd += cost_usd or 0.0
         return True  # a request of a lease already returned was reported at its reserve
 
     def due(self, now: float) -> list[LeaseReturn]:
@@ -113,7 +127,8 @@ class LeaseBook:
                 key=h.key,
                 lease_id=h.lease.id,
                 used_requests=h.used_requests,
-                used_tokens=h.used_tokens + sum(h.running.values()),
+                used_tokens=h.used_tokens + sum(t for t, _ in h.running.values()),
+                used_usd=h.used_usd + sum(u for _, u in h.running.values()),
             )
             for h in self._ended
         ]

@@ -18,6 +18,7 @@ seen.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import time
@@ -31,6 +32,8 @@ from ray import serve
 
 from serving.gateway._journal import GcsKeyValue, Journal, KeyValue, WindowEvent, apply
 from serving.gateway._windows import (
+    LEASE_MIN_REQUESTS,
+    LEASE_SHARE,
     LEASE_TERM_S,
     RELEASED_MAX,
     WINDOW_S,
@@ -102,6 +105,8 @@ class Budgets:
     _opened: deque[tuple[datetime, str]] = field(default_factory=deque)
     _released: _Released = field(default_factory=_Released)
     _forgotten: _Released = field(default_factory=_Released)
+    _holds: dict[str, tuple[str, str, str, float]] = field(default_factory=dict)
+    """Lease id -> (key, day, month, USD held) for leases granted and not returned."""
 
     def known(self, key: str, now: datetime) -> bool:
         """True once the key's spend for ``now``'s day and month is loaded."""
@@ -152,6 +157,44 @@ class Budgets:
         self._open[reservation] = (key, day, month, ask.reserve_usd)
         self._opened.append((now, reservation))
         return answer
+
+    def offer(self, key: str, now: datetime, ask: BudgetAsk) -> float | None:
+        """The USD a lease may take now: ``1 / LEASE_SHARE`` of what the tighter budget
+        has free, or ``None`` when that is under ``LEASE_MIN_REQUESTS`` worst cases (the
+        key is near its budget: each request asks)."""
+        day, month = period_ids(now)
+        free = [
+            budget - self.spent.get((key, pid), 0.0)
+            for pid, budget in ((day, ask.day_usd), (month, ask.month_usd))
+            if budget is not None
+        ]
+        share = min(free, default=0.0) / LEASE_SHARE
+        if share <= 0 or share < LEASE_MIN_REQUESTS * ask.reserve_usd:
+            return None
+        return share
+
+    def hold(self, key: str, lease_id: str, now: datetime, usd: float) -> None:
+        """Hold a lease's USD against the key's day and month until it comes back."""
+        day, month = period_ids(now)
+        for pid in (day, month):
+            self.spent[(key, pid)] = self.spent.get((key, pid), 0.0) + usd
+        for old, (_, held_day, _, _) in list(self._holds.items()):
+            if held_day != day:  # never returned (its replica died): charged in full
+                del self._holds[old]
+        self._holds[lease_id] = (key, day, month, usd)
+
+    def give_back(self, lease_id: str, used_usd: float, key: str, now: datetime) -> None:
+        """A returned lease: what it used replaces its hold. A lease this limiter never
+        held (granted before a restart) is charged what it used, as :meth:`settle` does."""
+        held = self._holds.pop(lease_id, None)
+        if held is None:
+            if used_usd > 0 and self.known(key, now):  # else it is read back from the store
+                for pid in period_ids(now):
+                    self.spent[(key, pid)] = self.spent.get((key, pid), 0.0) + used_usd
+            return
+        _, day, month, usd = held
+        for pid in (day, month):
+            self.spent[(key, pid)] = self.spent.get((key, pid), 0.0) + used_usd - usd
 
     def open_reservations(self) -> int:
         """Reservations admitted and not settled (nor forgotten)."""
@@ -260,32 +303,58 @@ class RateLimiter:
         t = time.time()
         tokens = reserve if tpm is not None and reservation is not None else 0
         self._event(WindowEvent(kind="admit", t=t, key=key, id=reservation, tokens=tokens))
-        granted: Lease | None = None
-        offer = None
-        if lease and budget is None:  # only asked for by keys without a budget
-            offer = self._windows.offer_lease(key, now, rpm=rpm, tpm=tpm, reserve=reserve)
-        if offer is not None:
-            granted = Lease(
-                id=uuid.uuid4().hex, requests=offer[0], tokens=offer[1], term_s=LEASE_TERM_S
-            )
+        answer = Admission()
+        if budget is not None:
+            answer = self._budgets.reserve(key, wall, budget, reservation or "")
+        granted = None
+        if lease and answer.over_budget is None:
+            granted = self._grant(key, now, wall, t, (rpm, tpm, reserve), budget)
+        if granted is not None:
             self._granted[reservation or granted.id] = granted.id
             while len(self._granted) > RELEASED_MAX:
                 self._granted.popitem(last=False)
-            self._event(
-                WindowEvent(
-                    kind="lease",
-                    t=t,
-                    key=key,
-                    id=granted.id,
-                    requests=offer[0] or 0,
-                    tokens=offer[1] or 0,
-                    term_s=LEASE_TERM_S,
-                )
-            )
         await self._journal.durable()  # answered only once it would outlive this actor
-        if budget is None:
-            return Admission(lease=granted)
-        return self._budgets.reserve(key, wall, budget, reservation or "")
+        return dataclasses.replace(answer, lease=granted)
+
+    def _grant(
+        self,
+        key: str,
+        now: float,
+        wall: datetime,
+        t: float,
+        rate: tuple[int | None, int | None, int],
+        budget: BudgetAsk | None,
+    ) -> Lease | None:
+        """A lease for a key far below its rate limits and its budget (held at once,
+        the rate part journaled), or ``None``. A budget lease ends by the UTC midnight, so
+        that what it admits is counted in the day it was granted for."""
+        rpm, tpm, reserve = rate
+        offer: tuple[int | None, int | None] | None = (None, None)
+        if rpm is not None or tpm is not None:
+            offer = self._windows.offer_lease(key, now, rpm=rpm, tpm=tpm, reserve=reserve)
+        usd = None if budget is None else self._budgets.offer(key, wall, budget)
+        term = LEASE_TERM_S
+        if budget is not None:
+            term = min(term, (resets_at("day", wall) - wall).total_seconds())
+        if offer is None or (budget is not None and usd is None) or term < 1.0:
+            return None
+        granted = Lease(
+            id=uuid.uuid4().hex, requests=offer[0], tokens=offer[1], term_s=term, usd=usd
+        )
+        if usd is not None:
+            self._budgets.hold(key, granted.id, wall, usd)
+        if rpm is not None or tpm is not None:
+            event = WindowEvent(
+                kind="lease",
+                t=t,
+                key=key,
+                id=granted.id,
+                requests=offer[0] or 0,
+                tokens=offer[1] or 0,
+                term_s=term,
+            )
+            self._event(event)
+        return granted
 
     async def settle(
         self, reservation: str | None, key: str, used: int, cost_usd: float | None = None
@@ -306,7 +375,7 @@ class RateLimiter:
             await self.give_back(key, lease_id, 0, 0)
 
     async def give_back(
-        self, key: str, lease_id: str, used_requests: int, used_tokens: int
+        self, key: str, lease_id: str, used_requests: int, used_tokens: int, used_usd: float = 0.0
     ) -> None:
         """A replica returns a lease: what it used is charged now, the rest is freed."""
         event = WindowEvent(
@@ -318,6 +387,7 @@ class RateLimiter:
             tokens=used_tokens,
         )
         self._event(event)
+        self._budgets.give_back(lease_id, used_usd, key, datetime.now(UTC))
         self._journal.kick()
 
     def journal_writes(self) -> int:

@@ -39,6 +39,8 @@ class Lease(GavelModel):
     requests: int | None
     tokens: int | None
     term_s: float
+    usd: float | None = None
+    """A budgeted key's share of its free USD (day and month alike)."""
 
 
 @dataclass

@@ -94,3 +94,105 @@ async def test_the_limiter_settles_a_budget_with_the_real_cost() -> None:
     assert (await limiter.admit("k", None, None, 0, "r2", ask)).over_budget == "day"
     await limiter.settle("r1", "k", 10, 0.1)  # it cost 0.1, not 0.6
     assert (await limiter.admit("k", None, None, 0, "r3", ask)).over_budget is None
+
+
+def test_a_budget_lease_is_a_share_of_the_tighter_free_budget_and_none_near_it() -> None:
+    b = Budgets()
+    b.load("k", NOW, day_usd=2.0, month_usd=60.0)
+    ask = BudgetAsk(day_usd=10.0, month_usd=100.0, reserve_usd=0.01)
+    assert b.offer("k", NOW, ask) == pytest.approx(8.0 / 8)  # the day has 8 free, the month 40
+    b.hold("k", "L1", NOW, 1.0)  # held at once: not free for the next replica
+    assert b.offer("k", NOW, ask) == pytest.approx(7.0 / 8)
+    assert b.check("k", NOW, BudgetAsk(day_usd=10.0, month_usd=None, reserve_usd=7.5)).over_budget
+    b.give_back("L1", 0.25, "k", NOW)  # it used 0.25 of its 1.0: the rest is free again
+    assert b.spent[("k", "2026-12-31")] == pytest.approx(2.25)
+    assert b.spent[("k", "2026-12")] == pytest.approx(60.25)
+    b.give_back("L1", 0.25, "k", NOW)  # returned once only: a second return is a late charge
+    assert b.spent[("k", "2026-12-31")] == pytest.approx(2.5)
+    near = BudgetAsk(day_usd=2.6, month_usd=None, reserve_usd=0.05)
+    assert b.offer("k", NOW, near) is None  # 0.1 free: under four worst cases per lease
+
+
+async def test_the_limiter_leases_a_budget_and_counts_what_the_lease_used() -> None:
+    """A budgeted key far below its budget gets a lease with its admission (no later ask
+    while it lasts); the lease's USD is held, and its return charges what it used."""
+    from serving.gateway._leases import LeaseBook
+    from serving.gateway._limits import RateLimiter
+    from tests.serving.test_limits_units import MemoryKv
+
+    limiter = RateLimiter.func_or_class(store_url=None, journal=MemoryKv())  # type: ignore[attr-defined]
+    ask = BudgetAsk(day_usd=8.0, month_usd=None, reserve_usd=0.1)
+    first = await limiter.admit("k", None, None, 0, "r1", ask, True)
+    lease = first.lease
+    assert lease is not None and lease.usd == pytest.approx((8.0 - 0.1) / 8)
+    assert lease.requests is None and lease.tokens is None and 1.0 <= lease.term_s <= 5.0
+    book = LeaseBook()
+    book.add("k", lease, 0.0)
+    taken = sum(book.take("k", 0.1, 0, f"x{i}", reserve_usd=0.1) for i in range(20))
+    assert taken == 9  # 9 worst cases fit 0.9875
+    for i in range(9):
+        assert book.settle(f"x{i}", 5, 0.02)
+    (back,) = book.due(10.0)
+    assert back.used_requests == 9 and back.used_usd == pytest.approx(0.18)
+    budgets = limiter._budgets
+    day = NOW.date().isoformat()
+    before = sum(v for (k, pid), v in budgets.spent.items() if k == "k" and len(pid) == 10)
+    await limiter.give_back("k", lease.id, back.used_requests, back.used_tokens, back.used_usd)
+    after = sum(v for (k, pid), v in budgets.spent.items() if k == "k" and len(pid) == 10)
+    assert after - before == pytest.approx(0.18 - lease.usd) and day  # the rest freed
+    # Near the budget, no lease: every request asks.
+    tight = BudgetAsk(day_usd=0.5, month_usd=None, reserve_usd=0.1)
+    assert (await limiter.admit("t", None, None, 0, "t1", tight, True)).lease is None
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_replicas_with_budget_leases_never_spend_more_than_the_budget(seed: int) -> None:
+    """Three replicas admit a budgeted key's requests from their leases or by asking,
+    with requests running across lease returns: what every admitted request really cost
+    stays within the budget, and while the key is far below it most admissions come from
+    leases."""
+    import random
+
+    from serving.gateway._leases import LeaseBook
+    from serving.gateway._windows import Lease
+
+    rng = random.Random(seed)
+    budget = rng.choice([3.0, 5.0, 20.0])
+    b, books = Budgets(), [LeaseBook() for _ in range(3)]
+    running: list[tuple[float, int, str, float]] = []  # (ends, replica or -1, id, cost)
+    spent_real, leased, asked, now, n = 0.0, 0, 0, 0.0, 0
+
+    def end(item: tuple[float, int, str, float]) -> None:
+        _, i, rid, cost = item
+        if i < 0 or not books[i].settle(rid, 1, cost):
+            b.settle(rid, cost, "k")
+
+    while now < 120:
+        now += rng.expovariate(20.0)
+        wall = NOW + timedelta(seconds=now)
+        for item in [r for r in running if r[0] <= now]:
+            running.remove(item)
+            end(item)
+        i = rng.randrange(3)
+        for r in books[i].due(now):
+            b.give_back(r.lease_id, r.used_usd, "k", wall)
+        ask = BudgetAsk(day_usd=budget, month_usd=None, reserve_usd=rng.uniform(0.001, 0.05))
+        rid, n = f"r{n}", n + 1
+        cost = ask.reserve_usd * rng.random()
+        far = spent_real < budget / 2
+        if books[i].take("k", now, 0, rid, reserve_usd=ask.reserve_usd):
+            leased += far
+            running.append((now + rng.uniform(0, 8), i, rid, cost))
+        elif b.reserve("k", wall, ask, rid).over_budget is None:
+            asked += far
+            usd = b.offer("k", wall, ask)
+            if usd is not None:
+                b.hold("k", f"l{n}", wall, usd)
+                books[i].add("k", Lease(id=f"l{n}", requests=None, tokens=None, term_s=5.0,
+                                        usd=usd), now)  # fmt: skip
+            running.append((now + rng.uniform(0, 8), -1, rid, cost))
+        else:
+            continue
+        spent_real += cost
+    assert spent_real <= budget, (spent_real, budget)
+    assert leased > asked, (leased, asked)  # while the key was far below its budget
