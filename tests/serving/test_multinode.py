@@ -9,6 +9,7 @@ These tests start their own Ray cluster, so they run in a session of their own:
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import time
 import uuid
@@ -27,6 +28,7 @@ from loadtest.bench._cluster import (
     stop_nodes,
     store_outage,
 )
+from serving.gateway._windows import LEASE_TERM_S
 from tests.conftest import require_postgres
 
 pytestmark = pytest.mark.multinode
@@ -244,6 +246,71 @@ def test_leases_admit_far_below_the_limit_without_round_trips_and_stay_exact(
     time.sleep(8)  # every lease's term is over and it was returned
     rest = asyncio.run(_send(key, [f"{prefix}b{i}" for i in range(60)], concurrency=32))
     assert list(burst.values()).count(200) + list(rest.values()).count(200) == 64
+
+
+def _spent(store_url: str, prefix: str) -> float:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(store_url)
+    try:
+        with engine.connect() as c:
+            query = "SELECT coalesce(sum(cost_usd), 0) FROM gavel_traffic"
+            where = " WHERE client_request_id LIKE :p AND source = 'production'"
+            return float(c.execute(text(query + where), {"p": prefix + "%"}).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def _worst_usd(stack: Stack, rid: str) -> float:
+    """The most one of :func:`_send`'s requests may cost: the reservation of its budget."""
+    from serving._model_config import PriceConfig
+    from serving.gateway._body import token_reserve
+
+    cfg = yaml.safe_load(stack.config.read_text())
+    (app,) = [m for m in cfg["models"] if m["role"] == "app"]
+    body = {"model": "app-model", "messages": [{"role": "user", "content": rid}], "max_tokens": 16}
+    prompt, reserve = token_reserve(body, default_completion=16)
+    return PriceConfig.model_validate(app["price"]).cost(prompt, reserve - prompt)
+
+
+def test_a_budgeted_key_far_below_its_budget_asks_once_per_replica_per_lease_term(
+    cluster: Stack,
+) -> None:
+    """Budgets are leased like rpm and tpm: a key far below its budget makes at most one
+    round trip to the limiter per gateway replica per lease term, however many requests
+    it sends; the rest are admitted from the replicas' leases."""
+    far = cluster.key("--budget-usd-day", "1000")
+    before = _admissions(_scrape())
+    started = time.monotonic()
+    ids = [f"mn-b-{uuid.uuid4().hex}" for _ in range(240)]
+    statuses = asyncio.run(_send(far, ids, concurrency=24))
+    elapsed = time.monotonic() - started
+    assert set(statuses.values()) == {200}
+    time.sleep(2)  # the replicas' next reports
+    after = _admissions(_scrape())
+    trips = after.get("limiter", 0) - before.get("limiter", 0)
+    leased = after.get("lease", 0) - before.get("lease", 0)
+    terms = math.ceil(elapsed / LEASE_TERM_S) + 1
+    assert trips + leased == 240, (trips, leased)
+    assert trips <= len(_ingress_nodes()) * terms, (trips, elapsed)
+
+
+def test_replicas_leasing_a_budget_never_spend_more_than_it(cluster: Stack) -> None:
+    """A budget of 60 worst cases, asked for by 200 requests over both replicas with
+    leases: what the served requests really cost (captured) stays within the budget, and
+    the key is refused with 429 once it is spent."""
+    prefix = f"mn-s-{uuid.uuid4().hex[:6]}-"
+    ids = [f"{prefix}{i:03d}" for i in range(200)]
+    budget = 60 * max(_worst_usd(cluster, rid) for rid in ids)
+    key = cluster.key("--budget-usd-day", f"{budget:.10f}")
+    statuses = asyncio.run(_send(key, ids, concurrency=24))
+    served = [rid for rid, code in statuses.items() if code == 200]
+    assert set(statuses.values()) == {200, 429} and len(served) >= 60, statuses
+    deadline = time.monotonic() + 60
+    while len(cluster.captured(prefix)) < len(served) and time.monotonic() < deadline:
+        time.sleep(1)
+    spent = _spent(cluster.store_url, prefix)
+    assert 0 < spent <= budget, (spent, budget)
 
 
 def test_a_killed_limiter_keeps_its_windows(cluster: Stack) -> None:
