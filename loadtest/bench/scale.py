@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,13 +31,14 @@ import httpx
 
 from loadtest.bench._cpu import classify, cpu_delta, snapshot
 from loadtest.bench._harness import ROOT
+from loadtest.bench._scale_report import GAVEL_MODES, plot, summarize, table
 from serving.bench.provenance import write_report
 
 CONCURRENCY = (1, 16, 64, 256)
 OUTPUT_LEN = 64
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 DIRECT_PORT = 8100
-GPU_DEFAULT_BATCHING_MS = 50
+__all__ = ["CONCURRENCY", "GAVEL_MODES", "bench_stack", "main", "summarize", "table"]
 
 
 def _wait(url: str, timeout_s: float = 120) -> None:
@@ -168,146 +168,63 @@ def bench_stack(*side: list[str]) -> Iterator[tuple[str, str]]:
             conn.execute(text(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
 
 
-def _median(cells: list[dict[str, Any]], field: str) -> float | None:
-    values = [c[field] for c in cells if c.get(field) is not None]
-    return statistics.median(values) if values else None
+PHASES = (("proxy", 1), ("proxy", 2), ("haproxy", 1), ("haproxy", 2))
+"""(path, ingress replicas): each a fresh Ray. ``proxy``: Serve's default proxy (``direct``
+beside it, a process of its own); ``haproxy``: Ray's fastest path, HAProxy with direct
+ingress and ``stock-direct`` (direct streaming)."""
 
 
-def summarize(runs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Median of the rounds per cell (with min-max), and the summary against the targets."""
-    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-    for r in runs:
-        k = (r["system"], r["concurrency"], r["stream_batching_ms"], r["ingress_replicas"])
-        groups.setdefault(k, []).append(r)
-    cells = []
-    fields = (
-        "output_tok_s",
-        "request_rps",
-        "ttft_p50_ms",
-        "ttft_p99_ms",
-        "itl_p50_ms",
-        "itl_p99_ms",
-        "serving_cores_per_1k_tok_s",
-    )
-    for (system, c, b, n), rs in sorted(groups.items(), key=lambda kv: str(kv[0])):
-        cell: dict[str, Any] = {
-            "system": system,
-            "concurrency": c,
-            "stream_batching_ms": b,
-            "ingress_replicas": n,
-            "rounds": len(rs),
-            "errors": sum(r["errors"] for r in rs),
-        }
-        for f in fields:
-            cell[f] = _median(rs, f)
-            vals = [r[f] for r in rs if r.get(f) is not None]
-            cell[f + "_spread"] = [min(vals), max(vals)] if vals else None
-        cells.append(cell)
-    index = {
-        (c["system"], c["concurrency"], c["stream_batching_ms"], c["ingress_replicas"]): c
-        for c in cells
-    }
-    direct = {c["concurrency"]: c for c in cells if c["system"] == "direct"}
-    ratios, added, cores = [], [], []
-    for c in cells:
-        if c["system"] != "gavel":
-            continue
-        stock = index.get(
-            ("stock", c["concurrency"], c["stream_batching_ms"], c["ingress_replicas"])
-        )
-        floor = direct.get(c["concurrency"])
-        if floor and c["ttft_p50_ms"] is not None and floor["ttft_p50_ms"] is not None:
-            c["ttft_added_over_direct_p50_ms"] = round(c["ttft_p50_ms"] - floor["ttft_p50_ms"], 2)
-        if stock and stock["output_tok_s"]:
-            ratios.append(c["output_tok_s"] / stock["output_tok_s"])
-            if c["ttft_p50_ms"] is not None and stock["ttft_p50_ms"] is not None:
-                added.append(c["ttft_p50_ms"] - stock["ttft_p50_ms"])
-        if c["stream_batching_ms"] == GPU_DEFAULT_BATCHING_MS and c["serving_cores_per_1k_tok_s"]:
-            cores.append(c["serving_cores_per_1k_tok_s"])
-    summary = {
-        "gavel_vs_stock_throughput_ratio_min": round(min(ratios), 3) if ratios else None,
-        "gavel_vs_stock_ttft_added_p50_ms_max": round(max(added), 2) if added else None,
-        "gavel_serving_cores_per_1k_tok_s_max": round(max(cores), 3) if cores else None,
-        "targets": {
-            "throughput_ratio_min": 0.97,
-            "ttft_added_p50_ms_max": 3.0,
-            "serving_cores_per_1k_tok_s_max": 1.0,
-        },
-    }
-    return cells, summary
+def _systems(path: str, replicas: int) -> list[tuple[str, str, int]]:
+    """(URL prefix, system, batching) of the systems one phase runs."""
+    if path == "haproxy":
+        out = [(f"gavel-b{b}", "gavel-haproxy", b) for b in (0, 50)]
+        return ([("stock-direct", "stock-direct", 0)] if replicas == 1 else []) + out
+    out = [(f"{s}-b{b}", s, b) for s in ("stock", "gavel") for b in (0, 50)]
+    return ([("direct", "direct", 0)] if replicas == 1 else []) + out
 
 
-def _cell_text(c: dict[str, Any] | None, *, cores: bool) -> str:
-    if c is None or c["output_tok_s"] is None:
-        return "–"
-    spread = c.get("output_tok_s_spread")
-    tok = f"{c['output_tok_s']:,.0f}"
-    if spread and spread[0] != spread[1]:
-        tok += f" [{spread[0]:,.0f}–{spread[1]:,.0f}]"
-    ttft = f", {c['ttft_p50_ms']:,.0f} ms" if c["ttft_p50_ms"] is not None else ""
-    core = c.get("serving_cores_per_1k_tok_s")
-    return tok + ttft + (f", {core:.2f}" if cores and core is not None else "")
+def _profile(system: str, prefix: str, key: str, quick: bool) -> dict[str, Any]:
+    """The Gavel ingress of ``prefix`` profiled by py-spy through one c=64 cell (not
+    counted among the figures: sampling costs the process time)."""
+    from loadtest.bench import _pyspy
+
+    (pid,) = [p.pid for p in snapshot().values()
+              if f"ServeReplica:{prefix}:GavelIngress" in p.cmdline][:1]  # fmt: skip
+    out = Path(tempfile.mkdtemp(prefix="gavel-pyspy-")) / "stacks.txt"
+    spy = _pyspy.start(pid, 12, out)
+    while spy.poll() is None:
+        _cell(system, f"http://127.0.0.1:8000/{prefix}", 64, key=key, quick=quick)
+    return _pyspy.top_entries(out.read_text() if out.exists() else "")
 
 
-def table(data: dict[str, Any]) -> str:
-    """The page's tables from this benchmark's JSON (pure): one ingress replica's cells,
-    then the summary against the targets."""
-    cells = data["cells"]
-    at = {(c["system"], c["concurrency"], c["stream_batching_ms"], c["ingress_replicas"]): c
-          for c in cells}  # fmt: skip
-    batchings = sorted({c["stream_batching_ms"] for c in cells if c["system"] != "direct"})
-    head = ["concurrency", "direct"] + [f"{s}, batching {b} ms" for b in batchings
-                                        for s in ("stock", "gavel")]  # fmt: skip
-    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for conc in sorted({c["concurrency"] for c in cells}):
-        direct = next((c for c in cells if c["system"] == "direct"
-                       and c["concurrency"] == conc), None)  # fmt: skip
-        parts = [str(conc), _cell_text(direct, cores=False)]
-        parts += [_cell_text(at.get((s, conc, b, 1)), cores=True)
-                  for b in batchings for s in ("stock", "gavel")]  # fmt: skip
-        rows.append("| " + " | ".join(parts) + " |")
-    s, t = data["summary"], data["summary"]["targets"]
-    rows.append(
-        "\nEach cell: output tokens/s, median [min–max] over rounds; p50 TTFT; serving "
-        "cores per 1,000 output tokens/s. One ingress replica; the JSON has both."
-    )
-    rows.append("\n| | target | measured (all cells) |\n|---|---|---|")
-    rows.append(f"| Gavel / stock output tokens/s, worst cell | >= {t['throughput_ratio_min']} "
-                f"| {s['gavel_vs_stock_throughput_ratio_min']} |")  # fmt: skip
-    rows.append(f"| p50 TTFT added over stock, worst cell | <= +{t['ttft_added_p50_ms_max']:g} ms "
-                f"| +{s['gavel_vs_stock_ttft_added_p50_ms_max']} ms |")  # fmt: skip
-    rows.append(f"| serving cores per 1k output tok/s at the GPU default batching "
-                f"| <= {t['serving_cores_per_1k_tok_s_max']} "
-                f"| {s['gavel_serving_cores_per_1k_tok_s_max']} |")  # fmt: skip
-    return "\n".join(rows)
+def _phase(phase: tuple[str, int], rnd: int, ctx: dict[str, Any]) -> None:
+    """One phase of one round on a fresh Ray: deploy, then each concurrency as a block
+    running every system once, in an order that rotates between rounds."""
+    path, replicas = phase
+    print(f"round {rnd}: {path}, {replicas} ingress replica(s)", flush=True)
+    _stop_ray()
+    _deploy(replicas, ctx["store"], ctx["spool"], *(["--haproxy"] if path == "haproxy" else []))
+    systems = _systems(path, replicas)
+    for c in ctx["concurrency"]:
+        order = systems[rnd % len(systems) :] + systems[: rnd % len(systems)]
+        for prefix, system, b in order:
+            url = (f"http://127.0.0.1:{DIRECT_PORT}" if system == "direct"
+                   else f"http://127.0.0.1:8000/{prefix}")  # fmt: skip
+            key = ctx["key"] if system.startswith("gavel") else None
+            cell = _cell(system, url, c, key=key, quick=ctx["quick"])
+            cell.update(system=system, concurrency=c, stream_batching_ms=b,
+                        ingress_replicas=replicas, round=rnd)  # fmt: skip
+            ctx["runs"].append(cell)
+            print(json.dumps(cell), flush=True)
+    if rnd == 0 and replicas == 1 and ctx["profile"]:
+        system = "gavel-haproxy" if path == "haproxy" else "gavel"
+        ctx["profiles"][system] = _profile(system, "gavel-b50", ctx["key"], ctx["quick"])
+        print(json.dumps({system: ctx["profiles"][system]["inclusive"][:5]}), flush=True)
 
 
-def plot(cells: list[dict[str, Any]], path: Path) -> None:
-    """Output tokens/s against concurrency, one line per system and setting."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5))
-    lines: dict[str, list[tuple[int, float]]] = {}
-    for c in cells:
-        label = (
-            c["system"]
-            if c["system"] == "direct"
-            else (f"{c['system']} b{c['stream_batching_ms']} x{c['ingress_replicas']}")
-        )
-        lines.setdefault(label, []).append((c["concurrency"], c["output_tok_s"] or 0))
-    for label, pts in sorted(lines.items()):
-        pts.sort()
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("concurrency")
-    ax.set_ylabel("output tokens/s")
-    ax.set_title("Simulated H100 engine (Llama-3.1-8B profile), 2 CPU cores")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+def _stop_ray() -> None:
+    subprocess.run([str(Path(sys.executable).parent / "ray"), "stop", "--force"],
+                   capture_output=True, check=False)  # fmt: skip
 
 
 def main() -> None:
@@ -316,45 +233,27 @@ def main() -> None:
     parser.add_argument("--out", default="reports/bench/scale.json")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="concurrency up to 64, fewer requests")
+    parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profiles")
     args = parser.parse_args()
-    concurrency = CONCURRENCY[:3] if args.quick else CONCURRENCY
     direct = [sys.executable, "-m", "loadtest.bench.sim_direct", "--port", str(DIRECT_PORT)]
-    runs: list[dict[str, Any]] = []
+    ctx: dict[str, Any] = {
+        "concurrency": CONCURRENCY[:3] if args.quick else CONCURRENCY,
+        "quick": args.quick,
+        "runs": [],
+        "profile": not args.no_profile,
+        "profiles": {},
+    }
     with bench_stack(direct) as (store, spool):
         _wait(f"http://127.0.0.1:{DIRECT_PORT}/health")
-        for replicas in (1, 2):
-            print(f"deploying with {replicas} ingress replica(s)", flush=True)
-            _deploy(replicas, store, spool)
-            key = _key(store)
-            systems = [(f"{s}-b{b}", s, b) for s in ("stock", "gavel") for b in (0, 50)]
-            if replicas == 1:
-                systems.insert(0, ("direct", "direct", 0))
-            for rnd in range(args.rounds):
-                for c in concurrency:
-                    order = systems[rnd % len(systems) :] + systems[: rnd % len(systems)]
-                    for prefix, system, b in order:
-                        url = (
-                            f"http://127.0.0.1:{DIRECT_PORT}"
-                            if system == "direct"
-                            else f"http://127.0.0.1:8000/{prefix}"
-                        )
-                        cell = _cell(
-                            system, url, c, key=key if system == "gavel" else None, quick=args.quick
-                        )
-                        cell.update(
-                            system=system,
-                            concurrency=c,
-                            stream_batching_ms=b,
-                            ingress_replicas=replicas,
-                            round=rnd,
-                        )
-                        runs.append(cell)
-                        print(json.dumps(cell), flush=True)
-    cells, summary = summarize(runs)
+        ctx.update(store=store, spool=spool, key=_key(store))
+        for rnd in range(args.rounds):
+            for phase in PHASES if rnd % 2 == 0 else PHASES[::-1]:
+                _phase(phase, rnd, ctx)
+    cells, summary = summarize(ctx["runs"])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    report = {"cells": cells, "summary": summary, "runs": runs, "output_len": OUTPUT_LEN,
-              "profile": "llama-3.1-8b-h100"}  # fmt: skip
+    report = {"cells": cells, "summary": summary, "runs": ctx["runs"], "output_len": OUTPUT_LEN,
+              "profile": "llama-3.1-8b-h100", "hot_path_profile": ctx["profiles"]}  # fmt: skip
     write_report(out, report, config="simulated llama-3.1-8b-h100 engines")
     plot(cells, out.with_suffix(".png"))
     print(json.dumps(summary, indent=2))

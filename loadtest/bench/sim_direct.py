@@ -8,44 +8,21 @@ from __future__ import annotations
 
 import argparse
 from types import SimpleNamespace
-from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi import FastAPI
 
 from serving.sim import PROFILES
 
 
 def make_app(profile: str, *, model_id: str = "direct") -> FastAPI:
-    """An OpenAI chat endpoint over one :class:`~serving.sim.engine.SimEngine`."""
-    from ray.llm._internal.serve.core.configs.openai_api_models import (
-        ChatCompletionRequest,
-        ErrorResponse,
-    )
-
+    """An OpenAI server over one :class:`~serving.sim.engine.SimEngine`."""
+    from serving.sim._asgi import openai_app
     from serving.sim.engine import PROFILE_KEY, SimEngine
 
     config = SimpleNamespace(
         model_id=model_id, experimental_configs={PROFILE_KEY: PROFILES[profile].model_dump()}
     )
-    engine = SimEngine(config)
-    app = FastAPI()
-
-    @app.post("/v1/chat/completions")
-    async def chat(request: Request) -> Response:
-        body = ChatCompletionRequest.model_validate(await request.json())
-        stream = engine.chat(body)
-        if body.stream:
-            return StreamingResponse(stream, media_type="text/event-stream")
-        first: Any = await stream.__anext__()
-        status = first.error.code if isinstance(first, ErrorResponse) else 200
-        return JSONResponse(first.model_dump(mode="json"), status_code=status)
-
-    @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    return app
+    return openai_app(SimEngine(config), model_id)
 
 
 def main() -> None:

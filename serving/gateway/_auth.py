@@ -73,6 +73,7 @@ class KeyCache:
         self._unknown: OrderedDict[str, float] = OrderedDict()
         self._touched: dict[str, float] = {}
         self._down_until = 0.0
+        self._inflight: dict[str, asyncio.Task[ApiKey | None]] = {}
         self.store_lookups = 0
         """Lookups that went to the store (a test and a benchmark read it)."""
         self.store_ok: bool | None = None
@@ -84,17 +85,43 @@ class KeyCache:
     async def lookup(self, key_hash: str) -> ApiKey | None:
         """The key with this hash (revoked or not), or ``None``; raises
         :class:`StoreUnavailable` when the store cannot answer and no recent validation
-        of this key may stand in for it."""
+        of this key may stand in for it.
+
+        A key cached for more than half its TTL is served from the cache while one lookup
+        in the background refreshes it, so that a busy key never waits on the store; one
+        past its TTL waits for the store, and concurrent requests for one hash share one
+        lookup."""
         now = time.monotonic()
         hit = self._entries.get(key_hash)
         if hit is not None and now - hit[0] < self.ttl_s:
             self._entries.move_to_end(key_hash)
+            if now - hit[0] >= self.ttl_s / 2 and now >= self._down_until:
+                self._fetch(key_hash)  # refresh ahead; its failure is the next lookup's
             return hit[1]
         unknown_at = self._unknown.get(key_hash)
         if unknown_at is not None and now - unknown_at < self.negative_ttl_s:
             return None
+        return await asyncio.shield(self._fetch(key_hash))
+
+    def _fetch(self, key_hash: str) -> asyncio.Task[ApiKey | None]:
+        """The one store lookup of ``key_hash`` in flight (started if none is)."""
+        task = self._inflight.get(key_hash)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._from_store(key_hash))
+            self._inflight[key_hash] = task
+            task.add_done_callback(lambda t: self._done(key_hash, t))
+        return task
+
+    def _done(self, key_hash: str, task: asyncio.Task[ApiKey | None]) -> None:
+        if self._inflight.get(key_hash) is task:
+            del self._inflight[key_hash]
+        if not task.cancelled():
+            task.exception()  # retrieved: a refresh nobody awaited fails quietly
+
+    async def _from_store(self, key_hash: str) -> ApiKey | None:
+        hit = self._entries.get(key_hash)
         try:
-            if now < self._down_until:
+            if time.monotonic() < self._down_until:
                 raise StoreUnavailable("the key store failed a moment ago")
             self.store_lookups += 1
             key = await asyncio.wait_for(
@@ -110,6 +137,7 @@ class KeyCache:
             return hit[1]
         self.store_ok = True
         self._down_until = 0.0
+        now = time.monotonic()
         if key is None:
             self._entries.pop(key_hash, None)
             _bounded_put(self._unknown, key_hash, now, self.max_entries)

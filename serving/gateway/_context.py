@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
-import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,7 +32,7 @@ class RequestContext:
     endpoint: str
     request: Any = None
     """The HTTP request (a Starlette ``Request``; ``None`` for a shadow)."""
-    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    request_id: str = field(default_factory=lambda: f"{random.getrandbits(128):032x}")
     key: ApiKey | None = None
     charged: bool = True
     """False for a shadow: it carries its twin's key (for capture and erasure) but is

@@ -123,6 +123,13 @@ class SimEngine(LLMEngine):
     async def check_health(self) -> None:
         """Always healthy."""
 
+    async def build_asgi_app(self) -> Any:
+        """The engine's own OpenAI server, which the replica serves itself on Ray's
+        direct-streaming path (``RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING``)."""
+        from serving.sim._asgi import openai_app
+
+        return openai_app(self, self._model)
+
     async def chat(  # type: ignore[override]
         self, request: Any, raw_request_info: Any = None
     ) -> AsyncGenerator[Any, None]:

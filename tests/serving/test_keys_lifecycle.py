@@ -146,3 +146,39 @@ def test_a_limit_beyond_the_stores_integer_is_a_usage_error(scratch_store_url: s
         proc = gavel_main("keys", *args, "--config", str(stack))
         assert proc.returncode == 2, proc.stderr
         assert "2147483647" in proc.stderr and "Traceback" not in proc.stderr
+
+
+class _SlowStore:
+    """A store whose key lookups take ``delay`` seconds, counted."""
+
+    def __init__(self, key: object, delay: float) -> None:
+        self.key, self.delay, self.lookups = key, delay, 0
+
+    def key_by_hash(self, key_hash: str) -> object:
+        import time
+
+        self.lookups += 1
+        time.sleep(self.delay)
+        return self.key
+
+
+async def test_a_busy_key_never_waits_on_the_store_and_a_burst_makes_one_lookup() -> None:
+    """Concurrent first requests share one lookup; past half the TTL the cached key is
+    served at once while one lookup refreshes it; past the TTL it waits again."""
+    import time
+
+    _, rec = new_key("busy", ["infer"])
+    store = _SlowStore(rec, delay=0.3)
+    cache = KeyCache(store, ttl_s=1.0)  # type: ignore[arg-type]
+    found = await asyncio.gather(*(cache.lookup("h") for _ in range(20)))
+    assert all(k is rec for k in found) and store.lookups == 1
+    await asyncio.sleep(0.6)  # past half the TTL
+    started = time.monotonic()
+    assert await cache.lookup("h") is rec and await cache.lookup("h") is rec
+    assert time.monotonic() - started < 0.1  # served from the cache
+    await asyncio.sleep(0.4)  # one refresh ran behind them: the key is fresh again
+    assert await cache.lookup("h") is rec and store.lookups == 2
+    await asyncio.sleep(1.1)  # past the TTL: the request waits for the store
+    started = time.monotonic()
+    assert await cache.lookup("h") is rec and time.monotonic() - started >= 0.25
+    assert store.lookups == 3
