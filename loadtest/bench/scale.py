@@ -162,8 +162,7 @@ def bench_stack(*side: list[str]) -> Iterator[tuple[str, str]]:
         for proc in procs:
             proc.terminate()
             proc.wait(timeout=30)
-        subprocess.run([str(Path(sys.executable).parent / "ray"), "stop", "--force"],
-                       capture_output=True, check=False)  # fmt: skip
+        _stop_ray()
         with admin.connect() as conn:
             conn.execute(text(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
 
@@ -223,8 +222,9 @@ def _phase(phase: tuple[str, int], rnd: int, ctx: dict[str, Any]) -> None:
 
 
 def _stop_ray() -> None:
-    subprocess.run([str(Path(sys.executable).parent / "ray"), "stop", "--force"],
-                   capture_output=True, check=False)  # fmt: skip
+    from serving._stack import stop_local_ray
+
+    stop_local_ray()  # HAProxy too: `ray stop` leaves it on port 8000
 
 
 def main() -> None:
