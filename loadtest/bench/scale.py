@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -106,6 +107,9 @@ def _cell(system: str, base_url: str, c: int, *, key: str | None, quick: bool) -
 
 
 def _deploy(replicas: int, store: str, spool: str, *extra: str) -> None:
+    from loadtest.bench._scale_deploy import HAPROXY_ENV
+
+    env = {**os.environ, **(HAPROXY_ENV if "--haproxy" in extra else {})}
     proc = subprocess.run(
         [
             sys.executable,
@@ -124,6 +128,7 @@ def _deploy(replicas: int, store: str, spool: str, *extra: str) -> None:
         text=True,
         timeout=900,
         check=False,
+        env=env,
     )
     if proc.returncode != 0:
         raise SystemExit(f"deploy failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
@@ -234,6 +239,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="concurrency up to 64, fewer requests")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profiles")
+    parser.add_argument("--path", choices=("proxy", "haproxy"), help="run one path's phases only")
     args = parser.parse_args()
     direct = [sys.executable, "-m", "loadtest.bench.sim_direct", "--port", str(DIRECT_PORT)]
     ctx: dict[str, Any] = {
@@ -248,7 +254,8 @@ def main() -> None:
         ctx.update(store=store, spool=spool, key=_key(store))
         for rnd in range(args.rounds):
             for phase in PHASES if rnd % 2 == 0 else PHASES[::-1]:
-                _phase(phase, rnd, ctx)
+                if args.path in (None, phase[0]):
+                    _phase(phase, rnd, ctx)
     cells, summary = summarize(ctx["runs"])
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
