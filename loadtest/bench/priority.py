@@ -144,7 +144,8 @@ def table(data: dict[str, Any]) -> str:
     kept = s["p99_added_kept_share"]
     rows.append(
         f"\nProduction at concurrency {data['concurrency']}, {OUTPUT_LEN} output tokens, "
-        f"on one simulated H100 replica with {data['slots']} sequence slots; "
+        f"on one simulated H100 replica with {data['slots']} sequence slots; a judge load "
+        f"at concurrency {data.get('background', data['concurrency'])}; "
         f"{data['rounds']} rounds, medians [min–max]. Background traffic adds "
         f"{s['p99_added_ms']['off']:.0f} ms to production's p99 with priority off and "
         f"{s['p99_added_ms']['on']:.0f} ms with it on"
@@ -167,7 +168,7 @@ def _round(stack: Stack, keys: tuple[str, str], args: argparse.Namespace, r: int
             )
             assert done.returncode == 0, done.stdout + done.stderr
             if background:
-                with JudgeLoad(judge_key, args.concurrency):
+                with JudgeLoad(judge_key, args.background or args.concurrency):
                     ttfts = _production(app_key, args.concurrency, args.requests)
             else:
                 ttfts = _production(app_key, args.concurrency, args.requests)
@@ -185,6 +186,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--slots", type=int, default=8, help="the app engine's max_num_seqs")
     parser.add_argument("--requests", type=int, default=96, help="production requests per block")
+    parser.add_argument(
+        "--background",
+        type=int,
+        default=None,
+        help="judge load's concurrency (default: --concurrency)",
+    )
     parser.add_argument("--out", default="reports/bench/priority.json")
     args = parser.parse_args()
     blocks: dict[str, dict[str, list[float]]] = {
@@ -204,6 +211,7 @@ def main() -> None:
             stack.gavel("down")
             stop_nodes()
     report = {"concurrency": args.concurrency, "slots": args.slots, "rounds": args.rounds,
+              "background": args.background or args.concurrency,
               "requests_per_block": args.requests, "output_len": OUTPUT_LEN,
               "blocks": blocks, "summary": summarize(blocks)}  # fmt: skip
     write_report(args.out, report, config="two nodes, simulated engines, priority scheduling")

@@ -53,7 +53,8 @@ class CatchErrors:
 
 
 async def _error_response(scope: Scope, exc: Exception) -> Response:
-    """An OpenAI-style error for ``exc``: Ray's 400 for an invalid body; otherwise a 500
+    """An OpenAI-style error for ``exc``: Ray's for an invalid body or an exception that
+    carries a 4xx ``status_code`` (an unknown model, an engine's 400); otherwise a 500
     that names the request id and nothing of the exception (logged here), where Ray's
     own would quote the exception's message to the client."""
     from fastapi.exceptions import RequestValidationError
@@ -61,11 +62,15 @@ async def _error_response(scope: Scope, exc: Exception) -> Response:
         _handle_validation_error,
         get_request_id,
     )
+    from ray.llm._internal.serve.utils.server_utils import get_response_for_error
 
     request = Request(scope)
     if isinstance(exc, RequestValidationError):
         return await _handle_validation_error(request, exc)
     rid = get_request_id(request)
+    if getattr(exc, "status_code", 500) < 500:  # an OpenAI-style 4xx raised on purpose
+        error = get_response_for_error(exc, rid)
+        return JSONResponse(error.model_dump(), status_code=error.error.code)
     log.error("unhandled error in request %s", rid, exc_info=exc)
     message = f"Internal server error (request id {rid}); it is logged on the gateway."
     body = {"error": {"message": message, "type": "server_error", "code": 500}}

@@ -124,6 +124,7 @@ class KeyCache:
             if time.monotonic() < self._down_until:
                 raise StoreUnavailable("the key store failed a moment ago")
             self.store_lookups += 1
+            started = time.monotonic()  # the entry's age counts from the read's start
             key = await asyncio.wait_for(
                 asyncio.to_thread(self._store.key_by_hash, key_hash), self.lookup_timeout_s
             )
@@ -137,12 +138,11 @@ class KeyCache:
             return hit[1]
         self.store_ok = True
         self._down_until = 0.0
-        now = time.monotonic()
         if key is None:
             self._entries.pop(key_hash, None)
-            _bounded_put(self._unknown, key_hash, now, self.max_entries)
+            _bounded_put(self._unknown, key_hash, started, self.max_entries)
             return None
-        _bounded_put(self._entries, key_hash, (now, key), self.max_entries)
+        _bounded_put(self._entries, key_hash, (started, key), self.max_entries)
         return key
 
     def known(self, key_hash: str) -> bool:

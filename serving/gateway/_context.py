@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
+import secrets
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -32,7 +32,7 @@ class RequestContext:
     endpoint: str
     request: Any = None
     """The HTTP request (a Starlette ``Request``; ``None`` for a shadow)."""
-    request_id: str = field(default_factory=lambda: f"{random.getrandbits(128):032x}")
+    request_id: str = field(default_factory=lambda: secrets.token_hex(16))
     key: ApiKey | None = None
     charged: bool = True
     """False for a shadow: it carries its twin's key (for capture and erasure) but is

@@ -32,6 +32,7 @@ from ray import serve
 
 from serving.gateway._journal import GcsKeyValue, Journal, KeyValue, WindowEvent, apply
 from serving.gateway._windows import (
+    LEASE_GRACE_S,
     LEASE_MIN_REQUESTS,
     LEASE_SHARE,
     LEASE_TERM_S,
@@ -91,6 +92,16 @@ def resets_at(period: Period, now: datetime) -> datetime:
 OPEN_BUDGET_MAX_S = 3600.0
 
 
+@dataclass(frozen=True)
+class _UsdHold:
+    """A lease's USD, held against the day and month it was granted in until ``until``."""
+
+    day: str
+    month: str
+    usd: float
+    until: datetime
+
+
 @dataclass
 class Budgets:
     """USD spent or reserved per key and period (day and month, UTC).
@@ -105,8 +116,11 @@ class Budgets:
     _opened: deque[tuple[datetime, str]] = field(default_factory=deque)
     _released: _Released = field(default_factory=_Released)
     _forgotten: _Released = field(default_factory=_Released)
-    _holds: dict[str, tuple[str, str, str, float]] = field(default_factory=dict)
-    """Lease id -> (key, day, month, USD held) for leases granted and not returned."""
+    _holds: dict[str, dict[str, _UsdHold]] = field(default_factory=dict)
+    """Key -> lease id -> its USD hold, for leases granted and not returned."""
+
+    def _held(self, key: str, pid: str) -> float:
+        return sum(h.usd for h in self._holds.get(key, {}).values() if pid in (h.day, h.month))
 
     def known(self, key: str, now: datetime) -> bool:
         """True once the key's spend for ``now``'s day and month is loaded."""
@@ -130,15 +144,19 @@ class Budgets:
         for period, pid, budget in periods:
             if budget is None:
                 continue
-            spent = self.spent.get((key, pid), 0.0)
+            spent, held = self.spent.get((key, pid), 0.0), self._held(key, pid)
             if spent + ask.reserve_usd > budget:
-                return Admission(
-                    over_budget=period,
-                    resets_at=resets_at(period, now),
-                    used={period: spent / budget},
-                )
-            used[period] = (spent + ask.reserve_usd) / budget
+                share: dict[str, float] = {period: (spent - held) / budget}
+                if spent - held + ask.reserve_usd <= budget:  # only leases out hold it
+                    return Admission(wait_s=self._first_return_s(key, now), used=share)
+                return Admission(over_budget=period, resets_at=resets_at(period, now), used=share)
+            used[period] = (spent - held + ask.reserve_usd) / budget
         return Admission(used=used)
+
+    def _first_return_s(self, key: str, now: datetime) -> float:
+        """Seconds until the key's first lease out is back (its term, and a return)."""
+        until = min((h.until for h in self._holds.get(key, {}).values()), default=now)
+        return max(0.5, (until - now).total_seconds() + 1.0)
 
     def reserve(self, key: str, now: datetime, ask: BudgetAsk, reservation: str) -> Admission:
         """Reserve ``ask.reserve_usd`` under ``reservation``, or refuse (nothing reserved)."""
@@ -149,7 +167,7 @@ class Budgets:
         if self._released.take(reservation):
             return Admission()  # its ingress gave up on it: nothing to charge
         answer = self.check(key, now, ask)
-        if answer.over_budget is not None:
+        if answer.over_budget is not None or answer.wait_s is not None:
             return answer
         day, month = period_ids(now)
         for pid in (day, month):
@@ -173,28 +191,32 @@ class Budgets:
             return None
         return share
 
-    def hold(self, key: str, lease_id: str, now: datetime, usd: float) -> None:
-        """Hold a lease's USD against the key's day and month until it comes back."""
+    def hold(
+        self, key: str, lease_id: str, now: datetime, usd: float, term_s: float = LEASE_TERM_S
+    ) -> None:
+        """Hold a lease's USD against the key's day and month until it comes back. A hold
+        never returned (its replica died) stays charged in full, and is forgotten
+        ``LEASE_GRACE_S`` after its term."""
         day, month = period_ids(now)
         for pid in (day, month):
             self.spent[(key, pid)] = self.spent.get((key, pid), 0.0) + usd
-        for old, (_, held_day, _, _) in list(self._holds.items()):
-            if held_day != day:  # never returned (its replica died): charged in full
-                del self._holds[old]
-        self._holds[lease_id] = (key, day, month, usd)
+        holds = self._holds.setdefault(key, {})
+        for old, h in list(holds.items()):
+            if h.until + timedelta(seconds=LEASE_GRACE_S) <= now:
+                del holds[old]
+        holds[lease_id] = _UsdHold(day, month, usd, now + timedelta(seconds=term_s))
 
     def give_back(self, lease_id: str, used_usd: float, key: str, now: datetime) -> None:
         """A returned lease: what it used replaces its hold. A lease this limiter never
         held (granted before a restart) is charged what it used, as :meth:`settle` does."""
-        held = self._holds.pop(lease_id, None)
+        held = self._holds.get(key, {}).pop(lease_id, None)
         if held is None:
             if used_usd > 0 and self.known(key, now):  # else it is read back from the store
                 for pid in period_ids(now):
                     self.spent[(key, pid)] = self.spent.get((key, pid), 0.0) + used_usd
             return
-        _, day, month, usd = held
-        for pid in (day, month):
-            self.spent[(key, pid)] = self.spent.get((key, pid), 0.0) + used_usd - usd
+        for pid in (held.day, held.month):
+            self.spent[(key, pid)] = self.spent.get((key, pid), 0.0) + used_usd - held.usd
 
     def open_reservations(self) -> int:
         """Reservations admitted and not settled (nor forgotten)."""
@@ -292,7 +314,7 @@ class RateLimiter:
                     spent = await asyncio.to_thread(self._store.key_spend, key, wall.date())
                 self._budgets.load(key, wall, day_usd=spent[0], month_usd=spent[1])
             refused = self._budgets.check(key, wall, budget)
-            if refused.over_budget is not None:
+            if refused.over_budget is not None or refused.wait_s is not None:
                 return refused
         now = time.monotonic()
         if self._windows.released(reservation):
@@ -307,7 +329,7 @@ class RateLimiter:
         if budget is not None:
             answer = self._budgets.reserve(key, wall, budget, reservation or "")
         granted = None
-        if lease and answer.over_budget is None:
+        if lease and answer.over_budget is None and answer.wait_s is None:
             granted = self._grant(key, now, wall, t, (rpm, tpm, reserve), budget)
         if granted is not None:
             self._granted[reservation or granted.id] = granted.id
@@ -342,7 +364,7 @@ class RateLimiter:
             id=uuid.uuid4().hex, requests=offer[0], tokens=offer[1], term_s=term, usd=usd
         )
         if usd is not None:
-            self._budgets.hold(key, granted.id, wall, usd)
+            self._budgets.hold(key, granted.id, wall, usd, term)
         if rpm is not None or tpm is not None:
             event = WindowEvent(
                 kind="lease",

@@ -32,3 +32,19 @@ def test_an_escaped_exception_is_an_openai_error_and_streams_pass_untouched() ->
         assert "secret" not in r.text and "rid-1" in r.json()["error"]["message"]
         s = client.get("/stream")
         assert s.status_code == 200 and s.text == "data: 0\n\ndata: 1\n\ndata: 2\n\n"
+
+
+def test_an_openai_4xx_raised_by_the_app_keeps_its_status() -> None:
+    """An unknown model (``OpenAIHTTPException`` 404) is not turned into a 500."""
+    from ray.llm._internal.serve.core.configs.openai_api_models import OpenAIHTTPException
+
+    app = make_app(CorsConfig())
+
+    @app.get("/missing")
+    async def missing() -> None:
+        raise OpenAIHTTPException(status_code=404, message="The model `x` does not exist.",
+                                  type="NotFoundError")  # fmt: skip
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        r = client.get("/missing")
+        assert r.status_code == 404 and "does not exist" in r.text, r.text

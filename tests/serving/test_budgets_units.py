@@ -103,7 +103,8 @@ def test_a_budget_lease_is_a_share_of_the_tighter_free_budget_and_none_near_it()
     assert b.offer("k", NOW, ask) == pytest.approx(8.0 / 8)  # the day has 8 free, the month 40
     b.hold("k", "L1", NOW, 1.0)  # held at once: not free for the next replica
     assert b.offer("k", NOW, ask) == pytest.approx(7.0 / 8)
-    assert b.check("k", NOW, BudgetAsk(day_usd=10.0, month_usd=None, reserve_usd=7.5)).over_budget
+    held_back = b.check("k", NOW, BudgetAsk(day_usd=10.0, month_usd=None, reserve_usd=7.5))
+    assert held_back.over_budget is None and held_back.wait_s is not None  # until L is back
     b.give_back("L1", 0.25, "k", NOW)  # it used 0.25 of its 1.0: the rest is free again
     assert b.spent[("k", "2026-12-31")] == pytest.approx(2.25)
     assert b.spent[("k", "2026-12")] == pytest.approx(60.25)
@@ -183,7 +184,7 @@ def test_replicas_with_budget_leases_never_spend_more_than_the_budget(seed: int)
         if books[i].take("k", now, 0, rid, reserve_usd=ask.reserve_usd):
             leased += far
             running.append((now + rng.uniform(0, 8), i, rid, cost))
-        elif b.reserve("k", wall, ask, rid).over_budget is None:
+        elif (answer := b.reserve("k", wall, ask, rid)).over_budget is None and not answer.wait_s:
             asked += far
             usd = b.offer("k", wall, ask)
             if usd is not None:
@@ -196,3 +197,32 @@ def test_replicas_with_budget_leases_never_spend_more_than_the_budget(seed: int)
         spent_real += cost
     assert spent_real <= budget, (spent_real, budget)
     assert leased > asked, (leased, asked)  # while the key was far below its budget
+
+
+def test_a_lease_out_at_midnight_is_returned_to_its_own_day_and_month() -> None:
+    """A lease granted before midnight and returned after it is settled against the
+    hold (the day and month it was granted in), not charged again."""
+    b = Budgets()
+    eve = datetime(2026, 12, 30, 23, 59, 58, tzinfo=UTC)
+    b.load("k", eve, day_usd=0.0, month_usd=1.0)
+    b.hold("k", "L", eve, 0.5, term_s=1.5)
+    after = eve + timedelta(seconds=3)
+    b.hold("k", "M", after, 0.1)  # another grant after midnight: L is still out
+    b.give_back("L", 0.2, "k", after)
+    assert b.spent[("k", "2026-12-30")] == pytest.approx(0.2)
+    assert b.spent[("k", "2026-12")] == pytest.approx(1.0 + 0.2 + 0.1)
+
+
+def test_a_request_that_fits_but_for_leases_out_waits_for_them() -> None:
+    """Near the budget, what other replicas' leases hold is not spent: a request that
+    fits without them is told to retry when the first lease is back (a rate-style wait),
+    not refused until midnight; the share reported leaves the holds out."""
+    b = Budgets()
+    b.load("k", NOW, day_usd=6.0, month_usd=6.0)
+    b.hold("k", "L", NOW, 3.0, term_s=5.0)
+    ask = BudgetAsk(day_usd=10.0, month_usd=None, reserve_usd=2.0)
+    answer = b.check("k", NOW, ask)
+    assert answer.over_budget is None and answer.wait_s == pytest.approx(6.0)
+    assert answer.used["day"] == pytest.approx(0.6)
+    big = BudgetAsk(day_usd=10.0, month_usd=None, reserve_usd=4.5)
+    assert b.check("k", NOW, big).over_budget == "day"  # does not fit even without them
