@@ -53,8 +53,8 @@ class CatchErrors:
 
 
 async def _error_response(scope: Scope, exc: Exception) -> Response:
-    """An OpenAI-style error for ``exc``: Ray's for an invalid body or an exception that
-    carries a 4xx ``status_code`` (an unknown model, an engine's 400); otherwise a 500
+    """An OpenAI-style error for ``exc``: Ray's where Ray's status is a 4xx (an invalid
+    body, an unknown model, an engine's 400, a validation error); otherwise a 500
     that names the request id and nothing of the exception (logged here), where Ray's
     own would quote the exception's message to the client."""
     from fastapi.exceptions import RequestValidationError
@@ -68,8 +68,8 @@ async def _error_response(scope: Scope, exc: Exception) -> Response:
     if isinstance(exc, RequestValidationError):
         return await _handle_validation_error(request, exc)
     rid = get_request_id(request)
-    if getattr(exc, "status_code", 500) < 500:  # an OpenAI-style 4xx raised on purpose
-        error = get_response_for_error(exc, rid)
+    error = get_response_for_error(exc, rid)  # Ray's status: 4xx for a client's error
+    if error.error.code < 500:
         return JSONResponse(error.model_dump(), status_code=error.error.code)
     log.error("unhandled error in request %s", rid, exc_info=exc)
     message = f"Internal server error (request id {rid}); it is logged on the gateway."

@@ -48,3 +48,22 @@ def test_an_openai_4xx_raised_by_the_app_keeps_its_status() -> None:
     with TestClient(app, raise_server_exceptions=False) as client:
         r = client.get("/missing")
         assert r.status_code == 404 and "does not exist" in r.text, r.text
+
+
+def test_a_validation_error_escaping_the_app_is_a_400() -> None:
+    """What Ray maps to a client's error (pydantic's) stays a 400 (the fuzz test's
+    ``prompt: ''`` case)."""
+    from pydantic import BaseModel
+
+    class Body(BaseModel):
+        n: int
+
+    app = make_app(CorsConfig())
+
+    @app.get("/invalid")
+    async def invalid() -> None:
+        Body.model_validate({"n": "x"})
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        r = client.get("/invalid")
+        assert r.status_code == 400 and set(r.json()) == {"error"}, r.text
