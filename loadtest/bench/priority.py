@@ -164,8 +164,9 @@ def _round(stack: Stack, keys: tuple[str, str], args: argparse.Namespace, r: int
         for setting in settings:
             background = setting != "alone"
             done = stack.gavel(
-                "swap", "set", "--shadow", "1" if background else "0", "--by", "bench"
-            )
+                "swap", "set", "--shadow", "1" if background else "0", "--by", "bench",
+                "--wait", "90",  # a replica redeployed under load confirms late
+            )  # fmt: skip
             assert done.returncode == 0, done.stdout + done.stderr
             if background:
                 with JudgeLoad(judge_key, args.background or args.concurrency):
