@@ -8,7 +8,7 @@ engine's own chunks, as vLLM's OpenAI server does around its engine.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
@@ -56,21 +56,18 @@ def openai_app(engine: _Engine, model_id: str) -> FastAPI:
 
     app = FastAPI()
 
-    @app.post("/v1/chat/completions")
-    async def chat(request: Request) -> Response:
-        try:
-            body = ChatCompletionRequest.model_validate(await request.json())
-        except (ValidationError, ValueError) as exc:
-            return _invalid(exc)
-        return await _answer(engine.chat(body), bool(body.stream))
+    def route(body_model: Any, call: Callable[[Any], AsyncGenerator[Any, None]]) -> Any:
+        async def endpoint(request: Request) -> Response:
+            try:
+                body = body_model.model_validate(await request.json())
+            except (ValidationError, ValueError) as exc:
+                return _invalid(exc)
+            return await _answer(call(body), bool(body.stream))
 
-    @app.post("/v1/completions")
-    async def completions(request: Request) -> Response:
-        try:
-            body = CompletionRequest.model_validate(await request.json())
-        except (ValidationError, ValueError) as exc:
-            return _invalid(exc)
-        return await _answer(engine.completions(body), bool(body.stream))
+        return endpoint
+
+    app.post("/v1/chat/completions")(route(ChatCompletionRequest, engine.chat))
+    app.post("/v1/completions")(route(CompletionRequest, engine.completions))
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
