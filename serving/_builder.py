@@ -7,7 +7,6 @@ ingress class, extends that app.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -124,18 +123,6 @@ def to_llm_config(model: ModelConfig, *, base_dir: Path) -> LLMConfig:
     return LLMConfig(**kwargs)
 
 
-GAVEL_ENDPOINTS: dict[str, Callable[[Any], Callable[..., Any]]] = {
-    "models": lambda app: app.get("/v1/models"),
-    "model_data": lambda app: app.get("/v1/models/{model:path}"),
-    "completions": lambda app: app.post("/v1/completions"),
-    "chat": lambda app: app.post("/v1/chat/completions"),
-    "feedback": lambda app: app.post("/v1/feedback"),
-    "health": lambda app: app.get("/health"),
-    "metrics": lambda app: app.get("/metrics"),
-}
-"""The routes Gavel serves: Ray's OpenAI routes that go through the gateway, plus its own."""
-
-
 def engine_kwargs(model: ModelConfig) -> dict[str, Any]:
     """Extra arguments of a model's ``LLMServer``: the simulated engine's class, injected
     through ``engine_cls``, when the model is simulated; none for vLLM."""
@@ -222,12 +209,14 @@ def build_app(
     from ray.serve.llm import build_llm_deployment
     from ray.serve.llm.ingress import make_fastapi_ingress
 
-    from serving.gateway._app import make_app
+    from serving.gateway._app import GAVEL_ENDPOINTS, make_app
     from serving.gateway._ingress import GavelIngress
     from serving.gateway._limits import RateLimiter
     from serving.gateway._metrics_hub import MetricsHub
 
     base = (base_dir or Path.cwd()).resolve()
+    if config.http.proxy == "direct":
+        return build_direct_app(config, base_dir=base)
     llm_configs = [to_llm_config(m, base_dir=base) for m in config.models]
     deployments = {
         c.model_id: build_llm_deployment(c, bind_kwargs=engine_kwargs(m))
@@ -250,6 +239,48 @@ def build_app(
         limiter=limiter,
         hub=hub,
     )
+
+
+def build_direct_app(config: StackConfig, *, base_dir: Path) -> Application:
+    """The app of ``http.proxy: direct``: the application model's ``LLMServer`` is the HTTP
+    ingress (Ray's direct streaming, behind HAProxy) and runs the gateway itself
+    (:class:`~serving.gateway._direct.GavelLLMServer`); the other models are deployments
+    it calls through their handles. Ray's ``LLMRouter`` picks a replica per request."""
+    from ray.llm._internal.serve.core.configs.openai_api_models import to_model_metadata
+    from ray.llm._internal.serve.core.ingress.builder import (
+        _build_direct_streaming_llm_deployment,
+        _build_openai_ingress_request_router,
+    )
+    from ray.serve.llm import build_llm_deployment
+
+    from serving.gateway._direct import GavelLLMServer
+    from serving.gateway._limits import RateLimiter
+    from serving.gateway._metrics_hub import MetricsHub
+
+    own = config.model("app")
+    llm_configs = {m.model_id: to_llm_config(m, base_dir=base_dir) for m in config.models}
+    others = {
+        m.model_id: build_llm_deployment(llm_configs[m.model_id], bind_kwargs=engine_kwargs(m))
+        for m in config.models
+        if m is not own
+    }
+    settings = gateway_settings(config, base_dir=base_dir)
+    own_config = llm_configs[own.model_id]
+    server = _build_direct_streaming_llm_deployment(
+        own_config,
+        deployment_cls=GavelLLMServer,
+        bind_kwargs={
+            **engine_kwargs(own),
+            "llm_deployments": others,
+            "model_cards": {i: to_model_metadata(i, c) for i, c in llm_configs.items()},
+            "gateway": settings,
+            "cors": config.gateway.cors.model_dump(mode="json"),
+            "limiter": RateLimiter.bind(store_url=settings["store_url"]),  # type: ignore[attr-defined]
+            "hub": MetricsHub.bind(store_url=settings["store_url"]),  # type: ignore[attr-defined]
+        },
+    )
+    router = _build_openai_ingress_request_router(server=server, llm_config=own_config)
+    return server._with_ingress_request_router(router)  # type: ignore[no-any-return]
 
 
 def app_builder(args: dict[str, str]) -> Application:

@@ -112,6 +112,11 @@ class StackConfig(GavelModel):
             raise ValueError("a model with role 'app' is required")
         if self.swap is not None:
             _check_swap(self.swap, ids)
+        if self.http.proxy == "direct" and self.gateway.deployment is not None:
+            raise ValueError(
+                "gateway.deployment: with http.proxy: direct the gateway runs in the app "
+                "model's replicas; size them with that model's deployment instead"
+            )
         return self
 
     def model(self, role: Role) -> ModelConfig:

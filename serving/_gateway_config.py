@@ -23,11 +23,14 @@ class HttpConfig(GavelModel):
     proxy_location: Literal["EveryNode", "HeadOnly"] = "EveryNode"
     """Where Ray Serve runs an HTTP proxy: on every node (Ray's default), or on the head
     only (several Ray nodes on one machine would otherwise contend for the port)."""
-    proxy: Literal["ray", "haproxy"] = "ray"
+    proxy: Literal["ray", "haproxy", "direct"] = "ray"
     """Serve's own proxy (Ray's default), or HAProxy (Ray's fastest path, experimental in
     Ray 2.56+): HAProxy forwards each request straight to a gateway replica's own HTTP
     server, with no proxy actor between (``RAY_SERVE_ENABLE_HA_PROXY=1`` on the Ray
-    cluster; a local Ray that ``gavel serve`` starts gets it). Ray's HAProxy adds no
+    cluster; a local Ray that ``gavel serve`` starts gets it). ``direct``: HAProxy with
+    Ray's direct streaming, the gateway inside the app model's own replicas (no Serve hop
+    between the client and that engine; the judge is reached through its handle; also
+    ``RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING=1``). Ray's HAProxy adds no
     ``X-Forwarded-For``, so every client reaches the gateway from HAProxy's address: the
     wrong-token backoff is then one for all clients (keys a replica has seen work are
     never held back by it)."""

@@ -155,6 +155,30 @@ def start_local_ray(
     return "auto"
 
 
+def proxy_env(proxy: str) -> dict[str, str]:
+    """The environment a Ray cluster needs for ``http.proxy`` (see :class:`HttpConfig`)."""
+    if proxy == "ray":
+        return {}
+    env = {"RAY_SERVE_ENABLE_HA_PROXY": "1"}
+    if proxy == "direct":
+        env["RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING"] = "1"
+    return env
+
+
+def _driver_env(proxy: str) -> None:
+    """Ray reads its HAProxy switch once, at import: this process (which builds the app)
+    needs it too before Serve is imported, or ``http.proxy: direct`` is refused."""
+    env = proxy_env(proxy)
+    if not env or all(os.environ.get(k) == v for k, v in env.items()):
+        return
+    if "ray.serve._private.constants" in sys.modules:
+        raise StackError(
+            f"http.proxy: {proxy} needs {' '.join(f'{k}={v}' for k, v in env.items())} "
+            "in the environment of the process that deploys; set it and run again"
+        )
+    os.environ.update(env)
+
+
 def stop_local_ray() -> None:
     """Stop the Ray processes started by :func:`start_local_ray` on this machine, and the
     HAProxy that Serve starts on its fastest path (``ray stop`` leaves it running, on the
@@ -211,6 +235,7 @@ def deploy(
     log: Callable[[str], None] = print,
 ) -> StackState:
     """Join or start Ray, run the app, and return once the endpoint serves every model."""
+    _driver_env(config.http.proxy)
     from ray import serve
 
     from serving._builder import build_app
@@ -225,8 +250,7 @@ def deploy(
             )
         log(f"starting a local Ray cluster ({config.ray.num_cpus or 'auto'} logical CPUs)")
         ray_env = {"RAY_worker_niceness": str(config.ray.worker_niceness), **config.ray.env}
-        if config.http.proxy == "haproxy":
-            ray_env["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
+        ray_env.update(proxy_env(config.http.proxy))
         address = start_local_ray(
             config.ray.num_cpus, metrics_port=config.ray.metrics_export_port, env=ray_env
         )

@@ -70,9 +70,12 @@ def classify(procs: Mapping[int, Proc]) -> dict[str, set[int]]:
     """``engine``: LLMServer replicas and their children; ``serving``: every other Ray
     process (proxy or HAProxy, ingress, limiter, controller, daemons). On the
     direct-streaming path the LLMServer replica is its own HTTP ingress: that HTTP work is
-    counted in ``engine``."""
+    counted in ``engine``; a replica that runs Gavel's gateway counts in ``serving``."""
     engine_roots = {p.pid for p in procs.values() if "LLMServer" in p.cmdline}
     engine = _descendants(procs, engine_roots)
+    # Gavel's gateway in an engine replica (``http.proxy: direct``): the whole replica
+    # process counts as serving (an upper bound: the simulated engine runs in it too).
+    engine -= {p.pid for p in procs.values() if "GavelLLMServer" in p.cmdline}
     serving = {
         p.pid
         for p in procs.values()

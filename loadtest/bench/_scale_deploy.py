@@ -51,18 +51,22 @@ def gavel_config(
     spool: str,
     name: str | None = None,
     tracing: dict[str, object] | None = None,
+    direct: bool = False,
 ) -> StackConfig:
-    """Gavel over one simulated engine: its gateway with ``replicas`` ingress replicas."""
+    """Gavel over one simulated engine: its gateway with ``replicas`` ingress replicas, or
+    (``direct``) inside the engine's replica (``http.proxy: direct``)."""
     gateway: dict[str, object] = {
-        "deployment": {"num_replicas": replicas, "max_ongoing_requests": 1024},
         "store": {"url": store},
         "capture": {"spool_dir": spool},
     }
+    if not direct:
+        gateway["deployment"] = {"num_replicas": replicas, "max_ongoing_requests": 1024}
     if tracing is not None:
         gateway["tracing"] = tracing
     return parse_config(
         {
-            "app_name": name or f"gavel-b{batching_ms}",
+            "app_name": name or f"gavel{'-direct' if direct else ''}-b{batching_ms}",
+            "http": {"proxy": "direct" if direct else "ray"},
             "gateway": gateway,
             "models": [sim_model("app-model", batching_ms)],
         }
@@ -98,8 +102,9 @@ def stock_llm_config(batching_ms: int) -> Any:
 def _deploy_on_haproxy(replicas: int, store: str, spool: str) -> None:
     """Under HAProxy (Serve started with :data:`HAPROXY_ENV`): ``stock-direct``, the
     simulated model as its own app whose replica is the HTTP ingress (direct streaming:
-    no Serve hop, no stream batching), and Gavel's two apps, whose ingress replicas
-    HAProxy reaches directly (direct ingress: no proxy actor)."""
+    no Serve hop, no stream batching); Gavel's two apps, whose ingress replicas HAProxy
+    reaches directly (direct ingress: no proxy actor); and, with one replica, Gavel's
+    two apps with the gateway in the engine's replica (``gavel-direct-b*``)."""
     from ray import serve
     from ray.llm._internal.serve import constants
     from ray.serve.llm import build_openai_app
@@ -114,8 +119,11 @@ def _deploy_on_haproxy(replicas: int, store: str, spool: str) -> None:
     )
     serve.run(app, name="stock-direct", route_prefix="/stock-direct")
     for b in BATCHING:
-        config = gavel_config(b, replicas=replicas, store=store, spool=spool)
-        serve.run(build_app(config), name=config.app_name, route_prefix=f"/{config.app_name}")
+        configs = [gavel_config(b, replicas=replicas, store=store, spool=spool)]
+        if replicas == 1:  # the gateway in the engine's replica: no ingress replicas
+            configs.append(gavel_config(b, replicas=1, store=store, spool=spool, direct=True))
+        for config in configs:
+            serve.run(build_app(config), name=config.app_name, route_prefix=f"/{config.app_name}")
 
 
 def main() -> None:

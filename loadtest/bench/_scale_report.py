@@ -61,8 +61,9 @@ def summarize(runs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[st
     return cells, summary
 
 
-GAVEL_MODES = ("gavel", "gavel-haproxy")
-"""Gavel behind Serve's proxy, and behind HAProxy (its ingress replicas reached directly)."""
+GAVEL_MODES = ("gavel", "gavel-haproxy", "gavel-direct")
+"""Gavel behind Serve's proxy; behind HAProxy (its ingress replicas reached directly); and
+in the engine's replica on the direct-streaming path (``http.proxy: direct``)."""
 
 
 def _against_stock(cells: list[dict[str, Any]], mode: str) -> dict[str, Any]:

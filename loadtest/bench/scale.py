@@ -79,7 +79,8 @@ def _cell(system: str, base_url: str, c: int, *, key: str | None, quick: bool) -
     tok_s = tokens / duration if duration else 0.0
     serving = classify(after)["serving"]
     serving_cpu = cpu_delta(before, after, serving) / duration if duration else 0.0
-    roles = {"proxy": "ProxyActor", "ingress": "Ingress", "limiter": "RateLimiter"}
+    roles = {"proxy": "ProxyActor", "ingress": "Ingress", "limiter": "RateLimiter",
+             "gateway_in_engine_replica": "GavelLLMServer"}  # fmt: skip
     split = {
         role: round(
             cpu_delta(before, after, {p for p in serving if marker in after[p].cmdline}) / duration,
@@ -182,7 +183,8 @@ def _systems(path: str, replicas: int) -> list[tuple[str, str, int]]:
     """(URL prefix, system, batching) of the systems one phase runs."""
     if path == "haproxy":
         out = [(f"gavel-b{b}", "gavel-haproxy", b) for b in (0, 50)]
-        return ([("stock-direct", "stock-direct", 0)] if replicas == 1 else []) + out
+        one = [(f"gavel-direct-b{b}", "gavel-direct", b) for b in (0, 50)]
+        return ([("stock-direct", "stock-direct", 0), *one] if replicas == 1 else []) + out
     out = [(f"{s}-b{b}", s, b) for s in ("stock", "gavel") for b in (0, 50)]
     return ([("direct", "direct", 0)] if replicas == 1 else []) + out
 
@@ -192,8 +194,9 @@ def _profile(system: str, prefix: str, key: str, quick: bool) -> dict[str, Any]:
     counted among the figures: sampling costs the process time)."""
     from loadtest.bench import _pyspy
 
+    cls = "GavelLLMServer" if system == "gavel-direct" else "GavelIngress"
     (pid,) = [p.pid for p in snapshot().values()
-              if f"ServeReplica:{prefix}:GavelIngress" in p.cmdline][:1]  # fmt: skip
+              if f"ServeReplica:{prefix}:{cls}" in p.cmdline][:1]  # fmt: skip
     out = Path(tempfile.mkdtemp(prefix="gavel-pyspy-")) / "stacks.txt"
     spy = _pyspy.start(pid, 12, out)
     while spy.poll() is None:
@@ -221,9 +224,10 @@ def _phase(phase: tuple[str, int], rnd: int, ctx: dict[str, Any]) -> None:
             ctx["runs"].append(cell)
             print(json.dumps(cell), flush=True)
     if rnd == 0 and replicas == 1 and ctx["profile"]:
-        system = "gavel-haproxy" if path == "haproxy" else "gavel"
-        ctx["profiles"][system] = _profile(system, "gavel-b50", ctx["key"], ctx["quick"])
-        print(json.dumps({system: ctx["profiles"][system]["inclusive"][:5]}), flush=True)
+        profiled = [("gavel-haproxy", "gavel-b50"), ("gavel-direct", "gavel-direct-b50")]
+        for system, prefix in profiled if path == "haproxy" else [("gavel", "gavel-b50")]:
+            ctx["profiles"][system] = _profile(system, prefix, ctx["key"], ctx["quick"])
+            print(json.dumps({system: ctx["profiles"][system]["inclusive"][:5]}), flush=True)
 
 
 def _stop_ray() -> None:

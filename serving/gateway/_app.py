@@ -9,6 +9,8 @@ allows cross-origin calls only from the origins the config lists.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -105,3 +107,15 @@ def make_app(cors: CorsConfig) -> FastAPI:
     add_http_metrics_middleware(app)
     app.add_middleware(SetRequestIdMiddleware)
     return app
+
+
+GAVEL_ENDPOINTS: dict[str, Callable[[Any], Callable[..., Any]]] = {
+    "models": lambda app: app.get("/v1/models"),
+    "model_data": lambda app: app.get("/v1/models/{model:path}"),
+    "completions": lambda app: app.post("/v1/completions"),
+    "chat": lambda app: app.post("/v1/chat/completions"),
+    "feedback": lambda app: app.post("/v1/feedback"),
+    "health": lambda app: app.get("/health"),
+    "metrics": lambda app: app.get("/metrics"),
+}
+"""The routes Gavel serves: Ray's OpenAI routes that go through the gateway, plus its own."""

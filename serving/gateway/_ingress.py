@@ -60,8 +60,11 @@ class GavelIngress(OpenAiIngress):
         self._feedback = FeedbackRoute(store, cfg.feedback, cfg.capture)
 
     async def __del__(self) -> None:
-        """Graceful shutdown (Serve awaits this): finish the shadow requests in flight and
-        flush every captured record."""
+        """Graceful shutdown (Serve awaits this)."""
+        await self.close()
+
+    async def close(self) -> None:
+        """Finish the shadow requests in flight and flush every captured record."""
         await self._gateway.close()
 
     # --- routes Gavel adds ----------------------------------------------------
