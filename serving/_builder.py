@@ -280,7 +280,7 @@ def build_direct_app(config: StackConfig, *, base_dir: Path) -> Application:
         },
     )
     router = _build_openai_ingress_request_router(server=server, llm_config=own_config)
-    return server._with_ingress_request_router(router)  # type: ignore[no-any-return]
+    return server._with_ingress_request_router(router)
 
 
 def app_builder(args: dict[str, str]) -> Application:

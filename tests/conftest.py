@@ -110,6 +110,9 @@ OTLP_PORT = 14318
 """The simulated-engine session's stack exports its traces here (``otlp`` fixture)."""
 _RECEIVERS: dict[str, OtlpReceiver] = {}
 
+PROXY = os.environ.get("GAVEL_TEST_PROXY", "ray")
+"""The session stack's ``http.proxy``: ``ray`` (the default), ``haproxy`` or ``direct``."""
+
 SIM_PROFILES = {"app": "llama-3.1-8b-h100", "judge": "llama-3.1-8b-l4"}
 
 
@@ -135,6 +138,10 @@ def _write_session_config() -> None:
         }
     gateway.setdefault("capture", {})["spool_dir"] = str(SESSION_DIR / "spool")
     data["swap"] = SESSION_SWAP
+    if PROXY != "ray":  # the gateway's other paths, for a whole tier on them
+        data.setdefault("http", {})["proxy"] = PROXY
+        if PROXY == "direct":
+            gateway.pop("deployment", None)
     Path(CONFIG).write_text(yaml.safe_dump(data))
 
 

@@ -105,6 +105,11 @@ class GavelLLMServer(LLMServer):
             route(app)(getattr(self._ingress, name))
         return app
 
+    def _get_batch_interval_ms(self, stream: bool = True) -> int:
+        """No stream batching: it amortises the Serve hop to an ingress, and here there is
+        none (batching only delays tokens; Ray's own direct path streams unbatched)."""
+        return 0 if stream else None  # type: ignore[return-value]
+
     async def check_health(self) -> None:
         """The engine's health, and the gateway's background loops started."""
         await super().check_health()

@@ -1,7 +1,11 @@
-"""The gateway on Ray's fastest path (``http.proxy: haproxy``): HAProxy forwards each
-request straight to a gateway replica's own HTTP server. Keys, limits, streaming,
-capture and metrics hold there as on Serve's proxy, and ``gavel down`` frees the port
-(``ray stop`` alone leaves HAProxy on it).
+"""The gateway on Ray's fastest path (``http.proxy: direct``): HAProxy forwards each
+request straight to an app-model replica's own HTTP server, where the gateway runs beside
+the engine (Ray's direct streaming). Keys, limits, streaming, the swap's variant (served
+by the replica's own engine, in process), the judge (through its handle), capture and
+metrics hold there as on Serve's proxy, and ``gavel down`` frees the port (``ray stop``
+alone leaves HAProxy on it). ``http.proxy: haproxy`` (the same HAProxy in front of
+ingress replicas) shares its config and stop paths; its own stack ran at the stop that
+added it.
 
 A stack of its own on port 8000, so it runs in the multi-node session (``-m
 multinode``), never beside the session's stack."""
@@ -13,6 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -37,7 +42,8 @@ def _haproxy_running() -> bool:
 
 @pytest.fixture(scope="module")
 def haproxy_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
-    """The session's simulated stack config on HAProxy, with a SQLite store of its own."""
+    """The session's simulated stack config on the direct path, with a SQLite store of its
+    own."""
     try:
         httpx.get(BASE + "/health", timeout=2)
         pytest.fail(f"something already serves {BASE}; this test needs its own stack")
@@ -45,7 +51,8 @@ def haproxy_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pa
         pass
     folder = tmp_path_factory.mktemp("haproxy")
     cfg = yaml.safe_load(Path(CONFIG).read_text())
-    cfg["http"] = {**cfg.get("http", {}), "proxy": "haproxy"}
+    cfg["http"] = {**cfg.get("http", {}), "proxy": "direct"}
+    cfg["gateway"].pop("deployment", None)  # the app model's replicas are the gateways
     cfg["state_dir"] = str(folder / "state")
     cfg["gateway"]["store"] = {"url": f"sqlite:///{folder / 'gavel.db'}"}
     cfg["gateway"]["capture"]["spool_dir"] = str(folder / "spool")
@@ -62,12 +69,12 @@ def haproxy_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pa
         subprocess.run(down, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
-def _key(store_url: str, **limits: int) -> tuple[str, str]:
+def _key(store_url: str, scope: str = "infer", **limits: int) -> tuple[str, str]:
     from serving import new_key
     from serving.store import Store
 
     name = f"hap-{uuid.uuid4().hex[:6]}"
-    plaintext, record = new_key(name, ["infer"], **limits)  # type: ignore[arg-type]
+    plaintext, record = new_key(name, [scope], **limits)  # type: ignore[arg-type]
     store = Store(store_url)
     try:
         store.add_key(record)
@@ -76,7 +83,23 @@ def _key(store_url: str, **limits: int) -> tuple[str, str]:
     return name, plaintext
 
 
-def test_the_gateway_on_haproxy_serves_limits_captures_and_stops(
+def _captured(store_url: str, key: str, count: int) -> list[Any]:
+    """The key's captured records, once ``count`` are in (or after 30 s)."""
+    from serving.store import Store, TrafficQuery
+
+    store = Store(store_url)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            rows = store.search_traffic(TrafficQuery(key=key, limit=10)).records
+            if len(rows) >= count or time.monotonic() > deadline:
+                return rows
+            time.sleep(0.5)
+    finally:
+        store.close()
+
+
+def test_the_gateway_on_the_direct_path_serves_limits_captures_and_stops(
     haproxy_stack: tuple[Path, str],
 ) -> None:
     config, store_url = haproxy_stack
@@ -94,21 +117,19 @@ def test_the_gateway_on_haproxy_serves_limits_captures_and_stops(
         if r.status_code == 200:
             assert r.text.rstrip().endswith("data: [DONE]"), r.text[-300:]
     assert statuses == [200, 200, 200, 429], statuses
+    served = [r for r in _captured(store_url, name, 4) if r.status == 200]
+    assert len(served) == 3 and all(r.response_text for r in served), served
 
-    from serving.store import Store, TrafficQuery
-
-    store = Store(store_url)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            rows = store.search_traffic(TrafficQuery(key=name, limit=10)).records
-            served = [r for r in rows if r.status == 200]
-            if len(served) == 3 or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-    finally:
-        store.close()
-    assert len(served) == 3 and all(r.response_text for r in served), rows
+    # The swap's variant, on the replica's own engine in process; the judge, through
+    # its deployment's handle.
+    for model, scope in (("app-terse", "infer"), ("judge-model", "judge")):
+        other, other_key = _key(store_url, scope)
+        r = httpx.post(url, json={**body, "model": model, "stream": False}, timeout=60,
+                       headers={"Authorization": f"Bearer {other_key}"})  # fmt: skip
+        assert r.status_code == 200, r.text
+        assert r.json()["usage"]["completion_tokens"] == (1 if model == "app-terse" else 8)
+        (row,) = _captured(store_url, other, 1)
+        assert (row.model, row.status) == (model, 200)
     page = httpx.get(BASE + "/metrics", timeout=10).text
     assert "gavel_requests_total{" in page
 
