@@ -222,7 +222,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
         if d.message and d.status != "HEALTHY":
             print(f"    {d.message.splitlines()[0]}")
     if state is not None:
-        models = [d.name.split(":", 1)[1] for d in deployments if d.name.startswith("LLMServer:")]
+        models = [d.name.split(":", 1)[1] for d in deployments
+                  if d.name.startswith(("LLMServer:", "GavelLLMServer:"))]  # fmt: skip
         try:
             r = httpx.get(health_url(state.base_url), timeout=5)
             shown = "healthy" if r.status_code == 200 else f"HTTP {r.status_code}"

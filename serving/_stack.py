@@ -155,28 +155,31 @@ def start_local_ray(
     return "auto"
 
 
+HA_PROXY_VAR = "RAY_SERVE_ENABLE_HA_PROXY"
+
+
 def proxy_env(proxy: str) -> dict[str, str]:
     """The environment a Ray cluster needs for ``http.proxy`` (see :class:`HttpConfig`)."""
     if proxy == "ray":
         return {}
-    env = {"RAY_SERVE_ENABLE_HA_PROXY": "1"}
+    env = {HA_PROXY_VAR: "1"}
     if proxy == "direct":
         env["RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING"] = "1"
     return env
 
 
 def _driver_env(proxy: str) -> None:
-    """Ray reads its HAProxy switch once, at import: this process (which builds the app)
-    needs it too before Serve is imported, or ``http.proxy: direct`` is refused."""
-    env = proxy_env(proxy)
-    if not env or all(os.environ.get(k) == v for k, v in env.items()):
+    """Ray reads its HAProxy switch once, at import, and checks it where the app is built:
+    this process needs it before Serve is imported, or ``http.proxy: direct`` is refused
+    (the cluster itself gets it from :func:`start_local_ray`, or from its operator)."""
+    if proxy == "ray" or os.environ.get(HA_PROXY_VAR) == "1":
         return
     if "ray.serve._private.constants" in sys.modules:
         raise StackError(
-            f"http.proxy: {proxy} needs {' '.join(f'{k}={v}' for k, v in env.items())} "
-            "in the environment of the process that deploys; set it and run again"
+            f"http.proxy: {proxy} needs {HA_PROXY_VAR}=1 in the environment of the "
+            "process that deploys; set it and run again"
         )
-    os.environ.update(env)
+    os.environ[HA_PROXY_VAR] = "1"
 
 
 def stop_local_ray() -> None:

@@ -136,8 +136,10 @@ def table(data: dict[str, Any]) -> str:
     rows.append(
         "\nEach cell: output tokens/s, median [min–max] over rounds; p50 TTFT; serving "
         "cores per 1,000 output tokens/s (for `stock-direct`, whose replica is its own "
-        "HTTP server, that work is counted as the engine's). One ingress replica; the "
-        "JSON has both."
+        "HTTP server, that work is counted as the engine's; for `gavel-direct`, the "
+        "whole replica that runs the gateway, its simulated engine included: an upper "
+        "bound). One ingress replica (`gavel-direct` has none: the gateway is in the "
+        "engine's replica); the JSON has both."
     )
     modes = s.get("by_mode") or {s.get("gavel_mode", "gavel"): s}
     rows.append("\n| | target | " + " | ".join(f"`{m}`" for m in modes) + " |")

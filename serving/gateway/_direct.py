@@ -13,8 +13,9 @@ deployment's Serve handle, as from the ingress. One endpoint serves every model.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 from ray.llm._internal.serve.core.server.llm_server import LLMServer
@@ -70,7 +71,8 @@ class GavelLLMServer(LLMServer):
 
     Constructed by Serve with the model's ``LLMConfig`` and the ingress's arguments:
     the other models' deployments and cards, the gateway's settings, the limiter and the
-    metrics hub, and the CORS origins.
+    metrics hub, and the CORS origins. The gateway is built before the engine loads, so
+    a bad store or config fails the replica at once, not after the weights.
     """
 
     async def __init__(  # type: ignore[misc]
@@ -85,15 +87,14 @@ class GavelLLMServer(LLMServer):
         hub: Any = None,
         engine_cls: Any = None,
     ) -> None:
-        await super().__init__(llm_config, engine_cls=engine_cls)
         from serving.gateway._ingress import GavelIngress
 
-        own = llm_config.model_id
-        handles = {**llm_deployments, own: LocalHandle(self)}
+        handles = {**llm_deployments, llm_config.model_id: LocalHandle(self)}
         self._ingress = GavelIngress(
             handles, model_cards, gateway=gateway, limiter=limiter, hub=hub
         )
         self._cors = cors
+        await super().__init__(llm_config, engine_cls=engine_cls)
 
     async def __serve_build_asgi_app__(self) -> Any:
         """The gateway's FastAPI app, its routes bound to this replica's ingress object."""
@@ -105,10 +106,17 @@ class GavelLLMServer(LLMServer):
             route(app)(getattr(self._ingress, name))
         return app
 
-    def _get_batch_interval_ms(self, stream: bool = True) -> int:
+    def _batch_output_stream(
+        self, generator: AsyncGenerator[Any, None]
+    ) -> AsyncGenerator[Any, None]:
         """No stream batching: it amortises the Serve hop to an ingress, and here there is
         none (batching only delays tokens; Ray's own direct path streams unbatched)."""
-        return 0 if stream else None  # type: ignore[return-value]
+        return _unbatched(generator)
+
+    async def _maybe_resolve_lora_from_multiplex(self) -> None:
+        """Nothing: Gavel serves no LoRA adapters, and on this path the request's Serve
+        context is the client's HTTP request, whose multiplexing header (HAProxy strips
+        only its exact spellings) must not reach the engine."""
 
     async def check_health(self) -> None:
         """The engine's health, and the gateway's background loops started."""
@@ -116,9 +124,29 @@ class GavelLLMServer(LLMServer):
         await self._ingress.check_health()
 
     async def __del__(self) -> None:
-        """Finish the shadows in flight and flush capture, then shut the engine down."""
+        """Finish the shadows in flight and flush capture (what is left stays in the
+        spool, adopted by the next writer), then shut the engine down."""
+        ingress = getattr(self, "_ingress", None)
         try:
-            await self._ingress.close()
+            if ingress is not None:
+                await asyncio.wait_for(ingress.close(), timeout=CLOSE_TIMEOUT_S)
         except Exception:  # the engine still shuts down
             log.exception("gateway close failed")
         await super().__del__()
+
+
+CLOSE_TIMEOUT_S = 10.0
+"""How long a stopping replica's gateway may take to drain shadows and flush capture,
+inside Serve's graceful shutdown (the engine's own shutdown comes after it)."""
+
+
+async def _unbatched(generator: AsyncIterator[Any]) -> AsyncGenerator[list[Any], None]:
+    """The engine's stream one item at a time, as Ray's batcher yields them (in lists);
+    the engine's request ends when this stream does (a client gone included)."""
+    try:
+        async for item in generator:
+            yield [item]
+    finally:
+        close = getattr(generator, "aclose", None)
+        if close is not None:
+            await close()

@@ -58,8 +58,6 @@ def test_the_direct_app_is_the_app_models_server_with_the_judge_behind_a_handle(
     assert set(kwargs["model_cards"]) == {"app-model", "judge-model"}
     assert {"gateway", "cors", "limiter", "hub"} <= set(kwargs)
     assert app._ingress_request_router is not None  # Ray's LLMRouter picks the replica
-    # No Serve hop to amortise: the replica's own stream is never batched.
-    assert GavelLLMServer._get_batch_interval_ms(None, stream=True) == 0  # type: ignore[arg-type]
 
 
 class _Server:
@@ -109,3 +107,25 @@ def test_the_local_handle_streams_the_servers_own_calls_and_ends_them() -> None:
     assert server.closed, "the engine's stream must end when its client goes"
     with pytest.raises(AttributeError):
         LocalHandle(server)._private  # noqa: B018
+
+
+def test_the_replicas_own_stream_is_unbatched_and_ends_the_engines_request() -> None:
+    """No Serve hop to amortise: one item per list, and a client gone mid-stream closes
+    the engine's generator at once (not when it is collected)."""
+    ended: list[bool] = []
+
+    async def engine() -> AsyncIterator[str]:
+        try:
+            for i in range(5):
+                yield f"token {i}"
+        finally:
+            ended.append(True)
+
+    async def run() -> tuple[list[object], list[bool]]:
+        source = engine()
+        stream = GavelLLMServer._batch_output_stream(None, source)  # type: ignore[arg-type]
+        first = [await stream.__anext__(), await stream.__anext__()]
+        await stream.aclose()  # type: ignore[attr-defined]
+        return first, list(ended)  # before the loop's own clean-up of stray generators
+
+    assert asyncio.run(run()) == ([["token 0"], ["token 1"]], [True])

@@ -121,11 +121,13 @@ def test_the_gateway_on_the_direct_path_serves_limits_captures_and_stops(
     assert len(served) == 3 and all(r.response_text for r in served), served
 
     # The swap's variant, on the replica's own engine in process; the judge, through
-    # its deployment's handle.
+    # its deployment's handle. A client's Serve multiplexing header (a spelling HAProxy
+    # does not strip) changes nothing.
     for model, scope in (("app-terse", "infer"), ("judge-model", "judge")):
         other, other_key = _key(store_url, scope)
+        sent = {"Authorization": f"Bearer {other_key}", "serve-multiplexed_model-id": "x"}
         r = httpx.post(url, json={**body, "model": model, "stream": False}, timeout=60,
-                       headers={"Authorization": f"Bearer {other_key}"})  # fmt: skip
+                       headers=sent)  # fmt: skip
         assert r.status_code == 200, r.text
         assert r.json()["usage"]["completion_tokens"] == (1 if model == "app-terse" else 8)
         (row,) = _captured(store_url, other, 1)
