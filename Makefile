@@ -109,9 +109,9 @@ docs-figures: setup
 	$(PY) -m serving.bench.figures
 
 # Capacity at GPU token rates on the simulated engine: direct / stock Ray Serve LLM
-# (Serve's proxy, and direct streaming with HAProxy) / Gavel (behind each), alternated in
-# blocks, a py-spy profile of the gateway at c=64; writes reports/bench/scale.json and
-# scale.png (~25 min). Needs PostgreSQL and nothing on ports 8000, 8100, 8404 and 9101.
+# (Serve's proxy, and direct streaming with HAProxy) / Gavel (behind each, and inside the
+# LLM replica on the direct path), alternated in blocks, a py-spy profile of the gateway
+# at c=64; writes reports/bench/scale.json and scale.png (~30 min). Needs PostgreSQL and nothing on ports 8000, 8100, 8404 and 9101.
 bench-scale: setup
 	$(PY) -m loadtest.bench.scale --out reports/bench/scale.json
 

@@ -114,7 +114,7 @@ class Admitter:
             raise over_budget(key, answer)
         if answer.wait_s is None:
             return
-        raise rate_limited(max(1, math.ceil(answer.wait_s)), key)
+        raise rate_limited(max(1, math.ceil(answer.wait_s)), key, leased=answer.budget_leased)
 
     async def _lease_after_pending(
         self, key: ApiKey, now: float, reserve: tuple[int, float], held: str | None

@@ -41,12 +41,15 @@ def over_budget(key: ApiKey, answer: Admission) -> Refusal:
     )
 
 
-def rate_limited(secs: int, key: ApiKey) -> Refusal:
-    """The 429 of a key over its rpm or tpm, with ``Retry-After``."""
+def rate_limited(secs: int, key: ApiKey, *, leased: bool = False) -> Refusal:
+    """The 429 of a key over its rpm or tpm, or (``leased``) whose budget's rest is
+    leased to other replicas until the first lease returns; with ``Retry-After``."""
+    text = f"Rate limit of key {key.name!r} reached (rpm={key.rpm}, tpm={key.tpm})"
+    if leased:
+        text = f"Key {key.name!r}: what is left of its budget is held by requests in flight"
     return Refusal(
         429,
-        f"Rate limit of key {key.name!r} reached (rpm={key.rpm}, tpm={key.tpm}); "
-        f"retry in {secs} s.",
+        f"{text}; retry in {secs} s.",
         type_="rate_limit_error",
         code="rate_limit_exceeded",
         reason="rate_limit",

@@ -41,6 +41,8 @@ class Admission:
     """Per budget period, the share spent or reserved (this request included)."""
     lease: Lease | None = None
     """Granted with an admission when asked for and the key is far below its limits."""
+    budget_leased: bool = False
+    """The wait is for a budget that other replicas' leases hold, not for a rate limit."""
 
 
 def period_ids(now: datetime) -> tuple[str, str]:
@@ -118,7 +120,8 @@ class Budgets:
             if spent + ask.reserve_usd > budget:
                 share: dict[str, float] = {period: (spent - held) / budget}
                 if spent - held + ask.reserve_usd <= budget:  # only leases out hold it
-                    return Admission(wait_s=self._first_return_s(key, now), used=share)
+                    wait = self._first_return_s(key, now)
+                    return Admission(wait_s=wait, used=share, budget_leased=True)
                 return Admission(over_budget=period, resets_at=resets_at(period, now), used=share)
             used[period] = (spent - held + ask.reserve_usd) / budget
         return Admission(used=used)

@@ -9,7 +9,7 @@ import pytest
 
 from serving._keys import new_key
 from serving._model_config import PriceConfig
-from serving.gateway._budget import budget_ask, over_budget
+from serving.gateway._budget import budget_ask, over_budget, rate_limited
 from serving.gateway._limits import BudgetAsk, Budgets, resets_at
 
 NOW = datetime(2026, 12, 31, 23, 0, tzinfo=UTC)
@@ -224,5 +224,8 @@ def test_a_request_that_fits_but_for_leases_out_waits_for_them() -> None:
     answer = b.check("k", NOW, ask)
     assert answer.over_budget is None and answer.wait_s == pytest.approx(6.0)
     assert answer.used["day"] == pytest.approx(0.6)
+    _, key = new_key("k", ["infer"])
+    refused = rate_limited(6, key, leased=answer.budget_leased)  # its 429 says why
+    assert "held by requests in flight" in refused.message and "rpm" not in refused.message
     big = BudgetAsk(day_usd=10.0, month_usd=None, reserve_usd=4.5)
     assert b.check("k", NOW, big).over_budget == "day"  # does not fit even without them

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -88,22 +89,32 @@ BODY = st.one_of(
 )
 
 
+@pytest.fixture(scope="module")
+def store() -> Iterator[Store]:
+    """One store for the module's examples (a new one per example cost a second each)."""
+    opened = Store(STORE_URL)
+    yield opened
+    opened.close()
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 @given(body=BODY)
-def test_every_feedback_answer_is_2xx_or_an_openai_4xx(stack: str, body: object) -> None:
+def test_every_feedback_answer_is_2xx_or_an_openai_4xx(
+    stack: str, store: Store, body: object
+) -> None:
     key = _FUZZ_KEY.setdefault("key", _key())
     if isinstance(body, dict) and "id" in body:
         body["id"] = f"chatcmpl-fuzz-{uuid.uuid4().hex}"[: 10 + len(str(body["id"]))]
-    before = _kept()
+    before = _kept(store)
     r = _send(stack, key, body)
     assert r.status_code < 500, r.text
     if r.status_code >= 400:
         _openai_4xx(r, r.status_code)
-    assert _kept() == before  # none of these names a request of this key
+    assert _kept(store) == before  # none of these names a request of this key
 
 
 _FUZZ_KEY: dict[str, str] = {}
 
 
-def _kept() -> int:
-    return int(Store(STORE_URL).scalar(select(func.count()).select_from(tables.feedback)))
+def _kept(store: Store) -> int:
+    return int(store.scalar(select(func.count()).select_from(tables.feedback)))
