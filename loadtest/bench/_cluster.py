@@ -22,7 +22,11 @@ GAVEL = str(Path(sys.executable).parent / "gavel")
 HEAD_PORT = 6391
 WORKER_METRICS_PORT = 8082
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
-SPREAD = {**os.environ, "RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING": "0"}
+NO_TOKEN = {"RAY_AUTH_MODE": "disabled"}
+"""Token auth off, explicitly: with RAY_AUTH_MODE unset, ``ray start --head`` turns it on
+whenever ``~/.ray/auth_token`` exists (any local ``ray.init()`` writes one), and the
+worker node then cannot join."""
+SPREAD = {**os.environ, "RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING": "0", **NO_TOKEN}
 """The one proxy (on the head) spreads requests over both gateway replicas instead of
 preferring the one on its own node, as a load balancer over several nodes' proxies does."""
 
@@ -171,6 +175,7 @@ class Stack:
             **os.environ,
             "GAVEL_CONFIG": str(self.config),
             "GAVEL_STATE_DIR": str(folder / "state"),
+            **NO_TOKEN,
         }
 
     def gavel(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

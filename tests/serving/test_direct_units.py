@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -45,10 +46,16 @@ def test_each_proxy_mode_asks_ray_for_what_it_needs() -> None:
 
 
 def test_the_direct_app_is_the_app_models_server_with_the_judge_behind_a_handle(
-    tmp_path: Any,
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import ray
+
     from serving import build_app
 
+    # Ray Serve LLM reads the driver's runtime env while building, which would start a
+    # local Ray here (and leave ~/.ray/auth_token behind, which turns token auth on for
+    # every cluster started on this machine afterwards): the builder needs none.
+    monkeypatch.setattr(ray, "get_runtime_context", lambda: SimpleNamespace(runtime_env={}))
     config = parse_config(_config(proxy="direct"))
     app = build_app(config, base_dir=tmp_path)
     ingress = app._bound_deployment

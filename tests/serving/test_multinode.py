@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import re
 import time
 import uuid
@@ -22,6 +23,7 @@ import yaml
 
 from loadtest.bench._cluster import (
     HEAD_PORT,
+    NO_TOKEN,
     Stack,
     scratch_database,
     start_nodes,
@@ -59,6 +61,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         pass
     import ray
 
+    os.environ.update(NO_TOKEN)  # as the nodes run (a stray ~/.ray/auth_token changes nothing)
     with scratch_database("gavel_mn") as store_url:
         stack = Stack(tmp_path_factory.mktemp("multinode"), store_url)
         cfg = yaml.safe_load(stack.config.read_text())
