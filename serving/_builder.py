@@ -211,8 +211,6 @@ def build_app(
 
     from serving.gateway._app import GAVEL_ENDPOINTS, make_app
     from serving.gateway._ingress import GavelIngress
-    from serving.gateway._limits import RateLimiter
-    from serving.gateway._metrics_hub import MetricsHub
 
     base = (base_dir or Path.cwd()).resolve()
     if config.http.proxy == "direct":
@@ -230,15 +228,24 @@ def build_app(
     settings = gateway_settings(config, base_dir=base)
     if config.gateway.deployment is not None:
         options = config.gateway.deployment.to_ingress_options(options)
-    limiter = RateLimiter.bind(store_url=settings["store_url"])  # type: ignore[attr-defined]
-    hub = MetricsHub.bind(store_url=settings["store_url"])  # type: ignore[attr-defined]
     return serve.deployment(ingress_cls, **options).bind(  # type: ignore[attr-defined]
         llm_deployments=deployments,
         model_cards=cards,
         gateway=settings,
-        limiter=limiter,
-        hub=hub,
+        **shared_deployments(settings["store_url"]),
     )
+
+
+def shared_deployments(store_url: str) -> dict[str, Any]:
+    """The deployments every gateway replica shares, as its bind arguments: the rate
+    limiter and the metrics hub."""
+    from serving.gateway._limits import RateLimiter
+    from serving.gateway._metrics_hub import MetricsHub
+
+    return {
+        "limiter": RateLimiter.bind(store_url=store_url),  # type: ignore[attr-defined]
+        "hub": MetricsHub.bind(store_url=store_url),  # type: ignore[attr-defined]
+    }
 
 
 def build_direct_app(config: StackConfig, *, base_dir: Path) -> Application:
@@ -254,8 +261,6 @@ def build_direct_app(config: StackConfig, *, base_dir: Path) -> Application:
     from ray.serve.llm import build_llm_deployment
 
     from serving.gateway._direct import GavelLLMServer
-    from serving.gateway._limits import RateLimiter
-    from serving.gateway._metrics_hub import MetricsHub
 
     own = config.model("app")
     llm_configs = {m.model_id: to_llm_config(m, base_dir=base_dir) for m in config.models}
@@ -275,8 +280,7 @@ def build_direct_app(config: StackConfig, *, base_dir: Path) -> Application:
             "model_cards": {i: to_model_metadata(i, c) for i, c in llm_configs.items()},
             "gateway": settings,
             "cors": config.gateway.cors.model_dump(mode="json"),
-            "limiter": RateLimiter.bind(store_url=settings["store_url"]),  # type: ignore[attr-defined]
-            "hub": MetricsHub.bind(store_url=settings["store_url"]),  # type: ignore[attr-defined]
+            **shared_deployments(settings["store_url"]),
         },
     )
     router = _build_openai_ingress_request_router(server=server, llm_config=own_config)

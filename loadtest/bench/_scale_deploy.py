@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from serving import StackConfig, parse_config
+from serving._stack import proxy_env
 
 PROFILE = "llama-3.1-8b-h100"
 BATCHING = (0, 50)
 ENGINE_CLS = "serving.sim.engine.SimEngine"
 TRACING = {"t-off": None, "t-1": 1.0, "t-001": 0.01}
-HAPROXY_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING": "1"}
+HAPROXY_ENV = proxy_env("direct")
 """Ray's fastest path (2.56+, experimental): HAProxy in place of Serve's proxy, and an LLM
 replica that is its own HTTP ingress. Read when Ray and Serve start (``ray start``, the
 deploying process)."""

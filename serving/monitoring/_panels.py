@@ -72,9 +72,17 @@ def _or_zero(numerator: str, like: str) -> str:
 
 
 def _serving() -> DashboardSpec:
+    return DashboardSpec(
+        uid="gavel-serving", title="Gavel / Serving",
+        description="Traffic, latency (by output length), SLOs, vLLM engines, capture.",
+        rows=[_traffic(), _latency(), _engine(), _capture(), _loadtest()],
+    )  # fmt: skip
+
+
+def _traffic() -> Row:
     req = f"sum by (model) (rate(gavel_requests_total{{{M}}}[{RI}]))"
     err = f'sum by (model) (rate(gavel_requests_total{{{M},status!~"2.."}}[{RI}]))'
-    traffic = Row(title="Traffic", panels=[
+    return Row(title="Traffic", panels=[
         Panel(title="Requests by status", unit="reqps",
               description="Requests that reached a model, per second, by HTTP status and "
                           "source (production, judge, eval).",
@@ -102,7 +110,10 @@ def _serving() -> DashboardSpec:
               queries=[_q(f"sum by (model, source) (rate(gavel_output_tokens_total{{{M}}}"
                           f"[{RI}]))", "{{model}} {{source}}")]),
     ])  # fmt: skip
-    latency = Row(title="Latency", panels=[
+
+
+def _latency() -> Row:
+    return Row(title="Latency", panels=[
         Panel(title="Time to first token", unit="s",
               description="TTFT at the gateway (successful requests), p50/p90/p99.",
               queries=_quantiles("gavel_ttft_seconds")),
@@ -130,7 +141,10 @@ def _serving() -> DashboardSpec:
                        _q(f"max by (model, slo) (gavel_slo_objective{{{M}}})",
                           "{{model}} {{slo}} objective")]),
     ])  # fmt: skip
-    engine = Row(title="Engine (vLLM)", panels=[
+
+
+def _engine() -> Row:
+    return Row(title="Engine (vLLM)", panels=[
         Panel(title="KV-cache usage", unit="percentunit",
               description="Share of each engine's KV cache in use.",
               queries=[_q(f"max by (model_name) (ray_vllm_kv_cache_usage_perc{{{MN}}})",
@@ -150,7 +164,10 @@ def _serving() -> DashboardSpec:
                           f'ray_vllm_time_to_first_token_seconds_bucket{{model_name=~"$model"}}'
                           f"[{RI}])))", "{{model_name}}")]),
     ])  # fmt: skip
-    capture = Row(title="Capture and store", panels=[
+
+
+def _capture() -> Row:
+    return Row(title="Capture and store", panels=[
         Panel(title="Capture queue and spool", unit="short",
               description="Captured records waiting in memory, and spooled to disk while "
                           "the store is away (should drain to 0).",
@@ -168,7 +185,10 @@ def _serving() -> DashboardSpec:
               description="1 when the last key lookup and capture write reached the store.",
               queries=[_q("min(gavel_store_up)", "store up")]),
     ])  # fmt: skip
-    loadtest = Row(title="Load test (last sweep)", panels=[
+
+
+def _loadtest() -> Row:
+    return Row(title="Load test (last sweep)", panels=[
         Panel(title="Load test p50 latency by output length", unit="s",
               description="The last `gavel loadtest sweep`: p50 TTFT, TPOT and end-to-end "
                           "per output length and concurrency.",
@@ -183,11 +203,6 @@ def _serving() -> DashboardSpec:
                           f"(gavel_loadtest_output_tokens_per_second{{{M}}})",
                           "out={{output_len}} c={{concurrency}}")]),
     ])  # fmt: skip
-    return DashboardSpec(
-        uid="gavel-serving", title="Gavel / Serving",
-        description="Traffic, latency (by output length), SLOs, vLLM engines, capture.",
-        rows=[traffic, latency, engine, capture, loadtest],
-    )  # fmt: skip
 
 
 def _cost() -> DashboardSpec:
